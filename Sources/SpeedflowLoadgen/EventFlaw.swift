@@ -1,0 +1,27 @@
+/// A deliberate defect that must make the server reject an event, one per rejection reason of the contract.
+enum EventFlaw: UInt8, CaseIterable, Sendable {
+    case missingField
+    case invalidField
+    case invalidKvfvId
+    case invalidTimestamp
+    case invalidEventId
+    case speedOutOfRange
+    case inFuture
+    case tooLate
+    case notAnObject
+
+    /// The reason code the server must answer with (DESIGN.md, "Contract").
+    var reason: String {
+        switch self {
+        case .missingField: "missing_field"
+        case .invalidField: "invalid_field"
+        case .invalidKvfvId: "invalid_kvfv_id"
+        case .invalidTimestamp: "invalid_timestamp"
+        case .invalidEventId: "invalid_event_id"
+        case .speedOutOfRange: "speed_out_of_range"
+        case .inFuture: "in_future"
+        case .tooLate: "too_late"
+        case .notAnObject: "not_an_object"
+        }
+    }
+}

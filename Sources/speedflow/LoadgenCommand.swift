@@ -1,0 +1,209 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SpeedflowLoadgen
+
+/// `speedflow loadgen`: thin CLI over `SpeedflowLoadgen`; parses options into a `LoadgenConfiguration`.
+struct LoadgenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loadgen",
+        abstract: "Simulate a fleet of speed cameras on bad links against a running server, and verify it exactly.",
+        discussion: """
+            Each simulated camera has its own road (base speed), lanes, clock skew and daily profile (rush hours \
+            slow and dense, nights fast and sparse), numbers its events (event_id) and sends them in order over \
+            its own link. Links are bad on purpose: cameras go offline and then flush hours of backlog, answers \
+            are "lost" so whole batches are resent, requests are abandoned by short timeouts and resent, \
+            acknowledged events are resent alone, batches are shuffled and carry repeats, and a share of events \
+            is invalid, cycling through every rejection reason. A request that failed (timeout, 5xx, dropped \
+            connection) is resent until it is acknowledged, so at the end the server's state is known exactly.
+
+            Live progress goes to stderr once a second; the report (text, or --json) goes to stdout: requests, \
+            events accepted / duplicates / rejected by reason, HTTP errors, throughput, latency p50/p95/p99/max \
+            (HdrHistogram), and freshness (time from an event's acknowledgement to its first appearance in a \
+            query answer, sampled once a second).
+
+            --verify then compares every 5-minute window of every camera with an independent oracle built from \
+            what the server acknowledged (count exact, average and harmonic mean to 1e-9 relative, min and max \
+            exact). Use it against a fresh data directory, or give a --camera-prefix no other data uses.
+
+            Exit status: 0 if every answer kept the contract (and --verify matched), 1 otherwise.
+
+            Examples:
+              speedflow loadgen --duration 3m                       # seed-000 style: 1,000 cameras, single events
+              speedflow loadgen --mode batch --batch-size 500 --duration 1m
+              speedflow loadgen --cameras 20 --events 20000 --outage-share 0.5 --outage 2s --verify
+            """)
+
+    @Option(help: "Base URL of the server.")
+    var url = "http://127.0.0.1:8080"
+
+    @Option(help: "Number of simulated cameras.")
+    var cameras = 1000
+
+    @Option(help: "Camera id prefix (ids are the prefix and 5 digits, e.g. KV00001).")
+    var cameraPrefix = "KV"
+
+    @Option(help: "single: one event per request (like k6 in seed 000); batch: --batch-size events per request.")
+    var mode: LoadgenConfiguration.Mode = .single
+
+    @Option(help: "Events per request in batch mode.")
+    var batchSize = 500
+
+    @Option(help: "Batch body: ndjson (application/x-ndjson) or array (a JSON array).")
+    var batchFormat: LoadgenConfiguration.BatchFormat = .ndjson
+
+    @Option(help: "Target rate in events per second over the whole fleet (default: as fast as the server answers).")
+    var rate: Double?
+
+    @Option(help: "Stop generating new events after this long (e.g. 90s, 3m, 1h).")
+    var duration: DurationArgument?
+
+    @Option(name: .customLong("events"), help: "Stop generating after this many new events (whichever limit comes first).")
+    var eventCount: Int?
+
+    @Option(help: "Requests in flight at once (keep-alive connections); each link owns a share of the cameras.")
+    var concurrency = 64
+
+    @Option(help: "Per-request timeout; a timed-out request is resent unchanged.")
+    var timeout: DurationArgument = .init(.seconds(10))
+
+    @Option(help: "After generation stops, how long to keep flushing and resending before giving up.")
+    var drainTimeout: DurationArgument = .init(.seconds(120))
+
+    @Option(help: "Share of cameras that go offline once during the run (0...1).")
+    var outageShare = 0.05
+
+    @Option(name: .customLong("outage"), help: "How long an offline camera stays offline.")
+    var outageDuration: DurationArgument = .init(.seconds(10))
+
+    @Option(help: "How far back a flushed backlog reaches (under 6.5 days; the server keeps 7).")
+    var backlogAge: DurationArgument = .init(.seconds(6 * 3600))
+
+    @Option(help: "Historical events in each backlog flush, spread over --backlog-age by the daily profile.")
+    var backlogEvents = 600
+
+    @Option(help: "Share of events resent later on their own or inside another request (0...1).")
+    var duplicateShare = 0.01
+
+    @Option(help: "Share of answered requests whose answer is treated as lost, so the same bytes are resent (0...1).")
+    var lostAckShare = 0.005
+
+    @Option(help: "Share of requests sent with a tiny timeout (0.1-3 ms), abandoned and resent (0...1).")
+    var timeoutShare = 0.002
+
+    @Option(help: "Share of invalid events, cycling through every rejection reason (0...1).")
+    var invalidShare = 0.01
+
+    @Option(help: "Share of batches that carry one event twice (0...1).")
+    var inBatchDuplicateShare = 0.05
+
+    @Flag(inversion: .prefixedNo, help: "Shuffle the events of each batch.")
+    var shuffle = true
+
+    @Option(help: "Camera clocks are skewed uniformly within +/- this (keep under the server's 5 min).")
+    var maxClockSkew: DurationArgument = .init(.seconds(20))
+
+    @Option(help: "Simulation seed (default: random; printed in the report, so a run can be repeated).")
+    var seed: UInt64?
+
+    @Option(help: "Probe freshness every this long (0s disables).")
+    var freshnessInterval: DurationArgument = .init(.seconds(1))
+
+    @Flag(help: "After the run, compare every 5-minute window of every camera with what the server acknowledged.")
+    var verify = false
+
+    @Flag(help: "Print the final report as JSON.")
+    var json = false
+
+    @Flag(help: "No live progress line.")
+    var quiet = false
+
+    @Flag(help: "Log the load generator's own activity (info level) on stderr.")
+    var verbose = false
+
+    func makeConfiguration() -> LoadgenConfiguration {
+        var c = LoadgenConfiguration()
+        c.url = url
+        c.cameras = cameras
+        c.cameraPrefix = cameraPrefix
+        c.mode = mode
+        c.batchSize = batchSize
+        c.batchFormat = batchFormat
+        c.rate = rate
+        // A count alone means "until the count"; neither means the library's default duration.
+        c.duration = duration?.value ?? (eventCount == nil ? c.duration : nil)
+        c.eventCount = eventCount
+        c.concurrency = concurrency
+        c.requestTimeout = timeout.value
+        c.drainTimeout = drainTimeout.value
+        c.outageShare = outageShare
+        c.outageDuration = outageDuration.value
+        c.backlogAge = backlogAge.value
+        c.backlogEvents = backlogEvents
+        c.duplicateShare = duplicateShare
+        c.lostAckShare = lostAckShare
+        c.timeoutShare = timeoutShare
+        c.invalidShare = invalidShare
+        c.inBatchDuplicateShare = inBatchDuplicateShare
+        c.shuffle = shuffle
+        c.maxClockSkew = maxClockSkew.value
+        if let seed { c.seed = seed }
+        c.freshnessInterval = freshnessInterval.value > .zero ? freshnessInterval.value : nil
+        c.verify = verify
+        c.progress = !quiet
+        return c
+    }
+
+    func validate() throws {
+        do {
+            try makeConfiguration().validate()
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
+    func run() async throws {
+        let configuration = makeConfiguration()
+        var logger = Logger(label: "speedflow.loadgen")
+        logger.logLevel = verbose ? .info : .warning
+        let isTerminal = isatty(STDERR_FILENO) != 0
+        let progress: (@Sendable (String) -> Void)? = quiet ? nil : { line in
+            FileHandle.standardError.write(Data(((isTerminal ? "\r\u{1B}[K" : "") + line + (isTerminal ? "" : "\n")).utf8))
+        }
+        let report = try await Loadgen.run(configuration: configuration, logger: logger, progress: progress)
+        if isTerminal, !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
+        print(json ? report.json() : report.text())
+        if !report.passed { throw ExitCode(1) }
+    }
+}
+
+extension LoadgenCommand {
+    /// A duration on the command line: `250ms`, `90s`, `3m`, `1h`, `2d`, or plain seconds.
+    struct DurationArgument: ExpressibleByArgument, Sendable {
+        var value: Duration
+
+        init(_ value: Duration) { self.value = value }
+
+        init?(argument: String) {
+            let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+            for (suffix, scale) in units where argument.hasSuffix(suffix) {
+                guard let number = Double(argument.dropLast(suffix.count)), number >= 0 else { return nil }
+                value = .milliseconds(Int64((number * scale * 1000).rounded()))
+                return
+            }
+            guard let seconds = Double(argument), seconds >= 0 else { return nil }
+            value = .milliseconds(Int64((seconds * 1000).rounded()))
+        }
+
+        var defaultValueDescription: String {
+            let ms = value.components.seconds * 1000 + value.components.attoseconds / 1_000_000_000_000_000
+            if ms % 3_600_000 == 0 { return "\(ms / 3_600_000)h" }
+            if ms % 60_000 == 0, ms >= 60_000 { return "\(ms / 60_000)m" }
+            if ms % 1000 == 0 { return "\(ms / 1000)s" }
+            return "\(ms)ms"
+        }
+    }
+}
+
+extension LoadgenConfiguration.Mode: ExpressibleByArgument {}
+extension LoadgenConfiguration.BatchFormat: ExpressibleByArgument {}
