@@ -1,0 +1,99 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "speedflow",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "speedflow", targets: ["speedflow"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // Event, identity, validation, reason codes. No IO.
+        .target(name: "SpeedflowModel", swiftSettings: strict),
+        // Bucket state, merge, windows, percentiles. No IO, pure.
+        .target(name: "SpeedflowAggregation", dependencies: ["SpeedflowModel"], swiftSettings: strict),
+        // zlib, for CRC-32 of log records (Debian: zlib1g-dev).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Log protocol and the embedded segment log.
+        .target(name: "SpeedflowLog", dependencies: [
+            "CZlib",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], swiftSettings: strict),
+        // Store protocol and the SQLite store.
+        .target(name: "SpeedflowStore", dependencies: [
+            "SpeedflowModel", "SpeedflowAggregation",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        // The pipeline: log append (group commit) -> dedup -> buckets -> store; queries.
+        .target(name: "SpeedflowEngine", dependencies: [
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
+        // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets.
+        .target(name: "SpeedflowServer", dependencies: [
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "CompressNIO", package: "compress-nio"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
+        ], resources: [.copy("Resources")], swiftSettings: strict),
+        // Fleet simulator and exact verifier (`speedflow loadgen`).
+        .target(name: "SpeedflowLoadgen", dependencies: [
+            "SpeedflowModel", "SpeedflowAggregation",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        // The one executable: parses configuration, builds services, runs them.
+        .executableTarget(name: "speedflow", dependencies: [
+            "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Configuration", package: "swift-configuration"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], swiftSettings: strict),
+        // Benchmarks that print figures (never timed tests).
+        .executableTarget(name: "speedflow-bench", dependencies: [
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowStore", "SpeedflowEngine", "SpeedflowLog",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "bench/Sources/speedflow-bench", swiftSettings: strict),
+
+        .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel"]),
+        .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel"]),
+        .testTarget(name: "SpeedflowLogTests", dependencies: ["SpeedflowLog"]),
+        .testTarget(name: "SpeedflowEngineTests", dependencies: ["SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation"]),
+        .testTarget(name: "SpeedflowServerTests", dependencies: [
+            "SpeedflowServer", "SpeedflowEngine", "SpeedflowModel",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
+        .testTarget(name: "IntegrationTests", dependencies: [
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLoadgen",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+    ]
+)

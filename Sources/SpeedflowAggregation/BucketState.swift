@@ -1,0 +1,121 @@
+import SpeedflowModel
+
+/// The mergeable summary of the speeds in one camera's 5-minute bucket (or any union of buckets).
+///
+/// Every field merges exactly or stably: counts and sums add, min/max compare, mean+M2 merge by Chan's
+/// formula (numerically stable stddev; Σv² would cancel catastrophically), and the 1 km/h histogram adds
+/// bin-wise, which gives exact V15/V50/V85 at the instrument's resolution.
+public struct BucketState: Sendable, Hashable {
+    public private(set) var count: Int64 = 0
+    /// Σv, for the arithmetic (time-mean) speed.
+    public private(set) var sum: Double = 0
+    /// Σ1/v, for the harmonic (space-mean) speed `count / sumInverse`.
+    public private(set) var sumInverse: Double = 0
+    public private(set) var min: Double = .infinity
+    public private(set) var max: Double = -.infinity
+    /// Running mean and sum of squared deviations (Welford / Chan).
+    public private(set) var mean: Double = 0
+    public private(set) var m2: Double = 0
+    public private(set) var histogram = SpeedHistogram()
+
+    public init() {}
+
+    public var isEmpty: Bool { count == 0 }
+
+    /// Adds one speed (km/h, > 0).
+    public mutating func add(_ speed: Double) {
+        count += 1
+        sum += speed
+        sumInverse += 1 / speed
+        if speed < min { min = speed }
+        if speed > max { max = speed }
+        let delta = speed - mean
+        mean += delta / Double(count)
+        m2 += delta * (speed - mean)
+        histogram.add(bin: SpeedHistogram.bin(for: speed))
+    }
+
+    /// Merges another state into this one (Chan et al. for mean and M2).
+    public mutating func merge(_ other: BucketState) {
+        guard other.count > 0 else { return }
+        guard count > 0 else {
+            self = other
+            return
+        }
+        let n1 = Double(count), n2 = Double(other.count), n = n1 + n2
+        let delta = other.mean - mean
+        mean += delta * n2 / n
+        m2 += other.m2 + delta * delta * n1 * n2 / n
+        count += other.count
+        sum += other.sum
+        sumInverse += other.sumInverse
+        min = Swift.min(min, other.min)
+        max = Swift.max(max, other.max)
+        histogram.merge(other.histogram)
+    }
+
+    public func merging(_ other: BucketState) -> BucketState {
+        var s = self
+        s.merge(other)
+        return s
+    }
+
+    /// Arithmetic mean speed Σv/n.
+    public var averageSpeed: Double? { count > 0 ? sum / Double(count) : nil }
+    /// Harmonic mean speed n/Σ(1/v), the space-mean speed.
+    public var harmonicMeanSpeed: Double? { count > 0 ? Double(count) / sumInverse : nil }
+    public var minSpeed: Double? { count > 0 ? min : nil }
+    public var maxSpeed: Double? { count > 0 ? max : nil }
+    /// Sample standard deviation (n − 1); `nil` below two events.
+    public var standardDeviation: Double? { count > 1 ? (Swift.max(m2, 0) / Double(count - 1)).squareRoot() : nil }
+
+    /// Nearest-rank percentile of the 1 km/h bins: the bin (floor of the speed, km/h) holding the
+    /// ⌈p·n⌉-th smallest speed. `percent` in 1...100.
+    public func percentile(_ percent: Int) -> Int? {
+        histogram.percentile(percent, count: count)
+    }
+}
+
+extension BucketState {
+    /// Persisted form: fixed doubles then the sparse histogram (see `SpeedHistogram.encode`).
+    public func encode(into out: inout [UInt8]) {
+        out.append(1)  // format version
+        out.appendVarint(UInt64(count))
+        for d in [sum, sumInverse, min, max, mean, m2] {
+            withUnsafeBytes(of: d.bitPattern.littleEndian) { out.append(contentsOf: $0) }
+        }
+        histogram.encode(into: &out)
+    }
+
+    public func encoded() -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(64 + histogram.binCount * 3)
+        encode(into: &out)
+        return out
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(EventRecord.FormatError) -> BucketState {
+        var r = ByteReader(bytes)
+        guard try r.byte() == 1 else { throw EventRecord.FormatError() }
+        var s = BucketState()
+        s.count = Int64(try r.varint())
+        s.sum = try r.double()
+        s.sumInverse = try r.double()
+        s.min = try r.double()
+        s.max = try r.double()
+        s.mean = try r.double()
+        s.m2 = try r.double()
+        s.histogram = try SpeedHistogram.decode(&r)
+        return s
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(EventRecord.FormatError) -> BucketState {
+        do {
+            return try bytes.withUnsafeBytes { try decode($0) }
+        } catch let e as EventRecord.FormatError {
+            throw e
+        } catch {
+            throw EventRecord.FormatError()
+        }
+    }
+}

@@ -1,0 +1,205 @@
+import SpeedflowAggregation
+import SpeedflowModel
+import SpeedflowStore
+
+/// A bucket held in memory: its aggregate, the identities counted in it, and whether the store has it.
+struct HotBucket {
+    var state: BucketState
+    var ids: Set<UInt64>
+    /// Bumped on every change; the store holds `persistedVersion`.
+    var version: UInt64
+    var persistedVersion: UInt64
+    var lastTouchMs: Int64
+
+    var isClean: Bool { version == persistedVersion }
+}
+
+/// What we know about a camera beyond its buckets; the newest times are persisted, the counters are since start.
+struct CameraLive {
+    var record: CameraRecord
+    var lagMs: Int64 = 0
+    var accepted: Int64 = 0
+    var duplicates: Int64 = 0
+    var rejected: Int64 = 0
+    var lastInFutureMs: Int64?
+    /// The last speeds seen, to tell a stuck sensor (all identical).
+    var recentSpeeds: [Double] = []
+    var dirty = false
+
+    static let recentSpeedCount = 20
+
+    mutating func noteSpeed(_ v: Double) {
+        if recentSpeeds.count == Self.recentSpeedCount { recentSpeeds.removeFirst() }
+        recentSpeeds.append(v)
+    }
+}
+
+/// The aggregation state machine: dedup by identity, then merge into the event's 5-minute bucket.
+///
+/// This is where "what is a duplicate" and "where do late events go" are decided. It is a value confined to
+/// the engine's lock; loading a bucket that is not in memory (a late event for an evicted bucket) reads the
+/// store, so memory stays bounded while dedup stays exact.
+struct Aggregator {
+    let store: any Store
+    var cameraIds: [String: Int64] = [:]
+    var cameras: [Int64: CameraLive] = [:]
+    /// Hot buckets per camera, so a query touches only its camera's entries.
+    var hot: [Int64: [Int64: HotBucket]] = [:]
+    var hotIdentities = 0
+    var dirty: Set<BucketKey> = []
+    var nextCameraId: Int64 = 1
+    /// Log offset after the last applied record.
+    var appliedOffset: UInt64
+    /// Log offset the store holds.
+    var committedOffset: UInt64
+
+    init(store: any Store) throws {
+        self.store = store
+        self.appliedOffset = try store.logOffset()
+        self.committedOffset = appliedOffset
+        for c in try store.cameras() {
+            cameraIds[c.kvfvId] = c.id
+            cameras[c.id] = CameraLive(record: c)
+            nextCameraId = max(nextCameraId, c.id + 1)
+        }
+    }
+
+    /// Applies one log record. Returns how many events were new and how many were duplicates.
+    mutating func apply(_ record: EventRecord, endOffset: UInt64, nowMs: Int64) throws -> IngestOutcome {
+        var outcome = IngestOutcome()
+        for event in record.events {
+            if try apply(event, arrivalMs: record.arrivalMs, nowMs: nowMs) {
+                outcome.accepted += 1
+            } else {
+                outcome.duplicates += 1
+            }
+        }
+        appliedOffset = endOffset
+        return outcome
+    }
+
+    /// Returns `true` when the event was counted, `false` for a duplicate.
+    mutating func apply(_ event: CameraEvent, arrivalMs: Int64, nowMs: Int64) throws -> Bool {
+        let camera = cameraId(for: event.kvfvId)
+        let bucket = Bucket.index(ofTimestamp: event.timestampMs)
+        let id = event.identity
+
+        var entry: HotBucket
+        if let existing = hot[camera]?[bucket] {
+            entry = existing
+        } else if let stored = try store.loadBucket(BucketKey(camera: camera, bucket: bucket)) {
+            entry = HotBucket(state: stored.state, ids: Set(stored.ids), version: 1, persistedVersion: 1, lastTouchMs: nowMs)
+            hotIdentities += stored.ids.count
+        } else {
+            entry = HotBucket(state: BucketState(), ids: [], version: 0, persistedVersion: 0, lastTouchMs: nowMs)
+        }
+        entry.lastTouchMs = nowMs
+        let isNew = entry.ids.insert(id).inserted
+        if isNew {
+            entry.state.add(event.speed)
+            entry.version += 1
+            hotIdentities += 1
+            dirty.insert(BucketKey(camera: camera, bucket: bucket))
+        }
+        hot[camera, default: [:]][bucket] = entry
+
+        var live = cameras[camera]!
+        if isNew {
+            live.accepted += 1
+            if event.timestampMs >= (live.record.lastEventMs ?? .min) {
+                live.record.lastEventMs = event.timestampMs
+            }
+            live.noteSpeed(event.speed)
+        } else {
+            live.duplicates += 1
+        }
+        live.lagMs = arrivalMs - event.timestampMs
+        live.record.lastArrivalMs = max(live.record.lastArrivalMs ?? .min, arrivalMs)
+        live.dirty = true
+        cameras[camera] = live
+        return isNew
+    }
+
+    mutating func cameraId(for kvfvId: String) -> Int64 {
+        if let id = cameraIds[kvfvId] { return id }
+        let id = nextCameraId
+        nextCameraId += 1
+        cameraIds[kvfvId] = id
+        var live = CameraLive(record: CameraRecord(id: id, kvfvId: kvfvId))
+        live.dirty = true
+        cameras[id] = live
+        return id
+    }
+
+    // MARK: - Flushing
+
+    /// A consistent cut of everything changed since the last snapshot, for the store.
+    struct Snapshot: Sendable {
+        var buckets: [(key: BucketKey, state: BucketState, ids: Set<UInt64>, version: UInt64)] = []
+        var cameras: [CameraRecord] = []
+        var logOffset: UInt64 = 0
+
+        var isEmpty: Bool { buckets.isEmpty && cameras.isEmpty }
+    }
+
+    /// Takes the changed buckets (copy-on-write copies: cheap until the next change) and clears the dirty set.
+    mutating func takeSnapshot() -> Snapshot {
+        var s = Snapshot(logOffset: appliedOffset)
+        s.buckets.reserveCapacity(dirty.count)
+        for key in dirty {
+            guard let e = hot[key.camera]?[key.bucket] else { continue }
+            s.buckets.append((key, e.state, e.ids, e.version))
+        }
+        dirty.removeAll(keepingCapacity: true)
+        for (id, live) in cameras where live.dirty {
+            s.cameras.append(live.record)
+            cameras[id]!.dirty = false
+        }
+        return s
+    }
+
+    /// After the store committed `snapshot`: mark what it holds as persisted.
+    mutating func persisted(_ snapshot: Snapshot) {
+        committedOffset = max(committedOffset, snapshot.logOffset)
+        for b in snapshot.buckets {
+            if var e = hot[b.key.camera]?[b.key.bucket] {
+                e.persistedVersion = max(e.persistedVersion, b.version)
+                hot[b.key.camera]![b.key.bucket] = e
+            }
+        }
+    }
+
+    /// After a failed commit: everything in the snapshot is dirty again.
+    mutating func failed(_ snapshot: Snapshot) {
+        for b in snapshot.buckets { dirty.insert(b.key) }
+        for c in snapshot.cameras { cameras[c.id]?.dirty = true }
+    }
+
+    /// Drops persisted buckets untouched for `idleMs`, and more (least recently touched first) while over
+    /// `maxIdentities`. Dirty buckets always stay: they are not in the store yet.
+    mutating func evict(nowMs: Int64, idleMs: Int64, maxIdentities: Int) {
+        var candidates: [(touch: Int64, key: BucketKey, ids: Int)] = []
+        for (camera, buckets) in hot {
+            for (bucket, e) in buckets where e.isClean {
+                if nowMs - e.lastTouchMs >= idleMs {
+                    remove(BucketKey(camera: camera, bucket: bucket), ids: e.ids.count)
+                } else if hotIdentities > maxIdentities {
+                    candidates.append((e.lastTouchMs, BucketKey(camera: camera, bucket: bucket), e.ids.count))
+                }
+            }
+        }
+        guard hotIdentities > maxIdentities else { return }
+        for c in candidates.sorted(by: { $0.touch < $1.touch }) {
+            guard hotIdentities > maxIdentities else { break }
+            remove(c.key, ids: c.ids)
+        }
+    }
+
+    private mutating func remove(_ key: BucketKey, ids: Int) {
+        hot[key.camera]![key.bucket] = nil
+        if hot[key.camera]!.isEmpty { hot[key.camera] = nil }
+        hotIdentities -= ids
+    }
+
+    var hotBucketCount: Int { hot.values.reduce(0) { $0 + $1.count } }
+}

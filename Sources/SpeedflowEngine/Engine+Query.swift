@@ -1,0 +1,118 @@
+import Foundation
+import SpeedflowAggregation
+import SpeedflowModel
+import SpeedflowStore
+
+extension Engine {
+    /// Merged state of each window for one camera, reading memory (the freshest, including every acked event)
+    /// and the store. Returns `nil` for a camera never seen.
+    ///
+    /// Memory is read first, under the lock; a bucket not in memory then is persisted (only persisted buckets
+    /// are evicted), so the store read that follows sees it.
+    public func windowStates(kvfvId: String, windows: [Window]) async throws -> [BucketState]? {
+        guard let first = windows.first, let last = windows.last else { return [] }
+        let range = first.buckets.lowerBound..<max(first.buckets.lowerBound, last.buckets.upperBound)
+        let hot: (camera: Int64, states: [Int64: BucketState])? = aggregator.withLock { a in
+            guard let camera = a.cameraIds[kvfvId] else { return nil }
+            var states: [Int64: BucketState] = [:]
+            for (bucket, entry) in a.hot[camera] ?? [:] where range.contains(bucket) && !entry.state.isEmpty {
+                states[bucket] = entry.state
+            }
+            return (camera, states)
+        }
+        guard let hot else { return nil }
+        var byBucket = hot.states
+        for (bucket, state) in try await store.readStates(camera: hot.camera, buckets: range) where byBucket[bucket] == nil {
+            byBucket[bucket] = state
+        }
+        let sorted = byBucket.sorted { $0.key < $1.key }
+        var result = [BucketState](repeating: BucketState(), count: windows.count)
+        var w = 0
+        for (bucket, state) in sorted {
+            while w < windows.count && bucket >= windows[w].buckets.upperBound { w += 1 }
+            guard w < windows.count else { break }
+            if windows[w].buckets.contains(bucket) { result[w].merge(state) }
+        }
+        return result
+    }
+
+    /// A camera's row in `GET /kvfv`.
+    public struct CameraStatus: Sendable {
+        public enum Health: String, Sendable { case live, silent, lagging, clockSkew = "clock_skew", stuck }
+        public var kvfvId: String
+        public var health: Health
+        public var lastEventMs: Int64?
+        public var lastArrivalMs: Int64?
+        public var lagMs: Int64
+        public var eventsLastHour: Int64
+        public var eventsToday: Int64
+        public var currentWindowStartMs: Int64
+        public var current: BucketState
+        public var accepted: Int64
+        public var duplicates: Int64
+        public var rejected: Int64
+    }
+
+    /// Every camera with its health and recent figures.
+    public func cameraStatuses() async throws -> [CameraStatus] {
+        let now = clock()
+        let currentBucket = Bucket.index(ofTimestamp: now)
+        let dayStart = Bucket.index(ofTimestamp: now - now.floorDivMod(86_400_000).1)
+        let hourStart = Bucket.index(ofTimestamp: now - 3_600_000) + 1
+        struct Row { var live: CameraLive; var hotToday: [Int64: BucketState] }
+        let rows: [Int64: Row] = aggregator.withLock { a in
+            var rows: [Int64: Row] = [:]
+            for (id, live) in a.cameras {
+                var hotToday: [Int64: BucketState] = [:]
+                for (bucket, e) in a.hot[id] ?? [:] where bucket >= min(dayStart, hourStart) {
+                    hotToday[bucket] = e.state
+                }
+                rows[id] = Row(live: live, hotToday: hotToday)
+            }
+            return rows
+        }
+        let lowest = min(dayStart, hourStart)
+        let stored = try await store.statesByCamera(buckets: lowest..<(currentBucket + 1))
+        return rows.map { id, row in
+            var today: Int64 = 0, lastHour: Int64 = 0
+            var merged = stored[id] ?? [:]
+            for (b, s) in row.hotToday { merged[b] = s }
+            for (b, s) in merged {
+                if b >= dayStart { today += s.count }
+                if b >= hourStart { lastHour += s.count }
+            }
+            let live = row.live
+            return CameraStatus(
+                kvfvId: live.record.kvfvId, health: health(live, nowMs: now),
+                lastEventMs: live.record.lastEventMs, lastArrivalMs: live.record.lastArrivalMs, lagMs: live.lagMs,
+                eventsLastHour: lastHour, eventsToday: today,
+                currentWindowStartMs: Bucket.start(ofIndex: currentBucket), current: merged[currentBucket] ?? BucketState(),
+                accepted: live.accepted, duplicates: live.duplicates, rejected: live.rejected)
+        }.sorted { $0.kvfvId < $1.kvfvId }
+    }
+
+    func health(_ c: CameraLive, nowMs: Int64) -> CameraStatus.Health {
+        if let arrival = c.record.lastArrivalMs, nowMs - arrival > configuration.silentAfterMs { return .silent }
+        if c.record.lastArrivalMs == nil { return .silent }
+        if let f = c.lastInFutureMs, nowMs - f < 3_600_000 { return .clockSkew }
+        if c.recentSpeeds.count == CameraLive.recentSpeedCount, Set(c.recentSpeeds).count == 1 { return .stuck }
+        if c.lagMs > configuration.laggingAfterMs { return .lagging }
+        return .live
+    }
+
+    /// Counts rejections against their camera (for health: clock skew) when the camera is known.
+    public func noteRejections(_ rejections: [(kvfvId: String, reason: RejectionReason)]) {
+        guard !rejections.isEmpty else { return }
+        let now = clock()
+        aggregator.withLock { a in
+            for r in rejections {
+                guard let id = a.cameraIds[r.kvfvId] else { continue }
+                a.cameras[id]!.rejected += 1
+                if r.reason == .inFuture { a.cameras[id]!.lastInFutureMs = now }
+            }
+        }
+    }
+
+    public var hotBuckets: Int { aggregator.withLock { $0.hotBucketCount } }
+    public var now: Int64 { clock() }
+}

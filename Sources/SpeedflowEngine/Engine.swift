@@ -1,0 +1,305 @@
+import Dispatch
+import Foundation
+import Logging
+import Metrics
+import SpeedflowAggregation
+import SpeedflowLog
+import SpeedflowModel
+import SpeedflowStore
+import Synchronization
+
+/// The embedded pipeline: log append with group commit → dedup + bucket merge → periodic store commit.
+///
+/// One commit thread owns the order of everything: it takes every request waiting, appends them to the log
+/// in one write + one fsync, applies them in log order, then answers them. Replay after a crash applies the
+/// same records in the same order, so the "first copy wins" decisions are the same. A flusher thread commits
+/// changed buckets, identities and the log offset to the store in one transaction at a time.
+public final class Engine: Sendable {
+    public let configuration: EngineConfiguration
+    public let log: any Log
+    public let store: any Store
+    public let stats: IngestStats
+    let logger: Logger
+    let clock: @Sendable () -> Int64
+
+    struct Pending {
+        var record: EventRecord
+        var payload: [UInt8]
+        var continuation: CheckedContinuation<Result<IngestOutcome, IngestError>, Never>
+    }
+
+    struct Intake {
+        var pending: [Pending] = []
+        var pendingEvents = 0
+        var closing = false
+        var stopped = false
+    }
+
+    struct FlushState {
+        var running = false
+        var lastFlushMs: Int64 = 0
+        var lastMaintenanceMs: Int64 = 0
+    }
+
+    let intake = Mutex(Intake())
+    let wake = DispatchSemaphore(value: 0)
+    let aggregator: Mutex<Aggregator>
+    let flushState = Mutex(FlushState())
+    let flushDone = DispatchSemaphore(value: 0)
+    let stoppedSignal = DispatchSemaphore(value: 0)
+
+    private let queueGauge = Gauge(label: "speedflow_ingest_queue_events")
+    private let hotGauge = Gauge(label: "speedflow_hot_buckets")
+    private let flushTimer = Timer(label: "speedflow_store_flush_seconds")
+
+    public init(
+        log: any Log, store: any Store, configuration: EngineConfiguration = .init(),
+        logger: Logger = Logger(label: "speedflow.engine"),
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    ) throws {
+        self.log = log
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.clock = clock
+        self.stats = IngestStats(nowMs: clock())
+        self.aggregator = Mutex(try Aggregator(store: store))
+    }
+
+    // MARK: - Recovery
+
+    /// Replays the log from the store's offset so memory and store reflect every durable event.
+    ///
+    /// `filter` skips events (used by `rebuild`); `progress` is called about once a second with bytes done
+    /// and bytes total.
+    public func recover(
+        filter: (@Sendable (CameraEvent) -> Bool)? = nil,
+        progress: ((_ done: UInt64, _ total: UInt64, _ events: Int) -> Void)? = nil
+    ) throws {
+        let start = aggregator.withLock { $0.appliedOffset }
+        let end = log.endOffset.value
+        guard start < end else { return }
+        logger.info("Replaying log", metadata: ["log.offset.from": "\(start)", "log.offset.to": "\(end)"])
+        var events = 0
+        var lastReport = DispatchTime.now().uptimeNanoseconds
+        try log.read(from: LogOffset(start)) { payload, endOffset in
+            var record = try EventRecord.decode(payload)
+            if let filter { record.events.removeAll { !filter($0) } }
+            events += record.events.count
+            let now = clock()
+            try aggregator.withLock { a in
+                _ = try a.apply(record, endOffset: endOffset.value, nowMs: now)
+            }
+            if aggregator.withLock({ $0.hotIdentities > configuration.maxHotIdentities }) {
+                try flushSynchronously()
+            }
+            let t = DispatchTime.now().uptimeNanoseconds
+            if t - lastReport > 1_000_000_000 {
+                lastReport = t
+                progress?(endOffset.value - start, end - start, events)
+            }
+        }
+        try flushSynchronously()
+        progress?(end - start, end - start, events)
+        logger.info("Replay done", metadata: ["replay.events": "\(events)"])
+    }
+
+    /// Commits everything changed, now, on the calling thread.
+    public func flushSynchronously() throws {
+        let snapshot = aggregator.withLock { $0.takeSnapshot() }
+        try commit(snapshot)
+        let now = clock()
+        aggregator.withLock {
+            $0.evict(nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities)
+        }
+    }
+
+    // MARK: - Running
+
+    /// Starts the commit and flusher threads. Call after `recover()`.
+    public func start() {
+        let commitThread = Thread { [self] in commitLoop() }
+        commitThread.name = "speedflow-commit"
+        commitThread.qualityOfService = .userInitiated
+        commitThread.start()
+    }
+
+    /// Makes `events` durable and counted; returns once they are (or throws, having stored nothing).
+    public func ingest(_ events: [CameraEvent], arrivalMs: Int64) async throws(IngestError) -> IngestOutcome {
+        guard !events.isEmpty else { return IngestOutcome() }
+        let record = EventRecord(arrivalMs: arrivalMs, events: events)
+        let payload = record.encoded()
+        let result = await withCheckedContinuation { (c: CheckedContinuation<Result<IngestOutcome, IngestError>, Never>) in
+            let refused: IngestError? = intake.withLock { s in
+                if s.closing { return IngestError(.shuttingDown, "the server is shutting down") }
+                if s.pendingEvents > 0 && s.pendingEvents + events.count > configuration.maxPendingEvents {
+                    return IngestError(.overloaded, "\(s.pendingEvents) events are waiting for the log")
+                }
+                s.pending.append(Pending(record: record, payload: payload, continuation: c))
+                s.pendingEvents += events.count
+                return nil
+            }
+            if let refused {
+                c.resume(returning: .failure(refused))
+            } else {
+                wake.signal()
+            }
+        }
+        return try result.get()
+    }
+
+    /// Stops intake, answers everything already queued, commits the store and closes the log.
+    public func shutdown() {
+        let alreadyStopped = intake.withLock { s -> Bool in
+            let was = s.closing
+            s.closing = true
+            return was
+        }
+        if alreadyStopped { return }
+        wake.signal()
+        stoppedSignal.wait()
+        do {
+            try waitForFlusher()
+            try flushSynchronously()
+            try log.close()
+            logger.info("Engine stopped cleanly")
+        } catch {
+            logger.error("Engine shutdown failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func commitLoop() {
+        while true {
+            let nextFlush = flushState.withLock { $0.lastFlushMs } + configuration.flushIntervalMs
+            let waitMs = max(1, nextFlush - clock())
+            _ = wake.wait(timeout: .now() + .milliseconds(Int(min(waitMs, 1000))))
+            let (batch, closing) = intake.withLock { s -> ([Pending], Bool) in
+                let b = s.pending
+                s.pending.removeAll(keepingCapacity: true)
+                s.pendingEvents = 0
+                return (b, s.closing)
+            }
+            queueGauge.record(0)
+            if !batch.isEmpty { commitBatch(batch) }
+            maybeStartFlush()
+            if closing && intake.withLock({ $0.pending.isEmpty }) { break }
+        }
+        intake.withLock { $0.stopped = true }
+        stoppedSignal.signal()
+    }
+
+    private func commitBatch(_ batch: [Pending]) {
+        let ends: [LogOffset]
+        do {
+            ends = try log.append(batch.map(\.payload))
+        } catch {
+            logger.error("Log append failed; requests answered 503", metadata: ["error": "\(error)"])
+            for p in batch { p.continuation.resume(returning: .failure(IngestError(.logFailure, "\(error)"))) }
+            return
+        }
+        let now = clock()
+        var outcomes: [Result<IngestOutcome, IngestError>] = []
+        outcomes.reserveCapacity(batch.count)
+        aggregator.withLock { a in
+            for (p, end) in zip(batch, ends) {
+                do {
+                    outcomes.append(.success(try a.apply(p.record, endOffset: end.value, nowMs: now)))
+                } catch {
+                    // The events are durable in the log; the store could not be read. Replay will count them.
+                    logger.error("Apply failed; events are in the log and will be applied on replay", metadata: ["error": "\(error)"])
+                    outcomes.append(.failure(IngestError(.logFailure, "stored but not yet applied: \(error)")))
+                }
+            }
+        }
+        for (p, outcome) in zip(batch, outcomes) {
+            if case .success(let o) = outcome {
+                stats.record(outcome: o, latenessMs: p.record.events.map { p.record.arrivalMs - $0.timestampMs }, nowMs: now)
+            }
+            p.continuation.resume(returning: outcome)
+        }
+    }
+
+    // MARK: - Flushing
+
+    private func maybeStartFlush() {
+        let now = clock()
+        let (due, overfull) = (
+            flushState.withLock { !$0.running && now - $0.lastFlushMs >= configuration.flushIntervalMs },
+            aggregator.withLock { $0.hotIdentities > configuration.maxHotIdentities }
+        )
+        guard due || (overfull && !flushState.withLock { $0.running }) else { return }
+        let snapshot = aggregator.withLock { $0.takeSnapshot() }
+        flushState.withLock {
+            $0.running = true
+            $0.lastFlushMs = now
+        }
+        hotGauge.record(aggregator.withLock { $0.hotBucketCount })
+        let thread = Thread { [self] in
+            defer {
+                flushState.withLock { $0.running = false }
+                flushDone.signal()
+            }
+            do {
+                try commit(snapshot)
+            } catch {
+                logger.error("Store commit failed; will retry", metadata: ["error": "\(error)"])
+                return
+            }
+            let now = clock()
+            aggregator.withLock {
+                $0.evict(nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities)
+            }
+            maintenance(nowMs: now)
+        }
+        thread.name = "speedflow-flush"
+        thread.start()
+    }
+
+    private func waitForFlusher() throws {
+        while flushState.withLock({ $0.running }) { flushDone.wait() }
+    }
+
+    private func commit(_ snapshot: Aggregator.Snapshot) throws {
+        guard !snapshot.isEmpty || snapshot.logOffset != aggregator.withLock({ $0.committedOffset }) else { return }
+        let start = DispatchTime.now().uptimeNanoseconds
+        var c = StoreCommit(logOffset: snapshot.logOffset)
+        c.cameras = snapshot.cameras
+        c.buckets = snapshot.buckets.map { b in
+            (b.key, StoredBucket(state: b.state, ids: b.ids.sorted()))
+        }
+        do {
+            try store.commit(c)
+        } catch {
+            aggregator.withLock { $0.failed(snapshot) }
+            throw error
+        }
+        aggregator.withLock { $0.persisted(snapshot) }
+        flushTimer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
+    }
+
+    /// Hourly: drop log segments and dedup identities past the acceptance horizon.
+    private func maintenance(nowMs: Int64) {
+        let due = flushState.withLock { s -> Bool in
+            guard nowMs - s.lastMaintenanceMs >= 3_600_000 else { return false }
+            s.lastMaintenanceMs = nowMs
+            return true
+        }
+        guard due else { return }
+        let policy = configuration.policy
+        let cutoff = nowMs - policy.acceptanceHorizonMs - policy.maxClockSkewMs
+        do {
+            let consumed = LogOffset(try store.logOffset())
+            let segments = try log.removeSegments(consumedUpTo: consumed, lastWrittenBeforeMs: cutoff)
+            let pruned = try store.pruneIdentities(before: Bucket.index(ofTimestamp: cutoff) - 1)
+            if segments > 0 || pruned > 0 {
+                logger.info("Retention", metadata: ["log.segments.removed": "\(segments)", "dedup.buckets.pruned": "\(pruned)"])
+            }
+        } catch {
+            logger.error("Retention failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: - Introspection
+
+    public var queueDepth: Int { intake.withLock { $0.pendingEvents } }
+}

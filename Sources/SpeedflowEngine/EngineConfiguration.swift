@@ -1,0 +1,69 @@
+import SpeedflowModel
+
+/// Tuning of the ingest → aggregate → store pipeline.
+public struct EngineConfiguration: Sendable {
+    /// Validation rules (max speed, clock skew, acceptance horizon).
+    public var policy: ValidationPolicy
+    /// How often changed buckets, dedup identities and the log offset are committed to the store.
+    /// Longer means fewer, bigger transactions and more log to replay after a crash. Default: 1 s.
+    public var flushIntervalMs: Int64
+    /// Events waiting for the log beyond which requests are refused with 503 + Retry-After. Default: 500,000.
+    public var maxPendingEvents: Int
+    /// Buckets untouched this long are dropped from memory once persisted. Default: 10 minutes.
+    public var hotIdleMs: Int64
+    /// Event identities kept in memory (8–16 bytes each) before clean buckets are evicted early. Default: 4,000,000.
+    public var maxHotIdentities: Int
+    /// A camera with no arrival for this long is `silent`. Default: 15 minutes.
+    public var silentAfterMs: Int64
+    /// A camera whose newest events arrive this late is `lagging`. Default: 5 minutes.
+    public var laggingAfterMs: Int64
+
+    public init(
+        policy: ValidationPolicy = .init(), flushIntervalMs: Int64 = 1000, maxPendingEvents: Int = 500_000,
+        hotIdleMs: Int64 = 600_000, maxHotIdentities: Int = 4_000_000, silentAfterMs: Int64 = 900_000,
+        laggingAfterMs: Int64 = 300_000
+    ) {
+        self.policy = policy
+        self.flushIntervalMs = flushIntervalMs
+        self.maxPendingEvents = maxPendingEvents
+        self.hotIdleMs = hotIdleMs
+        self.maxHotIdentities = maxHotIdentities
+        self.silentAfterMs = silentAfterMs
+        self.laggingAfterMs = laggingAfterMs
+    }
+}
+
+/// Why an ingest was not taken. Nothing of the request is stored in either case.
+public struct IngestError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        /// The intake queue is full: retry after a moment.
+        public static let overloaded = Code(raw: "overloaded")
+        /// The server is shutting down: retry against it after restart.
+        public static let shuttingDown = Code(raw: "shutting_down")
+        /// The log could not make the events durable (disk full, I/O error).
+        public static let logFailure = Code(raw: "log_failure")
+        public var description: String { raw }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// What became of a request's valid events.
+public struct IngestOutcome: Sendable, Hashable {
+    public var accepted: Int
+    public var duplicates: Int
+
+    public init(accepted: Int = 0, duplicates: Int = 0) {
+        self.accepted = accepted
+        self.duplicates = duplicates
+    }
+}

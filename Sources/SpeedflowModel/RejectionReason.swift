@@ -1,0 +1,45 @@
+/// Why an event was not accepted. The raw value is the stable `reason` code of the HTTP contract.
+public enum RejectionReason: String, Error, Sendable, CaseIterable, Codable, Hashable {
+    /// A required field (`kvfv_id`, `timestamp`, `vehicle_speed`) is absent or null.
+    case missingField = "missing_field"
+    /// `kvfv_id` is not 1–64 chars of `[A-Za-z0-9._-]`.
+    case invalidKvfvId = "invalid_kvfv_id"
+    /// `timestamp` is not an RFC 3339 date-time with `Z` or an offset.
+    case invalidTimestamp = "invalid_timestamp"
+    /// `vehicle_speed` is not a JSON number.
+    case invalidSpeed = "invalid_speed"
+    /// `vehicle_speed` is not in `0 < v ≤ max_speed`.
+    case speedOutOfRange = "speed_out_of_range"
+    /// `event_id` is not a string of 1–128 chars.
+    case invalidEventId = "invalid_event_id"
+    /// `lane` is present but not an integer.
+    case invalidLane = "invalid_lane"
+    /// `plate_number` is present but not a string.
+    case invalidPlate = "invalid_plate"
+    /// The event time is more than `max_clock_skew` ahead of the server clock.
+    case inFuture = "in_future"
+    /// The event time is older than `acceptance_horizon`: its bucket is closed for good.
+    case tooLate = "too_late"
+    /// The batch element is not a JSON object.
+    case notAnObject = "not_an_object"
+    /// An NDJSON line is not valid JSON (the other lines are still processed).
+    case malformedJSON = "malformed_json"
+}
+
+/// One rejected element of a batch: its position and why.
+public struct Rejection: Sendable, Hashable {
+    /// Position of the element in the request (0-based; NDJSON: line number among non-empty lines).
+    public var index: Int
+    public var reason: RejectionReason
+    /// The offending field, when one field is to blame.
+    public var field: String?
+    /// The element's camera, when it named a valid one (for per-camera health; not part of the response).
+    public var kvfvId: String?
+
+    public init(index: Int, reason: RejectionReason, field: String? = nil, kvfvId: String? = nil) {
+        self.index = index
+        self.reason = reason
+        self.field = field
+        self.kvfvId = kvfvId
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import SpeedflowAggregation
+import SpeedflowEngine
+import SpeedflowModel
+
+/// `GET /kvfv/{id}/avg-speed`, `GET /kvfv`, `GET /stats`, `GET /health`.
+struct QueryController: Sendable {
+    let engine: Engine
+
+    func avgSpeed(_ request: Request, context: some RequestContext) async throws -> Response {
+        let id = context.parameters.get("id") ?? ""
+        guard ValidationPolicy.isValidKvfvId(id) else {
+            throw APIError(.badRequest, "invalid_kvfv_id", "kvfv_id must be 1–64 characters of [A-Za-z0-9._-]")
+        }
+        let q = request.uri.queryParameters
+        let fromMs = try Self.time(q.get("from"), name: "from")
+        let toMs = try Self.time(q.get("to"), name: "to")
+        let intervalText = q.get("interval") ?? "5m"
+        guard let interval = WindowInterval(parameter: intervalText) else {
+            throw APIError(.badRequest, "invalid_interval", "interval must be 5m, 1h, 24h (or 1d), not '\(intervalText)'")
+        }
+        var timeZone: TimeZone?
+        if let tz = q.get("tz"), !tz.isEmpty {
+            guard let zone = TimeZone(identifier: tz) else {
+                throw APIError(.badRequest, "invalid_tz", "unknown time zone '\(tz)'; use an IANA name such as Europe/Moscow")
+            }
+            timeZone = zone
+        }
+        let windows: [Window]
+        do {
+            windows = try WindowPlanner.windows(fromMs: fromMs, toMs: toMs, interval: interval, timeZone: timeZone)
+        } catch {
+            switch error {
+            case .emptyRange:
+                throw APIError(.badRequest, "invalid_range", "from must be before to")
+            case .tooManyWindows(let n):
+                throw APIError(
+                    .badRequest, "too_many_windows",
+                    "the range holds \(n) windows; at most \(WindowPlanner.maxWindows) per request")
+            }
+        }
+        guard let states = try await engine.windowStates(kvfvId: id, windows: windows) else {
+            throw APIError(.notFound, "unknown_kvfv", "no event of camera '\(id)' has been accepted")
+        }
+        let wantsCSV = q.get("format") == "csv" || (request.headers[.accept]?.contains("text/csv") ?? false)
+        if wantsCSV {
+            return Self.csv(windows: windows, states: states)
+        }
+        var json = JSONWriter(capacity: 128 + windows.count * 260)
+        json.raw("{\"kvfv_id\":")
+        json.string(id)
+        json.raw(",\"interval\":")
+        json.string(interval.rawValue)
+        if let timeZone {
+            json.raw(",\"tz\":")
+            json.string(timeZone.identifier)
+        }
+        json.raw(",\"from\":")
+        json.string(Timestamp.format(fromMs))
+        json.raw(",\"to\":")
+        json.string(Timestamp.format(toMs))
+        json.raw(",\"windows\":[")
+        for (i, (w, s)) in zip(windows, states).enumerated() {
+            if i > 0 { json.raw(",") }
+            json.raw("{\"start\":")
+            json.string(Timestamp.format(w.startMs))
+            json.raw(",\"end\":")
+            json.string(Timestamp.format(w.endMs))
+            json.raw(",\"count\":")
+            json.number(s.count)
+            json.raw(",\"avg_speed\":")
+            json.number(s.averageSpeed)
+            json.raw(",\"harmonic_mean_speed\":")
+            json.number(s.harmonicMeanSpeed)
+            json.raw(",\"min_speed\":")
+            json.number(s.minSpeed)
+            json.raw(",\"max_speed\":")
+            json.number(s.maxSpeed)
+            json.raw(",\"stddev_speed\":")
+            json.number(s.standardDeviation)
+            json.raw(",\"p15_speed\":")
+            json.number(s.percentile(15))
+            json.raw(",\"p50_speed\":")
+            json.number(s.percentile(50))
+            json.raw(",\"p85_speed\":")
+            json.number(s.percentile(85))
+            json.raw("}")
+        }
+        json.raw("]}")
+        return Self.json(json)
+    }
+
+    static let csvHeader =
+        "start,end,count,avg_speed,harmonic_mean_speed,min_speed,max_speed,stddev_speed,p15_speed,p50_speed,p85_speed\n"
+
+    static func csv(windows: [Window], states: [BucketState]) -> Response {
+        var out = csvHeader
+        out.reserveCapacity(windows.count * 160)
+        func d(_ v: Double?) -> String { v.map { $0.description } ?? "" }
+        func i(_ v: Int?) -> String { v.map(String.init) ?? "" }
+        for (w, s) in zip(windows, states) {
+            out += "\(Timestamp.format(w.startMs)),\(Timestamp.format(w.endMs)),\(s.count),\(d(s.averageSpeed)),"
+            out += "\(d(s.harmonicMeanSpeed)),\(d(s.minSpeed)),\(d(s.maxSpeed)),\(d(s.standardDeviation)),"
+            out += "\(i(s.percentile(15))),\(i(s.percentile(50))),\(i(s.percentile(85)))\n"
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/csv; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: out)))
+    }
+
+    /// Parses an RFC 3339 query parameter. A `+` of an offset arrives as a space when the client did not
+    /// percent-encode it; that is repaired rather than refused.
+    static func time(_ value: String?, name: String) throws -> Int64 {
+        guard let value, !value.isEmpty else {
+            throw APIError(.badRequest, "missing_parameter", "query parameter '\(name)' (RFC 3339) is required")
+        }
+        if let ms = Timestamp.parse(value) { return ms }
+        if value.count > 19, let space = value.lastIndex(of: " ") {
+            var repaired = value
+            repaired.replaceSubrange(space...space, with: "+")
+            if let ms = Timestamp.parse(repaired) { return ms }
+        }
+        throw APIError(.badRequest, "invalid_timestamp", "'\(name)' must be an RFC 3339 date-time, e.g. 2025-04-05T10:00:00Z")
+    }
+
+    func cameras(_ request: Request, context: some RequestContext) async throws -> Response {
+        let statuses = try await engine.cameraStatuses()
+        var json = JSONWriter(capacity: 128 + statuses.count * 400)
+        json.raw("{\"server_time\":")
+        json.string(Timestamp.format(engine.now))
+        json.raw(",\"cameras\":[")
+        for (i, c) in statuses.enumerated() {
+            if i > 0 { json.raw(",") }
+            json.raw("{\"kvfv_id\":")
+            json.string(c.kvfvId)
+            json.raw(",\"health\":")
+            json.string(c.health.rawValue)
+            json.raw(",\"last_event_time\":")
+            json.string(c.lastEventMs.map(Timestamp.format))
+            json.raw(",\"last_arrival_time\":")
+            json.string(c.lastArrivalMs.map(Timestamp.format))
+            json.raw(",\"lag_seconds\":")
+            json.number(Double(c.lagMs) / 1000)
+            json.raw(",\"events_last_hour\":")
+            json.number(c.eventsLastHour)
+            json.raw(",\"events_today\":")
+            json.number(c.eventsToday)
+            json.raw(",\"current_window_start\":")
+            json.string(Timestamp.format(c.currentWindowStartMs))
+            json.raw(",\"current_count\":")
+            json.number(c.current.count)
+            json.raw(",\"current_avg_speed\":")
+            json.number(c.current.averageSpeed)
+            json.raw(",\"accepted\":")
+            json.number(c.accepted)
+            json.raw(",\"duplicates\":")
+            json.number(c.duplicates)
+            json.raw(",\"rejected\":")
+            json.number(c.rejected)
+            json.raw("}")
+        }
+        json.raw("]}")
+        return Self.json(json)
+    }
+
+    func stats(_ request: Request, context: some RequestContext) async throws -> Response {
+        let now = engine.now
+        let s = engine.stats.snapshot(nowMs: now)
+        var json = JSONWriter(capacity: 1024)
+        json.raw("{\"server_time\":")
+        json.string(Timestamp.format(now))
+        json.raw(",\"uptime_seconds\":")
+        json.number(Double(now - engine.stats.startedMs) / 1000)
+        json.raw(",\"accepted_total\":")
+        json.number(s.accepted)
+        json.raw(",\"duplicates_total\":")
+        json.number(s.duplicates)
+        json.raw(",\"rejected_total\":")
+        json.number(s.rejected.values.reduce(0, +))
+        json.raw(",\"rejected_by_reason\":{")
+        for (i, (reason, n)) in s.rejected.sorted(by: { $0.key.rawValue < $1.key.rawValue }).enumerated() {
+            if i > 0 { json.raw(",") }
+            json.string(reason.rawValue)
+            json.raw(":")
+            json.number(n)
+        }
+        json.raw("},\"accepted_per_second\":")
+        json.number(s.acceptedPerSecond)
+        json.raw(",\"duplicates_per_second\":")
+        json.number(s.duplicatesPerSecond)
+        json.raw(",\"rejected_per_second\":")
+        json.number(s.rejectedPerSecond)
+        json.raw(",\"lateness\":[")
+        for (i, n) in s.lateness.enumerated() {
+            if i > 0 { json.raw(",") }
+            json.raw("{\"le_seconds\":")
+            json.number(i < IngestStats.latenessBounds.count ? IngestStats.latenessBounds[i] : nil)
+            json.raw(",\"count\":")
+            json.number(n)
+            json.raw("}")
+        }
+        json.raw("],\"queue_depth\":")
+        json.number(engine.queueDepth)
+        json.raw(",\"hot_buckets\":")
+        json.number(engine.hotBuckets)
+        json.raw(",\"log_bytes\":")
+        json.number(engine.log.sizeInBytes)
+        json.raw(",\"store_bytes\":")
+        json.number(engine.store.sizeInBytes())
+        json.raw("}")
+        return Self.json(json)
+    }
+
+    static func json(_ w: JSONWriter) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: w.bytes)))
+    }
+}

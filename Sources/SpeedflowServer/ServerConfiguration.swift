@@ -1,0 +1,18 @@
+/// HTTP-side settings.
+public struct ServerConfiguration: Sendable {
+    /// Address to bind. Default: 127.0.0.1.
+    public var host: String
+    /// Port to bind (0 = any free port). Default: 8080.
+    public var port: Int
+    /// Largest accepted request body, compressed or not, in bytes. Default: 64 MiB.
+    public var maxBodyBytes: Int
+    /// `Retry-After` seconds sent with 503 when overloaded. Default: 1.
+    public var retryAfterSeconds: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 64 << 20, retryAfterSeconds: Int = 1) {
+        self.host = host
+        self.port = port
+        self.maxBodyBytes = maxBodyBytes
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import SpeedflowEngine
+import SpeedflowLog
+import SpeedflowServer
+import SpeedflowStore
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the whole pipeline in one process: HTTP ingest, log, aggregation, SQLite store, query API, dashboard.",
+        discussion: """
+            Listens on http://127.0.0.1:8080 by default and keeps its data in ./data (log segments in data/log,
+            aggregates in data/store.sqlite). On start it replays any log not yet reflected in the store, so a
+            restart after kill -9 is exact. SIGTERM/SIGINT stop intake, answer queued requests, commit and exit.
+            """)
+
+    @OptionGroup var storage: StorageOptions
+
+    @Option(help: "Address to bind. Default: 127.0.0.1. Env: SPEEDFLOW_HOST.")
+    var host: String?
+
+    @Option(help: "Port to bind; 0 picks a free port (printed on stdout). Default: 8080. Env: SPEEDFLOW_PORT.")
+    var port: Int?
+
+    @Option(help: "Largest request body (also after gunzip), e.g. 64MiB. Larger requests get 413. Default: 64MiB.")
+    var maxBodySize: String?
+
+    @Option(help: "How often aggregates, dedup state and the log offset are committed to SQLite. Default: 1s.")
+    var flushInterval: String?
+
+    @Option(help: "Events queued for the log beyond which requests get 503 + Retry-After. Default: 500000.")
+    var maxPendingEvents: Int?
+
+    @Option(help: "Event identities kept in memory before persisted buckets are evicted early. Default: 4000000.")
+    var maxHotIdentities: Int?
+
+    func run() async throws {
+        let settings = try await Settings.load(configFile: storage.configFile)
+        let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultValueHistogramBuckets = IngestStats.latenessBounds
+        MetricsSystem.bootstrap(factory)
+
+        var engineConfiguration = EngineConfiguration(policy: try settings.policy(storage))
+        engineConfiguration.flushIntervalMs = try settings.durationMs("flush_interval", flushInterval, default: "1s")
+        engineConfiguration.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: 500_000)
+        engineConfiguration.maxHotIdentities = try settings.int("max_hot_identities", maxHotIdentities, default: 4_000_000)
+        let server = ServerConfiguration(
+            host: settings.string("host", host, default: "127.0.0.1"),
+            port: try settings.int("port", port, default: 8080),
+            maxBodyBytes: try settings.bytes("max_body_size", maxBodySize, default: "64MiB"))
+
+        let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
+        let engine = try openEngine(dataDir: dataDir, configuration: engineConfiguration, logger: logger)
+        try engine.recover(progress: { done, total, events in
+            logger.info("Replaying log", metadata: ["replay.bytes": "\(done)/\(total)", "replay.events": "\(events)"])
+        })
+
+        let app = SpeedflowHTTP.application(
+            engine: engine, configuration: server, prometheus: registry, logger: logger,
+            onServerRunning: { port in
+                FileHandle.standardOutput.write(Data("speedflow listening on http://\(server.host):\(port) (data: \(dataDir))\n".utf8))
+            })
+        // The HTTP server is listed last so it is stopped first: intake ends before the engine drains.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: EngineService(engine: engine)), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}
+
+func bootstrapLogging(_ level: String) -> Logger {
+    let parsed = Logger.Level(rawValue: level.lowercased()) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = parsed
+        return handler
+    }
+    var logger = Logger(label: "speedflow")
+    logger.logLevel = parsed
+    return logger
+}
+
+/// Opens (creating if needed) the log and the store under `dataDir` and the engine over them.
+func openEngine(dataDir: String, configuration: EngineConfiguration, logger: Logger) throws -> Engine {
+    let root = URL(fileURLWithPath: dataDir, isDirectory: true)
+    try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    let log = try SegmentLog(directory: root.appendingPathComponent("log", isDirectory: true), logger: logger)
+    let store = try SQLiteStore(path: root.appendingPathComponent("store.sqlite").path, logger: logger)
+    return try Engine(log: log, store: store, configuration: configuration, logger: logger)
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import SpeedflowEngine
+import SpeedflowModel
+import SpeedflowServer
+import SystemPackage
+
+/// Options shared by the commands that open a data directory.
+struct StorageOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: "JSON configuration file (keys are option names with underscores). Env: SPEEDFLOW_CONFIG.")
+    var configFile: String?
+
+    @Option(help: "Directory for the log segments and the SQLite store. Default: ./data. Env: SPEEDFLOW_DATA_DIR.")
+    var dataDir: String?
+
+    @Option(help: "Highest plausible speed, km/h; faster events are rejected (speed_out_of_range). Default: 300.")
+    var maxSpeed: Double?
+
+    @Option(help: "How far ahead of the server clock an event may be (in_future beyond). Default: 5m.")
+    var maxClockSkew: String?
+
+    @Option(help: "How old an event may be (too_late beyond); also log retention and dedup memory. Default: 7d.")
+    var acceptanceHorizon: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. Default: info.")
+    var logLevel: String?
+}
+
+/// Resolves each setting from flag, then `SPEEDFLOW_*` environment, then the config file, then the default,
+/// using swift-configuration for the environment and the file.
+struct Settings {
+    let reader: ConfigReader
+
+    static func load(configFile: String?) async throws -> Settings {
+        let env = ProcessInfo.processInfo.environment
+        // SPEEDFLOW_MAX_SPEED → key "max_speed": strip the prefix so file keys and env names line up.
+        var stripped: [String: String] = [:]
+        for (k, v) in env where k.hasPrefix("SPEEDFLOW_") { stripped[String(k.dropFirst("SPEEDFLOW_".count))] = v }
+        var providers: [any ConfigProvider] = [EnvironmentVariablesProvider(environmentVariables: stripped)]
+        if let path = configFile ?? env["SPEEDFLOW_CONFIG"] {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ValidationError("configuration file not found: \(path)")
+            }
+            providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(path)))
+        }
+        return Settings(reader: ConfigReader(providers: providers))
+    }
+
+    func string(_ key: String, _ flag: String?, default value: String) -> String {
+        flag ?? reader.string(forKey: ConfigKey(key)) ?? value
+    }
+
+    func int(_ key: String, _ flag: Int?, default value: Int) throws -> Int {
+        if let flag { return flag }
+        if let s = reader.string(forKey: ConfigKey(key)) {
+            guard let v = Int(s) else { throw ValidationError("\(key) must be an integer, not '\(s)'") }
+            return v
+        }
+        return reader.int(forKey: ConfigKey(key)) ?? value
+    }
+
+    func double(_ key: String, _ flag: Double?, default value: Double) throws -> Double {
+        if let flag { return flag }
+        if let s = reader.string(forKey: ConfigKey(key)) {
+            guard let v = Double(s) else { throw ValidationError("\(key) must be a number, not '\(s)'") }
+            return v
+        }
+        return reader.double(forKey: ConfigKey(key)) ?? value
+    }
+
+    /// Durations like `500ms`, `30s`, `5m`, `1h`, `7d` (a bare number is seconds).
+    func durationMs(_ key: String, _ flag: String?, default value: String) throws -> Int64 {
+        let text = flag ?? reader.string(forKey: ConfigKey(key)) ?? reader.int(forKey: ConfigKey(key)).map(String.init) ?? value
+        guard let ms = Self.parseDuration(text) else {
+            throw ValidationError("\(key) must be a duration such as 500ms, 30s, 5m, 1h or 7d, not '\(text)'")
+        }
+        return ms
+    }
+
+    static func parseDuration(_ text: String) -> Int64? {
+        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            if let v = Double(number), v >= 0, !(suffix == "s" && number.hasSuffix("m")) { return Int64(v * scale) }
+        }
+        return Double(text).flatMap { $0 >= 0 ? Int64($0 * 1000) : nil }
+    }
+
+    /// Sizes like `64MiB`, `512KiB`, `1GiB` or plain bytes.
+    func bytes(_ key: String, _ flag: String?, default value: String) throws -> Int {
+        let text = flag ?? reader.string(forKey: ConfigKey(key)) ?? reader.int(forKey: ConfigKey(key)).map(String.init) ?? value
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000), ("B", 1)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            if let v = Int(text.dropLast(suffix.count)), v > 0 { return v * scale }
+        }
+        guard let v = Int(text), v > 0 else { throw ValidationError("\(key) must be a size such as 64MiB, not '\(text)'") }
+        return v
+    }
+
+    func policy(_ o: StorageOptions) throws -> ValidationPolicy {
+        let maxSpeed = try double("max_speed", o.maxSpeed, default: 300)
+        guard maxSpeed > 0 else { throw ValidationError("max_speed must be positive") }
+        return ValidationPolicy(
+            maxSpeed: maxSpeed,
+            maxClockSkewMs: try durationMs("max_clock_skew", o.maxClockSkew, default: "5m"),
+            acceptanceHorizonMs: try durationMs("acceptance_horizon", o.acceptanceHorizon, default: "7d"))
+    }
+}
