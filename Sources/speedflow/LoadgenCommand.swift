@@ -167,7 +167,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         var logger = Logger(label: "speedflow.loadgen")
         logger.logLevel = verbose ? .info : .warning
         let isTerminal = isatty(STDERR_FILENO) != 0
-        let progress: (@Sendable (String) -> Void)? = quiet ? nil : { line in
+        let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable line in
             FileHandle.standardError.write(Data(((isTerminal ? "\r\u{1B}[K" : "") + line + (isTerminal ? "" : "\n")).utf8))
         }
         let report = try await Loadgen.run(configuration: configuration, logger: logger, progress: progress)
