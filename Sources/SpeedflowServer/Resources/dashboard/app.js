@@ -1,0 +1,1220 @@
+// Speedflow dashboard: vanilla JS, hand-written SVG, no dependencies (works offline).
+//
+// Three views behind hash routes: #/ (fleet), #/camera/ID?p=6h&i=5m&tz=UTC (camera), #/ingest.
+// Live by polling every POLL_MS: the active view refetches its data, so a late event that revises
+// an old window shows up on the next poll. Every window the API lists is drawn; empty windows
+// (count 0, null speeds) are gaps, never zeros.
+(() => {
+  'use strict';
+
+  const POLL_MS = 2000;
+  const FLEET_REFRESH_ON_CAMERA_MS = 10000;
+  const MAX_WINDOWS = 10000;
+  const MINUTE = 60e3, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
+  const INTERVAL_MS = { '5m': 5 * MINUTE, '1h': HOUR, '24h': DAY };
+  const PERIOD_MS = { '6h': 6 * HOUR, '24h': DAY, '7d': 7 * DAY };
+  const DEFAULT_INTERVAL = { '6h': '5m', '24h': '5m', '7d': '1h', custom: '1h' };
+  const HEALTH = {
+    live: { label: 'Live', rank: 4, help: 'Events arriving normally' },
+    silent: { label: 'Silent', rank: 1, help: 'No arrival for more than 15 minutes' },
+    lagging: { label: 'Lagging', rank: 2, help: 'Latest events arrive more than 5 minutes after their event time' },
+    clock_skew: { label: 'Clock skew', rank: 0, help: 'Events from the future were rejected in the last hour' },
+    stuck: { label: 'Stuck', rank: 0, help: 'The last 20 speeds are identical' },
+  };
+  const COMMON_TZ = [
+    'UTC', 'Europe/Kaliningrad', 'Europe/Moscow', 'Europe/Samara', 'Asia/Yekaterinburg', 'Asia/Omsk',
+    'Asia/Novosibirsk', 'Asia/Krasnoyarsk', 'Asia/Irkutsk', 'Asia/Yakutsk', 'Asia/Vladivostok',
+    'Asia/Magadan', 'Asia/Kamchatka',
+  ];
+
+  const $ = (id) => document.getElementById(id);
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+  const attr = (v) => (v === null || v === undefined ? '' : esc(String(v)));
+  const nf0 = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+  const nf1 = new Intl.NumberFormat('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  const fmtInt = (n) => (n === null || n === undefined ? '—' : nf0.format(n));
+  const fmt1 = (n) => (n === null || n === undefined || !isFinite(n) ? '—' : nf1.format(n));
+  const fmtSpeed = (v) => (v === null || v === undefined ? '—' : v.toFixed(1));
+  const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+
+  function storageGet(key, fallback) {
+    try { return localStorage.getItem(key) ?? fallback; } catch { return fallback; }
+  }
+  function storageSet(key, value) {
+    try { localStorage.setItem(key, value); } catch { /* private mode: settings just do not persist */ }
+  }
+
+  // ---------------------------------------------------------------- time zones
+
+  const browserTz = (() => {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'; } catch { return 'UTC'; }
+  })();
+  const dtfCache = new Map();
+  function partsFormatter(tz) {
+    let f = dtfCache.get(tz);
+    if (!f) {
+      f = new Intl.DateTimeFormat('en-US', {
+        timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+        hour: '2-digit', minute: '2-digit', second: '2-digit',
+      });
+      dtfCache.set(tz, f);
+    }
+    return f;
+  }
+  /** Offset of `tz` from UTC at instant `ms`, in ms (Moscow: +3 h). */
+  function tzOffset(tz, ms) {
+    if (tz === 'UTC') return 0;
+    const p = {};
+    for (const part of partsFormatter(tz).formatToParts(new Date(ms))) p[part.type] = part.value;
+    const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
+    return asUtc - Math.floor(ms / 1000) * 1000;
+  }
+  /** The UTC instant of a wall-clock time (given as ms since epoch "as if UTC") in `tz`. */
+  function wallToUtc(tz, wallMs) {
+    const guess = wallMs - tzOffset(tz, wallMs);
+    return wallMs - tzOffset(tz, guess);
+  }
+  /** Window start containing `ms`; days start at local midnight in `tz`, shorter windows are UTC-aligned like the API. */
+  function floorWindow(ms, interval, tz) {
+    const iv = INTERVAL_MS[interval];
+    if (iv < DAY || tz === 'UTC') return Math.floor(ms / iv) * iv;
+    const wall = ms + tzOffset(tz, ms);
+    return wallToUtc(tz, Math.floor(wall / DAY) * DAY);
+  }
+  function nextWindow(start, interval, tz) {
+    const iv = INTERVAL_MS[interval];
+    if (iv < DAY || tz === 'UTC') return start + iv;
+    const wall = start + tzOffset(tz, start);
+    return wallToUtc(tz, Math.floor(wall / DAY) * DAY + DAY);
+  }
+
+  const fmtCache = new Map();
+  function formatter(tz, kind) {
+    const key = tz + '|' + kind;
+    let f = fmtCache.get(key);
+    if (!f) {
+      const base = { timeZone: tz };
+      const opts = {
+        hm: { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' },
+        hms: { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' },
+        md: { month: 'short', day: 'numeric' },
+        ymd: { year: 'numeric', month: 'short', day: 'numeric' },
+        mdhm: { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' },
+        dayKey: { year: 'numeric', month: '2-digit', day: '2-digit' },
+      }[kind];
+      f = new Intl.DateTimeFormat(kind === 'dayKey' ? 'en-CA' : 'en-GB', Object.assign(base, opts));
+      if (kind === 'md' || kind === 'ymd') f = new Intl.DateTimeFormat('en-US', Object.assign({ timeZone: tz }, opts));
+      fmtCache.set(key, f);
+    }
+    return f;
+  }
+  const fmtTime = (ms, tz, kind) => formatter(tz, kind).format(new Date(ms));
+  function fmtWhen(iso, tz, nowMs) {
+    if (!iso) return '<span class="none">—</span>';
+    const ms = Date.parse(iso);
+    const sameDay = fmtTime(ms, tz, 'dayKey') === fmtTime(nowMs, tz, 'dayKey');
+    const text = sameDay ? fmtTime(ms, tz, 'hms') : fmtTime(ms, tz, 'md') + ' ' + fmtTime(ms, tz, 'hm');
+    return `<time datetime="${attr(iso)}" title="${attr(iso)}">${esc(text)}</time><span class="ago">${esc(fmtAgo(nowMs - ms))}</span>`;
+  }
+  function fmtDuration(sec) {
+    if (sec === null || sec === undefined) return '—';
+    const s = Math.abs(sec);
+    if (s < 1) return `${Math.round(sec * 1000)} ms`;
+    if (s < 60) return `${s < 10 ? sec.toFixed(1) : Math.round(sec)} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 >= 1 && s < 600 ? ' ' + Math.floor(s % 60) + ' s' : ''}`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+    return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+  }
+  function fmtAgo(ms) {
+    if (!isFinite(ms)) return '';
+    if (ms < -5000) return 'in future';
+    const s = Math.max(0, ms / 1000);
+    if (s < 60) return `${Math.floor(s)} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+    return `${Math.floor(s / 86400)} d ago`;
+  }
+  function fmtBytes(n) {
+    if (n === null || n === undefined) return '—';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0, v = n;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  }
+  /** "2025-04-05T10:15:00Z" for a URL; whole seconds, since every window boundary is whole. */
+  const isoSec = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  /** `datetime-local` value (wall time in `tz`) <-> UTC ms. */
+  const toLocalInput = (ms, tz) => new Date(ms + tzOffset(tz, ms)).toISOString().slice(0, 16);
+  function fromLocalInput(value, tz) {
+    if (!value) return NaN;
+    const wall = Date.parse(value + (value.length === 16 ? ':00' : '') + 'Z');
+    return isNaN(wall) ? NaN : wallToUtc(tz, wall);
+  }
+
+  // ---------------------------------------------------------------- fetching
+
+  class HttpError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+  async function getJSON(url) {
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), 10000);
+    try {
+      const res = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store', signal: ctrl.signal });
+      if (!res.ok) {
+        let message = `HTTP ${res.status}`;
+        try {
+          const body = await res.json();
+          message += ': ' + (body.message || body.reason || body.error || JSON.stringify(body));
+        } catch { /* body was not JSON */ }
+        throw new HttpError(res.status, message);
+      }
+      return await res.json();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---------------------------------------------------------------- state
+
+  const state = {
+    view: 'fleet',
+    paused: false,
+    tz: storageGet('speedflow.tz', browserTz),
+    serverOffset: 0, // server clock minus browser clock
+    cameras: null, // last GET /kvfv cameras
+    camerasAt: 0,
+    serverTime: Date.now(),
+    stats: null,
+    rateHistory: [],
+    lastOk: 0,
+  };
+  const serverNow = () => Date.now() + state.serverOffset;
+  function noteServerTime(iso) {
+    const t = Date.parse(iso);
+    if (!isNaN(t)) {
+      state.serverOffset = t - Date.now();
+      state.serverTime = t;
+    }
+  }
+
+  // ---------------------------------------------------------------- polling loop
+
+  let timer = null, inFlight = false, again = false;
+  function schedule() {
+    clearTimeout(timer);
+    timer = setTimeout(tick, POLL_MS);
+  }
+  /** Refresh the active view now (after navigation or a control change), then keep polling. */
+  function refreshNow() {
+    if (inFlight) { again = true; return; }
+    tick();
+  }
+  async function tick() {
+    clearTimeout(timer);
+    if (state.paused) { setStatus(); schedule(); return; }
+    inFlight = true;
+    try {
+      if (state.view === 'fleet') await refreshFleet();
+      else if (state.view === 'camera') await refreshCamera();
+      else if (state.view === 'ingest') await refreshIngest();
+      state.lastOk = Date.now();
+      showError(null);
+    } catch (err) {
+      showError(err instanceof HttpError ? `Server answered ${err.message}` :
+        'Cannot reach the Speedflow server; retrying every few seconds.');
+    } finally {
+      inFlight = false;
+      setStatus();
+      if (again) { again = false; tick(); } else schedule();
+    }
+  }
+  function setStatus() {
+    const el = $('status');
+    el.classList.remove('ok', 'error', 'paused');
+    let text;
+    if (state.paused) { el.classList.add('paused'); text = 'Paused'; }
+    else if (!state.lastOk) { text = 'Connecting…'; }
+    else if (Date.now() - state.lastOk > 3 * POLL_MS + 2000) { el.classList.add('error'); text = 'Disconnected'; }
+    else { el.classList.add('ok'); text = 'Live · ' + fmtTime(state.lastOk, state.tz, 'hms'); }
+    $('status-text').textContent = text;
+  }
+  function showError(message) {
+    const b = $('error-banner');
+    if (!message) { b.hidden = true; return; }
+    b.textContent = message;
+    b.hidden = false;
+  }
+
+  function recordStats(stats) {
+    state.stats = stats;
+    noteServerTime(stats.server_time);
+    const h = state.rateHistory;
+    h.push({ t: Date.parse(stats.server_time) || Date.now(), v: stats.accepted_per_second || 0 });
+    if (h.length > 300) h.splice(0, h.length - 300);
+  }
+  async function loadCameras() {
+    const fleet = await getJSON('/kvfv');
+    noteServerTime(fleet.server_time);
+    state.cameras = fleet.cameras || [];
+    state.camerasAt = Date.now();
+    updateCameraList();
+    return fleet;
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  function parseHash() {
+    const raw = location.hash.replace(/^#/, '') || '/';
+    const q = raw.indexOf('?');
+    const path = q >= 0 ? raw.slice(0, q) : raw;
+    const params = new URLSearchParams(q >= 0 ? raw.slice(q + 1) : '');
+    const parts = path.split('/').filter(Boolean).map((p) => { try { return decodeURIComponent(p); } catch { return p; } });
+    if (parts[0] === 'camera') return { view: 'camera', id: parts[1] || '', params };
+    if (parts[0] === 'ingest') return { view: 'ingest', params };
+    return { view: 'fleet', params };
+  }
+  function onRoute() {
+    const route = parseHash();
+    const changed = state.view !== route.view;
+    state.view = route.view;
+    for (const v of ['fleet', 'camera', 'ingest']) {
+      $('view-' + v).hidden = v !== route.view;
+      const nav = $('nav-' + v);
+      if (v === route.view) nav.setAttribute('aria-current', 'page'); else nav.removeAttribute('aria-current');
+    }
+    if (route.view === 'camera') applyCameraRoute(route);
+    document.title = route.view === 'camera' && cam.id ? `${cam.id} · Speedflow` :
+      route.view === 'ingest' ? 'Ingest · Speedflow' : 'Fleet · Speedflow';
+    if (changed) $('main').focus({ preventScroll: true });
+    if (route.view === 'fleet') renderFleet();
+    if (route.view === 'ingest') renderIngest();
+    refreshNow();
+  }
+
+  // ================================================================ fleet view
+
+  const COLUMNS = [
+    { key: 'kvfv_id', label: 'Camera', type: 'str' },
+    { key: 'health', label: 'Health', type: 'health' },
+    { key: 'events_last_hour', label: 'Events, last hour', type: 'num' },
+    { key: 'current_avg_speed', label: 'Avg speed, current 5 min', type: 'num' },
+    { key: 'current_count', label: 'Flow, current 5 min', type: 'num' },
+    { key: 'last_event_time', label: 'Last event', type: 'time' },
+    { key: 'last_arrival_time', label: 'Last arrival', type: 'time' },
+    { key: 'lag_seconds', label: 'Lag', type: 'num' },
+    { key: 'events_today', label: 'Events today', type: 'num' },
+  ];
+  const fleet = {
+    sortKey: storageGet('speedflow.sortKey', 'kvfv_id'),
+    sortDir: storageGet('speedflow.sortDir', 'asc'),
+    filter: '',
+    health: '',
+    rows: [],
+    rowH: 0,
+    lastRange: '',
+    lastData: null,
+    focusId: null,
+  };
+  if (!COLUMNS.some((c) => c.key === fleet.sortKey)) fleet.sortKey = 'kvfv_id';
+
+  async function refreshFleet() {
+    const [data, stats] = await Promise.all([loadCameras(), getJSON('/stats').catch(() => null)]);
+    if (stats) recordStats(stats);
+    fleet.lastData = data;
+    if (state.view === 'fleet') renderFleet();
+  }
+
+  function buildFleetHead() {
+    $('fleet-head').innerHTML = COLUMNS.map((c) => {
+      const num = c.type === 'num' ? ' class="num"' : '';
+      return `<th scope="col"${num} data-key="${c.key}"><button type="button" class="sort-btn" data-key="${c.key}">` +
+        `${esc(c.label)}<span class="arrow" aria-hidden="true">▲</span></button></th>`;
+    }).join('');
+  }
+  function updateSortIndicators() {
+    for (const th of $('fleet-head').children) {
+      const arrow = th.querySelector('.arrow');
+      if (th.dataset.key === fleet.sortKey) {
+        th.setAttribute('aria-sort', fleet.sortDir === 'asc' ? 'ascending' : 'descending');
+        arrow.textContent = fleet.sortDir === 'asc' ? '▲' : '▼';
+      } else {
+        th.removeAttribute('aria-sort');
+        arrow.textContent = '▲';
+      }
+    }
+  }
+
+  function compareRows(a, b) {
+    const col = COLUMNS.find((c) => c.key === fleet.sortKey) || COLUMNS[0];
+    let va = a[col.key], vb = b[col.key];
+    if (col.type === 'health') { va = HEALTH[va] ? HEALTH[va].rank : 5; vb = HEALTH[vb] ? HEALTH[vb].rank : 5; }
+    if (col.type === 'time') { va = va ? Date.parse(va) : null; vb = vb ? Date.parse(vb) : null; }
+    // Unknown values sort last in either direction.
+    const na = va === null || va === undefined, nb = vb === null || vb === undefined;
+    if (na || nb) return na && nb ? cmpId(a, b) : na ? 1 : -1;
+    let r = col.type === 'str' ? String(va).localeCompare(String(vb), 'en', { numeric: true }) : va - vb;
+    if (fleet.sortDir === 'desc') r = -r;
+    return r || cmpId(a, b);
+  }
+  const cmpId = (a, b) => a.kvfv_id.localeCompare(b.kvfv_id, 'en', { numeric: true });
+
+  function renderFleet() {
+    const data = fleet.lastData;
+    if (!data) { $('fleet-count').textContent = 'Loading cameras…'; return; }
+    const all = data.cameras || [];
+    const tokens = fleet.filter.toLowerCase().split(/[\s,]+/).filter(Boolean);
+    const counts = { '': all.length };
+    for (const c of all) counts[c.health] = (counts[c.health] || 0) + 1;
+    renderHealthChips(counts);
+    fleet.rows = all.filter((c) =>
+      (!fleet.health || c.health === fleet.health) &&
+      (tokens.length === 0 || tokens.some((t) => c.kvfv_id.toLowerCase().includes(t))));
+    fleet.rows.sort(compareRows);
+    const shown = fleet.rows.length;
+    $('fleet-count').textContent = shown === all.length ? `${fmtInt(all.length)} cameras` :
+      `${fmtInt(shown)} of ${fmtInt(all.length)} cameras match`;
+    $('fleet-table').setAttribute('aria-rowcount', String(shown + 1));
+    fleet.lastRange = '';
+    renderFleetRows(true);
+    renderIngestStrip();
+  }
+
+  function renderHealthChips(counts) {
+    const order = ['', 'live', 'lagging', 'silent', 'clock_skew', 'stuck'];
+    const html = order.map((h) => {
+      const n = counts[h] || 0;
+      const label = h ? HEALTH[h].label : 'All';
+      const pressed = fleet.health === h;
+      const title = h ? HEALTH[h].help : 'Show every camera';
+      return `<button type="button" class="chip ${h ? 'h-' + h : 'h-all'}" data-health="${h}" aria-pressed="${pressed}" title="${esc(title)}">` +
+        `${esc(label)} <span class="n">${fmtInt(n)}</span></button>`;
+    }).join('');
+    const box = $('health-filters');
+    if (box.innerHTML !== html) {
+      const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.health : undefined;
+      box.innerHTML = html;
+      if (focused !== undefined && box.contains(document.activeElement) === false) {
+        const el = box.querySelector(`[data-health="${focused}"]`);
+        if (el) el.focus();
+      }
+    }
+  }
+
+  /** Renders only the rows in view (plus a margin) between two spacer rows: fast with 1,000+ cameras. */
+  function renderFleetRows(force) {
+    const scroller = $('fleet-scroll');
+    const body = $('fleet-body');
+    const rows = fleet.rows;
+    const n = rows.length;
+    const rowH = fleet.rowH || 40;
+    const headH = $('fleet-head').offsetHeight || rowH;
+    const overscan = 12;
+    const first = clamp(Math.floor((scroller.scrollTop - headH) / rowH) - overscan, 0, Math.max(0, n - 1));
+    const count = Math.ceil((scroller.clientHeight || 800) / rowH) + 2 * overscan;
+    const last = Math.min(n, first + count);
+    const rangeKey = `${first}:${last}`;
+    if (!force && rangeKey === fleet.lastRange) return;
+    fleet.lastRange = rangeKey;
+
+    const active = document.activeElement;
+    const activeRow = active && body.contains(active) ? active.closest('tr') : null;
+    const focusId = activeRow ? activeRow.dataset.id : fleet.focusId;
+    const focusCls = active && activeRow ? (active.classList.contains('cam-link') ? 'cam-link' : null) : null;
+
+    const nowMs = state.serverTime;
+    const parts = [];
+    if (n === 0) {
+      parts.push(`<tr class="empty-row"><td colspan="${COLUMNS.length}">${state.cameras && state.cameras.length === 0 ?
+        'No cameras yet: POST events to /events and they will appear here.' : 'No camera matches the filter.'}</td></tr>`);
+    } else {
+      if (first > 0) parts.push(`<tr class="spacer" aria-hidden="true"><td colspan="${COLUMNS.length}" style="height:${first * rowH}px"></td></tr>`);
+      for (let i = first; i < last; i++) parts.push(fleetRow(rows[i], i, nowMs));
+      if (last < n) parts.push(`<tr class="spacer" aria-hidden="true"><td colspan="${COLUMNS.length}" style="height:${(n - last) * rowH}px"></td></tr>`);
+    }
+    body.innerHTML = parts.join('');
+
+    if (!fleet.rowH) {
+      const r = body.querySelector('tr[data-id]');
+      if (r) {
+        const h = r.getBoundingClientRect().height;
+        if (h > 0) { fleet.rowH = h; if (Math.abs(h - rowH) > 0.5) { renderFleetRows(true); return; } }
+      }
+    }
+    if (focusId && focusCls) {
+      const row = body.querySelector(`tr[data-id="${cssEscape(focusId)}"]`);
+      if (row) row.querySelector('.cam-link').focus({ preventScroll: true });
+    }
+  }
+  const cssEscape = (s) => (window.CSS && CSS.escape ? CSS.escape(s) : s.replace(/["\\]/g, '\\$&'));
+
+  function fleetRow(c, i, nowMs) {
+    const h = HEALTH[c.health] || { label: c.health || 'unknown', help: '' };
+    const speed = c.current_avg_speed;
+    const pct = speed === null || speed === undefined ? 0 : clamp(speed / 150, 0, 1) * 100;
+    const lag = c.lag_seconds;
+    const lagCls = lag !== null && lag !== undefined && lag > 300 ? ' class="warn-text"' : '';
+    const href = '#/camera/' + encodeURIComponent(c.kvfv_id);
+    return `<tr data-id="${attr(c.kvfv_id)}" data-index="${i}" aria-rowindex="${i + 2}" data-health="${attr(c.health)}" ` +
+      `data-events-last-hour="${attr(c.events_last_hour)}" data-current-avg-speed="${attr(speed)}" ` +
+      `data-current-count="${attr(c.current_count)}" data-events-today="${attr(c.events_today)}">` +
+      `<td><a class="cam-link" href="${href}">${esc(c.kvfv_id)}</a></td>` +
+      `<td><span class="badge h-${attr(c.health)}" title="${esc(h.help)}">${esc(h.label)}</span></td>` +
+      `<td class="num" data-col="events_last_hour">${fmtInt(c.events_last_hour)}</td>` +
+      `<td class="num" data-col="current_avg_speed"><span class="speed-cell">` +
+      (speed === null || speed === undefined ? '<span class="none">—</span>' :
+        `<span>${fmtSpeed(speed)}<span class="unit">km/h</span></span>`) +
+      `<span class="speed-bar" aria-hidden="true"><i style="width:${pct.toFixed(1)}%"></i></span></span></td>` +
+      `<td class="num" data-col="current_count">${fmtInt(c.current_count)}<span class="unit">veh</span></td>` +
+      `<td data-col="last_event_time">${fmtWhen(c.last_event_time, state.tz, nowMs)}</td>` +
+      `<td data-col="last_arrival_time">${fmtWhen(c.last_arrival_time, state.tz, nowMs)}</td>` +
+      `<td class="num" data-col="lag_seconds"><span${lagCls}>${lag === null || lag === undefined ? '—' : esc(fmtDuration(lag))}</span></td>` +
+      `<td class="num" data-col="events_today">${fmtInt(c.events_today)}</td></tr>`;
+  }
+
+  /** Moves keyboard focus to row `index`, scrolling it into the rendered slice first. */
+  function focusFleetRow(index) {
+    const n = fleet.rows.length;
+    if (n === 0) return;
+    index = clamp(index, 0, n - 1);
+    const scroller = $('fleet-scroll');
+    const rowH = fleet.rowH || 40;
+    const headH = $('fleet-head').offsetHeight || rowH;
+    const top = headH + index * rowH;
+    if (top < scroller.scrollTop + headH) scroller.scrollTop = top - headH;
+    else if (top + rowH > scroller.scrollTop + scroller.clientHeight) scroller.scrollTop = top + rowH - scroller.clientHeight;
+    fleet.focusId = fleet.rows[index].kvfv_id;
+    renderFleetRows(true);
+    const row = $('fleet-body').querySelector(`tr[data-index="${index}"]`);
+    if (row) row.querySelector('.cam-link').focus({ preventScroll: true });
+  }
+
+  function renderIngestStrip() {
+    const s = state.stats;
+    const el = $('fleet-ingest-strip');
+    if (!s) { el.innerHTML = ''; return; }
+    el.innerHTML =
+      `<span>Accepted <b>${fmt1(s.accepted_per_second)}</b>/s</span>` +
+      `<span>Duplicates <b>${fmt1(s.duplicates_per_second)}</b>/s</span>` +
+      `<span>Rejected <b>${fmt1(s.rejected_per_second)}</b>/s</span>` +
+      `<span>Queue <b>${fmtInt(s.queue_depth)}</b></span>` +
+      `<a href="#/ingest">Ingest details →</a>`;
+  }
+
+  function initFleet() {
+    buildFleetHead();
+    updateSortIndicators();
+    $('fleet-head').addEventListener('click', (e) => {
+      const btn = e.target.closest('.sort-btn');
+      if (!btn) return;
+      const key = btn.dataset.key;
+      if (fleet.sortKey === key) fleet.sortDir = fleet.sortDir === 'asc' ? 'desc' : 'asc';
+      else {
+        fleet.sortKey = key;
+        const col = COLUMNS.find((c) => c.key === key);
+        fleet.sortDir = col.type === 'str' || col.type === 'health' ? 'asc' : 'desc';
+      }
+      storageSet('speedflow.sortKey', fleet.sortKey);
+      storageSet('speedflow.sortDir', fleet.sortDir);
+      updateSortIndicators();
+      renderFleet();
+    });
+    $('fleet-filter').addEventListener('input', (e) => {
+      fleet.filter = e.target.value;
+      $('fleet-scroll').scrollTop = 0;
+      renderFleet();
+    });
+    $('health-filters').addEventListener('click', (e) => {
+      const chip = e.target.closest('.chip');
+      if (!chip) return;
+      const h = chip.dataset.health;
+      fleet.health = fleet.health === h ? '' : h;
+      $('fleet-scroll').scrollTop = 0;
+      renderFleet();
+    });
+    let raf = 0;
+    $('fleet-scroll').addEventListener('scroll', () => {
+      if (raf) return;
+      raf = requestAnimationFrame(() => { raf = 0; renderFleetRows(false); });
+    });
+    window.addEventListener('resize', () => { if (state.view === 'fleet') renderFleetRows(true); });
+    $('fleet-body').addEventListener('click', (e) => {
+      if (e.target.closest('a')) return;
+      const row = e.target.closest('tr[data-id]');
+      if (row) location.hash = '#/camera/' + encodeURIComponent(row.dataset.id);
+    });
+    $('fleet-body').addEventListener('keydown', (e) => {
+      const row = e.target.closest('tr[data-index]');
+      if (!row) return;
+      const i = +row.dataset.index;
+      const page = Math.max(1, Math.floor($('fleet-scroll').clientHeight / (fleet.rowH || 40)) - 1);
+      const moves = { ArrowDown: i + 1, ArrowUp: i - 1, PageDown: i + page, PageUp: i - page, Home: 0, End: fleet.rows.length - 1 };
+      if (e.key in moves && !(e.key === 'Home' || e.key === 'End') || ((e.key === 'Home' || e.key === 'End') && e.ctrlKey)) {
+        e.preventDefault();
+        focusFleetRow(moves[e.key]);
+      }
+    });
+  }
+
+  // ================================================================ camera view
+
+  const cam = {
+    id: storageGet('speedflow.camera', ''),
+    period: '6h',
+    interval: '5m',
+    customFrom: NaN,
+    customTo: NaN,
+    data: null, // last avg-speed response
+    dataKey: '',
+    range: null,
+    sel: -1, // selected window index (hover or keyboard)
+    selByKey: false,
+    gen: 0,
+    geom: null,
+  };
+
+  function applyCameraRoute(route) {
+    const p = route.params;
+    if (route.id) cam.id = route.id;
+    if (p.get('p') && (p.get('p') in PERIOD_MS || p.get('p') === 'custom')) cam.period = p.get('p');
+    if (p.get('i') && p.get('i') in INTERVAL_MS) cam.interval = p.get('i');
+    else cam.interval = DEFAULT_INTERVAL[cam.period] || cam.interval;
+    if (p.get('tz') && isValidTz(p.get('tz'))) setTz(p.get('tz'));
+    if (cam.period === 'custom') {
+      const f = Date.parse(p.get('from') || ''), t = Date.parse(p.get('to') || '');
+      if (!isNaN(f)) cam.customFrom = f;
+      if (!isNaN(t)) cam.customTo = t;
+      if (isNaN(cam.customFrom) || isNaN(cam.customTo)) {
+        cam.customTo = serverNow();
+        cam.customFrom = cam.customTo - DAY;
+      }
+    }
+    if (cam.id) storageSet('speedflow.camera', cam.id);
+    syncCameraControls();
+    cam.gen++;
+  }
+  function cameraHash() {
+    const p = new URLSearchParams({ p: cam.period, i: cam.interval, tz: state.tz });
+    if (cam.period === 'custom') {
+      if (!isNaN(cam.customFrom)) p.set('from', isoSec(cam.customFrom));
+      if (!isNaN(cam.customTo)) p.set('to', isoSec(cam.customTo));
+    }
+    return '#/camera/' + encodeURIComponent(cam.id) + '?' + p.toString();
+  }
+  function syncCameraControls() {
+    const idInput = $('camera-id');
+    if (document.activeElement !== idInput) idInput.value = cam.id;
+    for (const r of document.querySelectorAll('input[name="period"]')) r.checked = r.value === cam.period;
+    for (const r of document.querySelectorAll('input[name="interval"]')) r.checked = r.value === cam.interval;
+    for (const el of document.querySelectorAll('.custom-range')) el.hidden = cam.period !== 'custom';
+    if (cam.period === 'custom') {
+      if (!isNaN(cam.customFrom)) $('custom-from').value = toLocalInput(cam.customFrom, state.tz);
+      if (!isNaN(cam.customTo)) $('custom-to').value = toLocalInput(cam.customTo, state.tz);
+    }
+    $('tz-select').value = state.tz;
+    $('chart-tz-note').textContent = state.tz;
+    $('camera-title').textContent = cam.id ? `Camera ${cam.id}` : 'Camera';
+  }
+  /** Navigates to the camera view for the current controls (a new history entry only when the camera changes). */
+  function commitCameraControls(newEntry) {
+    const hash = cameraHash();
+    if (location.hash === hash) { cam.gen++; refreshNow(); return; }
+    if (newEntry) location.hash = hash;
+    else { history.replaceState(null, '', hash); onRoute(); }
+  }
+
+  function isValidTz(tz) {
+    try { new Intl.DateTimeFormat('en-US', { timeZone: tz }); return true; } catch { return false; }
+  }
+  function setTz(tz) {
+    if (tz === state.tz) return;
+    state.tz = tz;
+    storageSet('speedflow.tz', tz);
+  }
+
+  /** The range the chart asks for: whole windows from (now − period) to the end of the current window. */
+  function computeRange() {
+    const tz = cam.interval === '24h' ? state.tz : 'UTC';
+    let from, to;
+    if (cam.period === 'custom') {
+      from = cam.customFrom; to = cam.customTo;
+      if (isNaN(from) || isNaN(to)) return { error: 'Enter both ends of the custom period.' };
+      if (to <= from) return { error: 'The end of the period must be after its start.' };
+      from = floorWindow(from, cam.interval, tz);
+      const t0 = floorWindow(to, cam.interval, tz);
+      to = t0 === to ? to : nextWindow(t0, cam.interval, tz);
+    } else {
+      const now = serverNow();
+      to = nextWindow(floorWindow(now, cam.interval, tz), cam.interval, tz);
+      from = floorWindow(now - PERIOD_MS[cam.period], cam.interval, tz);
+    }
+    const windows = Math.round((to - from) / INTERVAL_MS[cam.interval]);
+    if (windows > MAX_WINDOWS) {
+      return { error: `That is ${fmtInt(windows)} windows; the API answers at most ${fmtInt(MAX_WINDOWS)}. Choose a longer window or a shorter period.` };
+    }
+    const params = new URLSearchParams({ from: isoSec(from), to: isoSec(to), interval: cam.interval });
+    if (cam.interval === '24h' && state.tz !== 'UTC') params.set('tz', state.tz);
+    const path = `/kvfv/${encodeURIComponent(cam.id)}/avg-speed`;
+    return { from, to, tz, url: `${path}?${params}`, csvUrl: `${path}?${params}&format=csv` };
+  }
+
+  async function refreshCamera() {
+    if (!state.cameras || Date.now() - state.camerasAt > FLEET_REFRESH_ON_CAMERA_MS) await loadCameras();
+    if (!cam.id && state.cameras.length) {
+      cam.id = [...state.cameras].sort(cmpId)[0].kvfv_id;
+      history.replaceState(null, '', cameraHash());
+      syncCameraControls();
+    }
+    renderCameraHealth();
+    if (!cam.id) { cameraMessage('No cameras yet: POST events to /events first.'); clearChart(); return; }
+    // Ask only for cameras the server knows, so a typo shows a message rather than a failed request.
+    if (!state.cameras.some((c) => c.kvfv_id === cam.id)) {
+      cameraMessage(`No camera “${cam.id}” on this server.`);
+      clearChart();
+      return;
+    }
+    const range = computeRange();
+    if (range.error) { cameraMessage(range.error); return; }
+    cameraMessage(null);
+    const gen = cam.gen;
+    const data = await getJSON(range.url);
+    if (gen !== cam.gen || state.view !== 'camera') return; // controls changed meanwhile
+    cam.range = range;
+    const csv = $('csv-link');
+    csv.href = range.csvUrl;
+    csv.removeAttribute('aria-disabled');
+    csv.download = `${cam.id}_${cam.interval}_${isoSec(range.from)}_${isoSec(range.to)}.csv`.replace(/:/g, '');
+    const key = JSON.stringify(data);
+    if (key === cam.dataKey) return; // nothing changed: keep the DOM (and the hover) as it is
+    cam.dataKey = key;
+    cam.data = data;
+    renderCameraCards();
+    renderChart();
+  }
+
+  function cameraMessage(text) {
+    const el = $('camera-message');
+    el.hidden = !text;
+    el.textContent = text || '';
+    if (text) $('csv-link').setAttribute('aria-disabled', 'true');
+  }
+  function clearChart() {
+    cam.data = null; cam.dataKey = '';
+    $('chart').innerHTML = '';
+    $('camera-cards').innerHTML = '';
+    $('chart-tooltip').hidden = true;
+  }
+
+  function renderCameraHealth() {
+    const el = $('camera-health');
+    const c = state.cameras && state.cameras.find((x) => x.kvfv_id === cam.id);
+    if (!c) { el.innerHTML = ''; return; }
+    const h = HEALTH[c.health] || { label: c.health, help: '' };
+    el.innerHTML = `<span class="badge h-${attr(c.health)}" title="${esc(h.help)}">${esc(h.label)}</span>` +
+      `<span class="subtle">last event ${fmtWhen(c.last_event_time, state.tz, state.serverTime)} · ` +
+      `accepted ${fmtInt(c.accepted)} · duplicates ${fmtInt(c.duplicates)} · rejected ${fmtInt(c.rejected)}</span>`;
+  }
+
+  function periodSummary(windows) {
+    let n = 0, sum = 0, inv = 0, empty = 0, latest = null;
+    for (const w of windows) {
+      if (!w.count) { empty++; continue; }
+      n += w.count;
+      sum += w.avg_speed * w.count; // exact: window sum = avg × count
+      if (w.harmonic_mean_speed) inv += w.count / w.harmonic_mean_speed; // window Σ1/v
+      latest = w;
+    }
+    return { n, avg: n ? sum / n : null, hm: n && inv ? n / inv : null, empty, latest };
+  }
+
+  function renderCameraCards() {
+    const ws = cam.data.windows || [];
+    const s = periodSummary(ws);
+    const tz = state.tz;
+    const latest = s.latest;
+    const sameDay = latest && fmtTime(Date.parse(latest.start), tz, 'dayKey') === fmtTime(serverNow(), tz, 'dayKey');
+    const latestWhen = !latest ? 'no vehicles in this period' : ws.length && Date.parse(latest.end) - Date.parse(latest.start) < DAY && sameDay ?
+      `${fmtTime(Date.parse(latest.start), tz, 'hm')}–${fmtTime(Date.parse(latest.end), tz, 'hm')} · ${fmtInt(latest.count)} veh` :
+      `${fmtWindow(latest, tz)} · ${fmtInt(latest.count)} veh`;
+    const card = (id, label, value, unit, sub, data) =>
+      `<div class="card" id="${id}"${data || ''}><div class="label">${label}</div>` +
+      `<div class="value">${value}${unit ? `<span class="unit"> ${unit}</span>` : ''}</div><div class="sub">${sub}</div></div>`;
+    $('camera-cards').innerHTML =
+      card('card-latest', 'Latest avg speed', latest ? fmtSpeed(latest.avg_speed) : '—', 'km/h', esc(latestWhen),
+        latest ? ` data-start="${attr(latest.start)}" data-avg-speed="${attr(latest.avg_speed)}" data-count="${attr(latest.count)}"` : '') +
+      card('card-latest-v85', 'Latest V85', latest ? fmtInt(latest.p85_speed) : '—', 'km/h',
+        latest ? `V15 ${fmtInt(latest.p15_speed)} · V50 ${fmtInt(latest.p50_speed)}` : '—') +
+      card('card-avg', 'Period: avg speed', fmtSpeed(s.avg), 'km/h', 'time-mean, all vehicles') +
+      card('card-hm', 'Period: harmonic mean', fmtSpeed(s.hm), 'km/h', 'space-mean speed') +
+      card('card-count', 'Period: vehicles', fmtInt(s.n), '', `${fmtInt(ws.length)} windows of ${esc(cam.interval)}`) +
+      card('card-empty', 'Empty windows', fmtInt(s.empty), '', s.empty ? 'drawn as gaps' : 'no gaps');
+  }
+  function fmtWindow(w, tz) {
+    const a = Date.parse(w.start), b = Date.parse(w.end);
+    if (b - a >= DAY) return fmtTime(a, tz, 'ymd');
+    return `${fmtTime(a, tz, 'md')}, ${fmtTime(a, tz, 'hm')}–${fmtTime(b, tz, 'hm')}`;
+  }
+
+  // ------------------------------------------------------------ chart
+
+  function niceStep(range, target) {
+    const raw = range / Math.max(1, target);
+    const p = Math.pow(10, Math.floor(Math.log10(raw)));
+    const m = raw / p;
+    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10) * p;
+  }
+  const TICK_STEPS = [5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY];
+  function timeTicks(from, to, tz, maxTicks) {
+    const step = TICK_STEPS.find((s) => (to - from) / s <= maxTicks) || TICK_STEPS[TICK_STEPS.length - 1];
+    const ticks = [];
+    let wall = Math.ceil((from + tzOffset(tz, from)) / step) * step;
+    for (let guard = 0; guard < 200; guard++) {
+      const t = wallToUtc(tz, wall);
+      if (t > to) break;
+      if (t >= from) ticks.push(t);
+      wall += step;
+    }
+    return { step, ticks };
+  }
+
+  const f2 = (v) => Math.round(v * 10) / 10;
+
+  function renderChart() {
+    const svg = $('chart');
+    const data = cam.data;
+    if (!data) return;
+    const ws = data.windows || [];
+    const W = svg.clientWidth || 800, H = svg.clientHeight || 420;
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    const fs = parseFloat(getComputedStyle(document.documentElement).fontSize) || 14;
+    const m = { l: Math.round(fs * 3.6), r: Math.round(fs * 1.2), t: Math.round(fs * 1.2), b: Math.round(fs * 3) };
+    const gapY = Math.round(fs * 2);
+    const innerH = H - m.t - m.b - gapY;
+    const sTop = m.t, sH = Math.round(innerH * 0.7), fTop = sTop + sH + gapY, fH = innerH - sH;
+    const plotW = W - m.l - m.r;
+    const t0 = ws.length ? Date.parse(ws[0].start) : cam.range.from;
+    const t1 = ws.length ? Date.parse(ws[ws.length - 1].end) : cam.range.to;
+    const x = (t) => m.l + ((t - t0) / (t1 - t0 || 1)) * plotW;
+
+    let sMax = 0, cMax = 0;
+    const starts = new Array(ws.length), ends = new Array(ws.length);
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i];
+      starts[i] = Date.parse(w.start); ends[i] = Date.parse(w.end);
+      if (w.count > 0) {
+        sMax = Math.max(sMax, w.p85_speed ?? 0, w.avg_speed ?? 0, w.harmonic_mean_speed ?? 0);
+        cMax = Math.max(cMax, w.count);
+      }
+    }
+    const sStep = niceStep(Math.max(sMax, 20) * 1.08, Math.max(3, Math.floor(sH / (fs * 3.2))));
+    const sTopVal = Math.ceil((Math.max(sMax, 20) * 1.08) / sStep) * sStep;
+    const ys = (v) => sTop + sH - (v / sTopVal) * sH;
+    const cStep = cMax > 0 ? niceStep(cMax, Math.max(2, Math.floor(fH / (fs * 2.6)))) : 1;
+    const cTopVal = Math.max(cStep, Math.ceil(cMax / cStep) * cStep);
+    const yc = (v) => fTop + fH - (v / cTopVal) * fH;
+    cam.geom = { x, ys, yc, sTop, sH, fTop, fH, m, W, H, starts, ends, plotW };
+
+    const out = [];
+    out.push('<defs><pattern id="gap-pattern" width="8" height="8" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">' +
+      '<line class="gap-pattern-line" x1="0" y1="0" x2="0" y2="8"/></pattern></defs>');
+
+    // Grid and axes.
+    out.push('<g class="grid">');
+    for (let v = 0; v <= sTopVal + 1e-9; v += sStep) {
+      const y = f2(ys(v));
+      out.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${y}" y2="${y}"/>`);
+      out.push(`<text x="${m.l - 8}" y="${y}" dy="0.32em" text-anchor="end">${fmtInt(v)}</text>`);
+    }
+    for (let v = 0; v <= cTopVal + 1e-9; v += cStep) {
+      const y = f2(yc(v));
+      out.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${y}" y2="${y}"/>`);
+      out.push(`<text x="${m.l - 8}" y="${y}" dy="0.32em" text-anchor="end">${fmtInt(v)}</text>`);
+    }
+    const tz = state.tz;
+    const { step, ticks } = timeTicks(t0, t1, tz, Math.max(2, Math.floor(plotW / (fs * 6.5))));
+    let prevDay = '';
+    for (const t of ticks) {
+      const xx = f2(x(t));
+      out.push(`<line x1="${xx}" x2="${xx}" y1="${sTop}" y2="${fTop + fH}"/>`);
+      const day = fmtTime(t, tz, 'dayKey');
+      const top = step >= DAY ? fmtTime(t, tz, 'md') : fmtTime(t, tz, 'hm');
+      const bottom = step < DAY && day !== prevDay ? fmtTime(t, tz, 'md') : '';
+      prevDay = day;
+      out.push(`<text x="${xx}" y="${fTop + fH + fs * 1.3}" text-anchor="middle">${esc(top)}</text>`);
+      if (bottom) out.push(`<text x="${xx}" y="${fTop + fH + fs * 2.5}" text-anchor="middle">${esc(bottom)}</text>`);
+    }
+    out.push('</g>');
+    out.push(`<text class="axis-title" x="${m.l}" y="${sTop - fs * 0.45}" text-anchor="start">Speed, km/h</text>`);
+    out.push(`<text class="axis-title" x="${m.l}" y="${fTop - fs * 0.45}" text-anchor="start">Vehicles per ${esc(data.interval || cam.interval)}</text>`);
+
+    // Empty windows: hatched, merged into runs.
+    const gaps = [];
+    for (let i = 0; i < ws.length;) {
+      if (ws[i].count > 0) { i++; continue; }
+      let j = i;
+      while (j + 1 < ws.length && !(ws[j + 1].count > 0)) j++;
+      const xa = x(starts[i]), xb = x(ends[j]);
+      gaps.push(`M${f2(xa)} ${sTop}h${f2(xb - xa)}v${sH}h${f2(xa - xb)}z`);
+      i = j + 1;
+    }
+    if (gaps.length) out.push(`<path class="gap-fill" d="${gaps.join('')}"/>`);
+
+    // Flow bars as one path.
+    const bw = plotW / Math.max(1, ws.length);
+    const pad = bw > 4 ? Math.min(bw * 0.15, 3) : 0;
+    let bars = '';
+    for (let i = 0; i < ws.length; i++) {
+      const c = ws[i].count;
+      if (!(c > 0)) continue;
+      const xa = x(starts[i]) + pad, xb = x(ends[i]) - pad, y = yc(c);
+      bars += `M${f2(xa)} ${f2(fTop + fH)}V${f2(y)}H${f2(Math.max(xb, xa + 0.6))}V${f2(fTop + fH)}z`;
+    }
+    out.push(`<path class="bars" d="${bars}"/>`);
+    out.push(`<line class="baseline" x1="${m.l}" x2="${W - m.r}" y1="${sTop + sH}" y2="${sTop + sH}"/>`);
+    out.push(`<line class="baseline" x1="${m.l}" x2="${W - m.r}" y1="${fTop + fH}" y2="${fTop + fH}"/>`);
+
+    // Band and lines, broken at empty windows: one sub-path per run of non-empty windows.
+    let band = '', avg = '', hm = '';
+    const dots = [];
+    const showDots = ws.length <= 120;
+    for (let i = 0; i < ws.length;) {
+      if (!(ws[i].count > 0)) { i++; continue; }
+      let j = i;
+      while (j + 1 < ws.length && ws[j + 1].count > 0) j++;
+      const cx = (k) => f2(x((starts[k] + ends[k]) / 2));
+      if (i === j) {
+        const half = Math.max(2, bw * 0.35);
+        const w = ws[i];
+        if (w.p15_speed !== null && w.p85_speed !== null) {
+          band += `M${f2(cx(i) - half)} ${f2(ys(w.p85_speed))}H${f2(cx(i) + half)}V${f2(ys(w.p15_speed))}H${f2(cx(i) - half)}z`;
+        }
+      } else {
+        let top = '', bot = '';
+        for (let k = i; k <= j; k++) top += `${k === i ? 'M' : 'L'}${cx(k)} ${f2(ys(ws[k].p85_speed ?? ws[k].avg_speed))}`;
+        for (let k = j; k >= i; k--) bot += `L${cx(k)} ${f2(ys(ws[k].p15_speed ?? ws[k].avg_speed))}`;
+        band += top + bot + 'z';
+      }
+      for (let k = i; k <= j; k++) {
+        avg += `${k === i ? 'M' : 'L'}${cx(k)} ${f2(ys(ws[k].avg_speed))}`;
+        if (ws[k].harmonic_mean_speed !== null) hm += `${k === i || ws[k - 1].harmonic_mean_speed === null ? 'M' : 'L'}${cx(k)} ${f2(ys(ws[k].harmonic_mean_speed))}`;
+        if (showDots || i === j) {
+          dots.push(`<circle class="avg-dot" cx="${cx(k)}" cy="${f2(ys(ws[k].avg_speed))}" r="${i === j ? 3 : 2.2}"/>`);
+        }
+      }
+      i = j + 1;
+    }
+    out.push(`<path class="band" d="${band}"/>`);
+    out.push(`<path class="hm-line" d="${hm}"/>`);
+    out.push(`<path class="avg-line" d="${avg}"/>`);
+    out.push(dots.join(''));
+
+    if (!ws.some((w) => w.count > 0)) {
+      out.push(`<text class="empty-note" x="${m.l + plotW / 2}" y="${sTop + sH / 2}" text-anchor="middle">No vehicles in this period</text>`);
+    }
+
+    // One transparent hit area per window: the hover target, and the window's numbers for tests and tools.
+    out.push('<g class="windows">');
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i];
+      const xa = x(starts[i]);
+      out.push(`<rect class="hit" data-i="${i}" data-start="${attr(w.start)}" data-end="${attr(w.end)}" data-count="${attr(w.count)}" ` +
+        `data-avg-speed="${attr(w.avg_speed)}" data-harmonic-mean-speed="${attr(w.harmonic_mean_speed)}" ` +
+        `data-p15-speed="${attr(w.p15_speed)}" data-p50-speed="${attr(w.p50_speed)}" data-p85-speed="${attr(w.p85_speed)}" ` +
+        `x="${f2(xa)}" y="${sTop}" width="${f2(Math.max(0.5, x(ends[i]) - xa))}" height="${fTop + fH - sTop}"/>`);
+    }
+    out.push('</g><g id="chart-sel"></g>');
+
+    svg.innerHTML = out.join('');
+    svg.dataset.from = data.from || '';
+    svg.dataset.to = data.to || '';
+    svg.dataset.interval = data.interval || cam.interval;
+    svg.dataset.kvfvId = data.kvfv_id || cam.id;
+    svg.dataset.windows = String(ws.length);
+    if (cam.sel >= ws.length) cam.sel = -1;
+    renderSelection();
+  }
+
+  function renderSelection() {
+    const g = $('chart-sel');
+    const tip = $('chart-tooltip');
+    const ws = cam.data ? cam.data.windows || [] : [];
+    const i = cam.sel;
+    if (!g || i < 0 || i >= ws.length || !cam.geom) {
+      if (g) g.innerHTML = '';
+      tip.hidden = true;
+      return;
+    }
+    const { x, ys, yc, sTop, fTop, fH, starts, ends, W } = cam.geom;
+    const w = ws[i];
+    const cx = x((starts[i] + ends[i]) / 2);
+    let html = `<line class="cursor" x1="${f2(cx)}" x2="${f2(cx)}" y1="${sTop}" y2="${fTop + fH}"/>`;
+    if (w.count > 0) {
+      html += `<rect class="sel-bar" x="${f2(x(starts[i]))}" y="${f2(yc(w.count))}" width="${f2(Math.max(1, x(ends[i]) - x(starts[i])))}" height="${f2(fTop + fH - yc(w.count))}"/>`;
+      html += `<circle class="sel-dot" cx="${f2(cx)}" cy="${f2(ys(w.avg_speed))}" r="5" style="fill:var(--avg)"/>`;
+      if (w.harmonic_mean_speed !== null) html += `<circle class="sel-dot" cx="${f2(cx)}" cy="${f2(ys(w.harmonic_mean_speed))}" r="4" style="fill:var(--hm)"/>`;
+    }
+    g.innerHTML = html;
+
+    const ivMs = ends[i] - starts[i];
+    const perHour = w.count * (HOUR / (ivMs || HOUR));
+    const rows = w.count > 0 ? [
+      ['Vehicles', `${fmtInt(w.count)} <small>(${fmtInt(perHour)} veh/h)</small>`],
+      ['Average speed', `${fmtSpeed(w.avg_speed)} km/h`],
+      ['Harmonic mean', `${fmtSpeed(w.harmonic_mean_speed)} km/h`],
+      ['V15 / V50 / V85', `${fmtInt(w.p15_speed)} / ${fmtInt(w.p50_speed)} / ${fmtInt(w.p85_speed)}`],
+      ['Min – max', `${fmtSpeed(w.min_speed)} – ${fmtSpeed(w.max_speed)}`],
+      ['Std deviation', `${fmtSpeed(w.stddev_speed)} km/h`],
+    ] : null;
+    tip.innerHTML = `<div class="tt-title">${esc(fmtWindow(w, state.tz))}</div>` +
+      (rows ? `<dl>${rows.map(([k, v]) => `<dt>${k}</dt><dd data-field="${k}">${v}</dd>`).join('')}</dl>` :
+        '<div class="tt-empty">No vehicles in this window</div>');
+    tip.dataset.start = w.start;
+    tip.hidden = false;
+    // Place beside the cursor, flipping to the left in the right half.
+    const svgBox = $('chart').getBoundingClientRect();
+    const scale = svgBox.width / W || 1;
+    const px = cx * scale;
+    const tw = tip.offsetWidth;
+    let left = px < svgBox.width / 2 ? px + 16 : px - tw - 16;
+    left = clamp(left, 0, Math.max(0, svgBox.width - tw));
+    tip.style.transform = `translate(${Math.round(left)}px, ${Math.round(sTop * scale + 8)}px)`;
+    $('chart-readout').textContent = w.count > 0 ?
+      `${fmtWindow(w, state.tz)}: ${w.count} vehicles, average ${fmtSpeed(w.avg_speed)} km/h, harmonic mean ${fmtSpeed(w.harmonic_mean_speed)}, V85 ${fmtInt(w.p85_speed)}.` :
+      `${fmtWindow(w, state.tz)}: no vehicles.`;
+  }
+
+  function initCamera() {
+    const sel = $('tz-select');
+    const common = [...new Set([browserTz, ...COMMON_TZ])];
+    let html = '<optgroup label="Common">' + common.map((z) =>
+      `<option value="${esc(z)}">${esc(z === browserTz ? `${z} (this browser)` : z)}</option>`).join('') + '</optgroup>';
+    try {
+      const all = Intl.supportedValuesOf('timeZone').filter((z) => !common.includes(z));
+      html += '<optgroup label="All time zones">' + all.map((z) => `<option value="${esc(z)}">${esc(z)}</option>`).join('') + '</optgroup>';
+    } catch { /* older browser: the common list is enough */ }
+    sel.innerHTML = html;
+    if (!isValidTz(state.tz)) state.tz = 'UTC';
+    if (![...sel.options].some((o) => o.value === state.tz)) {
+      sel.insertAdjacentHTML('afterbegin', `<option value="${esc(state.tz)}">${esc(state.tz)}</option>`);
+    }
+    sel.value = state.tz;
+    sel.addEventListener('change', () => {
+      setTz(sel.value);
+      cam.dataKey = '';
+      if (state.view === 'camera') commitCameraControls(false);
+    });
+
+    $('camera-controls').addEventListener('submit', (e) => { e.preventDefault(); commitId(); });
+    const commitId = () => {
+      const v = $('camera-id').value.trim();
+      if (!v || v === cam.id || !$('camera-id').checkValidity()) return;
+      cam.id = v;
+      cam.sel = -1;
+      clearChart();
+      commitCameraControls(true);
+    };
+    $('camera-id').addEventListener('change', commitId);
+    for (const r of document.querySelectorAll('input[name="period"]')) {
+      r.addEventListener('change', () => {
+        cam.period = r.value;
+        cam.interval = DEFAULT_INTERVAL[cam.period];
+        if (cam.period === 'custom' && (isNaN(cam.customFrom) || isNaN(cam.customTo))) {
+          cam.customTo = serverNow();
+          cam.customFrom = cam.customTo - DAY;
+        }
+        commitCameraControls(false);
+      });
+    }
+    for (const r of document.querySelectorAll('input[name="interval"]')) {
+      r.addEventListener('change', () => { cam.interval = r.value; commitCameraControls(false); });
+    }
+    for (const id of ['custom-from', 'custom-to']) {
+      $(id).addEventListener('change', () => {
+        cam.customFrom = fromLocalInput($('custom-from').value, state.tz);
+        cam.customTo = fromLocalInput($('custom-to').value, state.tz);
+        commitCameraControls(false);
+      });
+    }
+    $('csv-link').addEventListener('click', (e) => {
+      if ($('csv-link').getAttribute('aria-disabled') === 'true') e.preventDefault();
+    });
+
+    const svg = $('chart');
+    svg.addEventListener('mousemove', (e) => {
+      const hit = e.target.closest && e.target.closest('.hit');
+      if (!hit) return;
+      const i = +hit.dataset.i;
+      if (i !== cam.sel) { cam.sel = i; cam.selByKey = false; renderSelection(); }
+    });
+    svg.addEventListener('mouseleave', () => {
+      if (!cam.selByKey) { cam.sel = -1; renderSelection(); }
+    });
+    svg.addEventListener('keydown', (e) => {
+      const n = cam.data ? (cam.data.windows || []).length : 0;
+      if (!n) return;
+      const page = Math.max(1, Math.round(n / 10));
+      const cur = cam.sel < 0 ? n - 1 : cam.sel;
+      const next = { ArrowRight: cur + 1, ArrowLeft: cur - 1, PageDown: cur + page, PageUp: cur - page, Home: 0, End: n - 1 }[e.key];
+      if (e.key === 'Escape') { cam.sel = -1; renderSelection(); return; }
+      if (next === undefined) return;
+      e.preventDefault();
+      cam.sel = clamp(cam.sel < 0 && (e.key === 'ArrowLeft' || e.key === 'ArrowRight') ? n - 1 : next, 0, n - 1);
+      cam.selByKey = true;
+      renderSelection();
+    });
+    svg.addEventListener('focus', () => {
+      const n = cam.data ? (cam.data.windows || []).length : 0;
+      if (n && cam.sel < 0) {
+        let k = n - 1;
+        while (k > 0 && !(cam.data.windows[k].count > 0)) k--;
+        cam.sel = k; cam.selByKey = true; renderSelection();
+      }
+    });
+    svg.addEventListener('blur', () => { if (cam.selByKey) { cam.sel = -1; cam.selByKey = false; renderSelection(); } });
+
+    let rto = 0;
+    new ResizeObserver(() => {
+      clearTimeout(rto);
+      rto = setTimeout(() => { if (state.view === 'camera' && cam.data) renderChart(); }, 60);
+    }).observe($('chart-wrap'));
+  }
+
+  function updateCameraList() {
+    const list = $('camera-list');
+    const ids = (state.cameras || []).map((c) => c.kvfv_id).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    const key = ids.join('\n');
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.innerHTML = ids.map((id) => `<option value="${esc(id)}"></option>`).join('');
+  }
+
+  // ================================================================ ingest view
+
+  async function refreshIngest() {
+    recordStats(await getJSON('/stats'));
+    if (state.view === 'ingest') renderIngest();
+  }
+
+  function renderIngest() {
+    const s = state.stats;
+    if (!s) return;
+    $('ingest-uptime').textContent = `Server up ${fmtDuration(s.uptime_seconds)} · as of ${fmtTime(Date.parse(s.server_time), state.tz, 'hms')} ${state.tz}`;
+    const card = (label, value, sub, id) =>
+      `<div class="card"${id ? ` id="${id}"` : ''}><div class="label">${label}</div><div class="value">${value}</div><div class="sub">${sub}</div></div>`;
+    $('ingest-cards').innerHTML =
+      card('Accepted', `${fmt1(s.accepted_per_second)}<span class="unit"> /s</span>`, `${fmtInt(s.accepted_total)} total`, 'ingest-accepted') +
+      card('Duplicates', `${fmt1(s.duplicates_per_second)}<span class="unit"> /s</span>`, `${fmtInt(s.duplicates_total)} total · never counted twice`, 'ingest-duplicates') +
+      card('Rejected', `${fmt1(s.rejected_per_second)}<span class="unit"> /s</span>`, `${fmtInt(s.rejected_total)} total`, 'ingest-rejected') +
+      card('Queue depth', fmtInt(s.queue_depth), 'events waiting to aggregate') +
+      card('Log size', esc(fmtBytes(s.log_bytes)), 'durable event log');
+
+    // Rejections by reason.
+    const reasons = Object.entries(s.rejected_by_reason || {}).sort((a, b) => b[1] - a[1]);
+    const rmax = Math.max(1, ...reasons.map((r) => r[1]));
+    $('reject-reasons').innerHTML = reasons.length === 0 ? '<p class="subtle">No rejected events.</p>' :
+      reasons.map(([k, v]) => `<div class="bar-row" data-reason="${attr(k)}" data-count="${attr(v)}"><code>${esc(k)}</code>` +
+        `<span class="bar-track" aria-hidden="true"><i style="width:${((v / rmax) * 100).toFixed(1)}%"></i></span>` +
+        `<span class="n">${fmtInt(v)}</span></div>`).join('');
+
+    renderRateChart();
+    renderLateness(s.lateness || []);
+  }
+
+  function renderRateChart() {
+    const svg = $('rate-chart');
+    const h = state.rateHistory;
+    const W = svg.clientWidth || 500, H = svg.clientHeight || 160;
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    const fs = parseFloat(getComputedStyle(document.documentElement).fontSize) || 14;
+    const m = { l: fs * 3.4, r: 8, t: 8, b: fs * 1.6 };
+    if (h.length < 2) {
+      svg.innerHTML = `<text x="${W / 2}" y="${H / 2}" text-anchor="middle">Collecting…</text>`;
+      return;
+    }
+    const t0 = h[0].t, t1 = h[h.length - 1].t;
+    const vmax = Math.max(1, ...h.map((p) => p.v));
+    const step = niceStep(vmax, 3);
+    const top = Math.ceil(vmax / step) * step;
+    const x = (t) => m.l + ((t - t0) / (t1 - t0 || 1)) * (W - m.l - m.r);
+    const y = (v) => m.t + (1 - v / top) * (H - m.t - m.b);
+    let grid = '';
+    for (let v = 0; v <= top + 1e-9; v += step) {
+      grid += `<line x1="${m.l}" x2="${W - m.r}" y1="${f2(y(v))}" y2="${f2(y(v))}"/><text x="${m.l - 6}" y="${f2(y(v))}" dy="0.32em" text-anchor="end">${fmtInt(v)}</text>`;
+    }
+    const line = h.map((p, i) => `${i ? 'L' : 'M'}${f2(x(p.t))} ${f2(y(p.v))}`).join('');
+    const area = `${line}L${f2(x(t1))} ${f2(y(0))}L${f2(x(t0))} ${f2(y(0))}z`;
+    svg.innerHTML = `<g class="grid">${grid}</g><path class="area" d="${area}"/><path class="line" d="${line}"/>` +
+      `<text x="${m.l}" y="${H - 4}">${esc(fmtTime(t0, state.tz, 'hms'))}</text>` +
+      `<text x="${W - m.r}" y="${H - 4}" text-anchor="end">${esc(fmtTime(t1, state.tz, 'hms'))}</text>`;
+  }
+
+  function latenessLabel(prev, le) {
+    const d = (s) => (s < 60 ? `${s} s` : s < 3600 ? `${s / 60} min` : s < 86400 ? `${s / 3600} h` : `${s / 86400} d`);
+    if (le === null || le === undefined) return `> ${d(prev)}`;
+    if (prev === null) return `≤ ${d(le)}`;
+    return `${d(prev)} – ${d(le)}`;
+  }
+
+  function renderLateness(buckets) {
+    const svg = $('lateness-chart');
+    const total = buckets.reduce((a, b) => a + (b.count || 0), 0);
+    let prev = null;
+    const items = buckets.map((b) => {
+      const it = { label: latenessLabel(prev, b.le_seconds), count: b.count || 0, le: b.le_seconds };
+      prev = b.le_seconds;
+      return it;
+    });
+    const W = svg.clientWidth || 800, H = svg.clientHeight || 220;
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    svg.setAttribute('aria-label', 'Lateness histogram: ' + items.map((i) => `${i.label}: ${i.count}`).join(', '));
+    const fs = parseFloat(getComputedStyle(document.documentElement).fontSize) || 14;
+    const m = { l: 8, r: 8, t: fs * 1.6, b: fs * 1.8 };
+    const cmax = Math.max(1, ...items.map((i) => i.count));
+    const bw = (W - m.l - m.r) / Math.max(1, items.length);
+    let html = '';
+    items.forEach((it, k) => {
+      const h = (it.count / cmax) * (H - m.t - m.b);
+      const xx = m.l + k * bw;
+      const late = it.le === null || it.le > 600;
+      html += `<rect class="bar${late ? ' late' : ''}" x="${f2(xx + bw * 0.12)}" y="${f2(H - m.b - h)}" width="${f2(bw * 0.76)}" height="${f2(Math.max(h, it.count ? 1 : 0))}"/>`;
+      html += `<text class="count" x="${f2(xx + bw / 2)}" y="${f2(H - m.b - h - 5)}" text-anchor="middle">${fmtInt(it.count)}</text>`;
+      html += `<text x="${f2(xx + bw / 2)}" y="${f2(H - 5)}" text-anchor="middle">${esc(it.label)}</text>`;
+    });
+    svg.innerHTML = `<g class="grid"><line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}"/></g>` + html;
+    let cum = 0;
+    $('lateness-table').innerHTML = '<thead><tr><th scope="col">Arrived after</th><th scope="col">Events</th><th scope="col">Share</th><th scope="col">Cumulative</th></tr></thead><tbody>' +
+      items.map((it) => {
+        cum += it.count;
+        const pct = (v) => (total ? `${((v / total) * 100).toFixed(1)} %` : '—');
+        return `<tr><td>${esc(it.label)}</td><td>${fmtInt(it.count)}</td><td>${pct(it.count)}</td><td>${pct(cum)}</td></tr>`;
+      }).join('') + '</tbody>';
+  }
+
+  // ================================================================ start
+
+  function init() {
+    initFleet();
+    initCamera();
+    $('pause-btn').addEventListener('click', togglePause);
+    document.addEventListener('keydown', (e) => {
+      const t = e.target;
+      const typing = t && (t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA');
+      if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === '/' && state.view === 'fleet') { e.preventDefault(); $('fleet-filter').focus(); }
+      else if (e.key === 'p') togglePause();
+    });
+    document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshNow(); });
+    window.addEventListener('hashchange', onRoute);
+    setInterval(setStatus, 1000);
+    onRoute();
+  }
+  function togglePause() {
+    state.paused = !state.paused;
+    $('pause-btn').setAttribute('aria-pressed', String(state.paused));
+    $('pause-btn').textContent = state.paused ? 'Resume' : 'Pause';
+    setStatus();
+    if (!state.paused) refreshNow();
+  }
+
+  init();
+})();
