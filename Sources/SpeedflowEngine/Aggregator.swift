@@ -113,8 +113,9 @@ struct Aggregator {
         } else {
             live.duplicates += 1
         }
-        live.lagMs = arrivalMs - event.timestampMs
         live.record.lastArrivalMs = max(live.record.lastArrivalMs ?? .min, arrivalMs)
+        // How old the camera's freshest event was when it arrived: a backlog flush shows as lag.
+        live.lagMs = max(0, arrivalMs - (live.record.lastEventMs ?? arrivalMs))
         live.dirty = true
         cameras[camera] = live
         return isNew
