@@ -67,7 +67,7 @@ def generate(now: float, seed: int = 20250405) -> tuple[list[dict], list[dict]]:
     for ci, cam in enumerate(cameras):
         free_flow = rng.uniform(62, 108)
         per_5min = rng.uniform(8, 26)
-        end = now - 60
+        end = now - 3
         if cam == LAGGING_CAMERA:
             end = now - 40 * 60
         t = start + rng.uniform(0, 20)

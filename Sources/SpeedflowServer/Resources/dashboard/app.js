@@ -764,8 +764,8 @@
     return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10) * p;
   }
   const TICK_STEPS = [5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY];
-  function timeTicks(from, to, tz, maxTicks) {
-    const step = TICK_STEPS.find((s) => (to - from) / s <= maxTicks) || TICK_STEPS[TICK_STEPS.length - 1];
+  function timeTicks(from, to, tz, maxTicks, minStep) {
+    const step = TICK_STEPS.find((s) => s >= minStep && (to - from) / s <= maxTicks) || TICK_STEPS[TICK_STEPS.length - 1];
     const ticks = [];
     let wall = Math.ceil((from + tzOffset(tz, from)) / step) * step;
     for (let guard = 0; guard < 200; guard++) {
@@ -809,7 +809,7 @@
     const sStep = niceStep(Math.max(sMax, 20) * 1.08, Math.max(3, Math.floor(sH / (fs * 3.2))));
     const sTopVal = Math.ceil((Math.max(sMax, 20) * 1.08) / sStep) * sStep;
     const ys = (v) => sTop + sH - (v / sTopVal) * sH;
-    const cStep = cMax > 0 ? niceStep(cMax, Math.max(2, Math.floor(fH / (fs * 2.6)))) : 1;
+    const cStep = cMax > 0 ? Math.max(1, niceStep(cMax, Math.max(2, Math.floor(fH / (fs * 2.6))))) : 1;
     const cTopVal = Math.max(cStep, Math.ceil(cMax / cStep) * cStep);
     const yc = (v) => fTop + fH - (v / cTopVal) * fH;
     cam.geom = { x, ys, yc, sTop, sH, fTop, fH, m, W, H, starts, ends, plotW };
@@ -831,7 +831,7 @@
       out.push(`<text x="${m.l - 8}" y="${y}" dy="0.32em" text-anchor="end">${fmtInt(v)}</text>`);
     }
     const tz = state.tz;
-    const { step, ticks } = timeTicks(t0, t1, tz, Math.max(2, Math.floor(plotW / (fs * 6.5))));
+    const { step, ticks } = timeTicks(t0, t1, tz, Math.max(2, Math.floor(plotW / (fs * 6.5))), INTERVAL_MS[cam.interval] >= DAY ? DAY : 0);
     let prevDay = '';
     for (const t of ticks) {
       const xx = f2(x(t));
@@ -1133,7 +1133,7 @@
     }
     const t0 = h[0].t, t1 = h[h.length - 1].t;
     const vmax = Math.max(1, ...h.map((p) => p.v));
-    const step = niceStep(vmax, 3);
+    const step = Math.max(1, niceStep(vmax, 3));
     const top = Math.ceil(vmax / step) * step;
     const x = (t) => m.l + ((t - t0) / (t1 - t0 || 1)) * (W - m.l - m.r);
     const y = (v) => m.t + (1 - v / top) * (H - m.t - m.b);
