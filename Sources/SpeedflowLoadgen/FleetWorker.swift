@@ -19,6 +19,7 @@ final class FleetWorker {
     }
 
     struct Request {
+        /// Index into this worker's cameras (not the fleet-wide index).
         var cameraIndex: Int
         var entries: [Entry]
         var http: HTTPClientRequest
@@ -331,7 +332,7 @@ final class FleetWorker {
                 let unknown = request.entries.filter { $0.event.flaw == nil && !$0.known && !$0.repeatInBatch }.count
                 stats.update { $0.unacknowledged += unknown }
                 shared.logger.warning("giving up on a request after the drain deadline", metadata: [
-                    "loadgen.camera": "\(shared.cameraIds[request.cameraIndex])", "loadgen.events.unknown": "\(unknown)",
+                    "loadgen.camera": "\(cameraId(request.cameraIndex))", "loadgen.events.unknown": "\(unknown)",
                 ])
                 return
             }
@@ -339,6 +340,11 @@ final class FleetWorker {
             try? await Task.sleep(for: retryAfter ?? backoff)
             backoff = min(backoff * 2, .seconds(2))
         }
+    }
+
+    /// The fleet-wide id of a camera of this worker (`i` indexes this worker's share).
+    private func cameraId(_ i: Int) -> String {
+        shared.cameraIds[Int(cameras[i].index)]
     }
 
     /// When generation is over, resending is bounded by `drainTimeout`; before that a camera keeps trying.
@@ -362,7 +368,7 @@ final class FleetWorker {
     /// - Returns: false if the answer was unreadable, so the request must be resent.
     private func handleAck(_ request: inout Request, body: ByteBuffer) -> Bool {
         let i = request.cameraIndex
-        let cameraId = shared.cameraIds[i]
+        let cameraId = self.cameraId(i)
         guard let answer = MiniJSON.parse(body.readableBytesView),
               let accepted = answer["accepted"]?.int, let duplicates = answer["duplicates"]?.int,
               let rejectedList = answer["rejected"]?.array
@@ -397,7 +403,7 @@ final class FleetWorker {
                     }
                 } else {
                     local.anomalies.validRejected += 1
-                    local.anomalies.note("\(shared.encoder.eventId(camera: i, sequence: entry.event.sequence)) (valid, \(UTCTime.string(millis: entry.event.millis, withMillis: true))) rejected: \(reason)")
+                    local.anomalies.note("\(shared.encoder.eventId(camera: Int(cameras[i].index), sequence: entry.event.sequence)) (valid, \(UTCTime.string(millis: entry.event.millis, withMillis: true))) rejected: \(reason)")
                 }
                 continue
             }
@@ -442,12 +448,12 @@ final class FleetWorker {
                 $0.rejected["http_400", default: 0] += request.entries.count
                 for entry in request.entries where entry.event.flaw != .notAnObject {
                     $0.anomalies.reasonMismatches += 1
-                    $0.anomalies.note("\(shared.cameraIds[request.cameraIndex]) #\(entry.event.sequence): expected \(entry.event.flaw!.reason), got HTTP 400")
+                    $0.anomalies.note("\(cameraId(request.cameraIndex)) #\(entry.event.sequence): expected \(entry.event.flaw!.reason), got HTTP 400")
                 }
             } else {
                 $0.errors["http_\(status)", default: 0] += 1
                 $0.anomalies.badAnswers += 1
-                $0.anomalies.note("HTTP \(status) for \(request.entries.count) events of \(shared.cameraIds[request.cameraIndex]): \(String(buffer: body).prefix(200))")
+                $0.anomalies.note("HTTP \(status) for \(request.entries.count) events of \(cameraId(request.cameraIndex)): \(String(buffer: body).prefix(200))")
             }
         }
     }
