@@ -170,6 +170,15 @@ def test_fleet_sort_and_filter(driver, server, fleet):
     wait(driver, lambda d: len(fleet_rows(d)) == len(fleet.cameras))
     # Restore the default order for the screenshot-taking tests that follow.
     driver.find_element(By.CSS_SELECTOR, "#fleet-head button[data-key=kvfv_id]").click()
+    wait(driver, lambda d: list(fleet_rows(d))[:2] == fleet.cameras[:2])
+
+    # Keyboard: arrow keys move between rows, Enter opens the camera.
+    driver.find_element(By.CSS_SELECTOR, "#fleet-body .cam-link").send_keys(Keys.ARROW_DOWN)
+    wait(driver, lambda d: d.switch_to.active_element.text == fleet.cameras[1], message="ArrowDown did not move focus")
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(driver, lambda d: d.find_element(By.ID, "view-camera").is_displayed()
+         and d.find_element(By.ID, "chart").get_attribute("data-kvfv-id") == fleet.cameras[1],
+         message="Enter did not open the camera view")
 
 
 # ---------------------------------------------------------------------------------------------- camera

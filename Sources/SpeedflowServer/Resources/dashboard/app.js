@@ -575,7 +575,11 @@
 
   function applyCameraRoute(route) {
     const p = route.params;
-    if (route.id) cam.id = route.id;
+    if (route.id && route.id !== cam.id) {
+      cam.id = route.id;
+      cam.sel = -1;
+      clearChart(); // never show one camera's numbers under another's name
+    }
     if (p.get('p') && (p.get('p') in PERIOD_MS || p.get('p') === 'custom')) cam.period = p.get('p');
     if (p.get('i') && p.get('i') in INTERVAL_MS) cam.interval = p.get('i');
     else cam.interval = DEFAULT_INTERVAL[cam.period] || cam.interval;
@@ -674,7 +678,7 @@
       return;
     }
     const range = computeRange();
-    if (range.error) { cameraMessage(range.error); return; }
+    if (range.error) { cameraMessage(range.error); clearChart(); return; }
     cameraMessage(null);
     const gen = cam.gen;
     const data = await getJSON(range.url);
