@@ -88,8 +88,9 @@ let package = Package(
         .testTarget(name: "SpeedflowLogTests", dependencies: ["SpeedflowLog"]),
         .testTarget(name: "SpeedflowEngineTests", dependencies: ["SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation"]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
-            "SpeedflowServer", "SpeedflowEngine", "SpeedflowModel",
+            "SpeedflowServer", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "CompressNIO", package: "compress-nio"),
         ]),
         .testTarget(name: "IntegrationTests", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLoadgen",

@@ -34,7 +34,7 @@ public struct EventBatch: Sendable {
             } catch {
                 throw DecodeError(reason: "malformed_json", message: "the body is not a valid JSON array: \(describe(error))")
             }
-        } else if !ndjson, let single = try? JSONDecoder().decode(RawEvent.self, from: body) {
+        } else if !ndjson, first == UInt8(ascii: "{"), let single = try? JSONDecoder().decode(RawEvent.self, from: body) {
             raws = [.success(single)]
         } else if first == UInt8(ascii: "{") || ndjson {
             raws = decodeLines(body)

@@ -8,7 +8,8 @@ struct Assets: Sendable {
 
     init() {
         var files: [String: (String, ByteBuffer)] = [:]
-        if let root = Bundle.module.resourceURL?.appendingPathComponent("Resources"),
+        // `.copy("Resources")` keeps the folder: the files are under <bundle>/Resources.
+        if let root = Optional(Bundle.module.bundleURL.appendingPathComponent("Resources")),
             let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil)
         {
             let rootPath = root.standardizedFileURL.path
