@@ -385,10 +385,8 @@ final class FleetWorker {
         for item in rejectedList {
             if let index = item["index"]?.int, let reason = item["reason"]?.string { rejected[index] = reason }
         }
-        var local = LoadStats()
-        local.requestsOK = 1
-        local.accepted = accepted
-        local.duplicates = duplicates
+        // Collected here and folded in under one lock; a LoadStats would allocate a histogram per answer.
+        var local = (rejected: [String: Int](), anomalies: Anomalies(), eventsAcked: 0)
         var mayBeNew = 0
         var nonRejected = 0
         var newlyAcked = 0
@@ -430,7 +428,14 @@ final class FleetWorker {
         for index in request.entries.indices { request.entries[index].known = true }
         // A resend of these bytes (lost answer) may now only produce duplicates.
         request.uncertainAttempts = 0
-        stats.update { $0.merge(local) }
+        stats.update {
+            $0.requestsOK += 1
+            $0.accepted += accepted
+            $0.duplicates += duplicates
+            $0.eventsAcked += local.eventsAcked
+            if !local.rejected.isEmpty { $0.rejected.merge(local.rejected, uniquingKeysWith: +) }
+            $0.anomalies.merge(local.anomalies)
+        }
         if let event = lastNew, let probe = shared.probe {
             let bucket = UTCTime.bucket(ofMillis: event.millis)
             probe.offer(FreshnessProbe.Sample(

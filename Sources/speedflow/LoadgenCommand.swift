@@ -115,6 +115,9 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Flag(help: "Print the final report as JSON.")
     var json = false
 
+    @Option(help: "Also write the report as JSON to this file (the text report still goes to stdout).")
+    var jsonOutput: String?
+
     @Flag(help: "No live progress line.")
     var quiet = false
 
@@ -173,6 +176,9 @@ struct LoadgenCommand: AsyncParsableCommand {
         let report = try await Loadgen.run(configuration: configuration, logger: logger, progress: progress)
         if isTerminal, !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
         print(json ? report.json() : report.text())
+        if let jsonOutput {
+            try Data((report.json() + "\n").utf8).write(to: URL(fileURLWithPath: jsonOutput))
+        }
         if !report.passed { throw ExitCode(1) }
     }
 }
