@@ -44,13 +44,15 @@ struct TrafficGenerator: Sendable {
     var rng: FastRandom
     let configuration: LoadgenConfiguration
     /// Cycles through every rejection reason so each one is exercised, not only the likely ones.
-    private var flawCursor = 0
+    private var flawCursor: Int
     /// Moscow time drives the daily profile of every camera (roads in the seeds are Russian).
     private let profileOffsetMillis: Int64 = 3 * 3_600_000
 
     init(seed: UInt64, configuration: LoadgenConfiguration) {
         self.rng = FastRandom(seed: seed)
         self.configuration = configuration
+        // Workers start at different reasons, so short runs still cover all of them evenly.
+        self.flawCursor = rng.below(EventFlaw.allCases.count)
     }
 
     /// A camera with its road, lanes, clock skew and (maybe) an outage planned within the run.

@@ -31,7 +31,8 @@ struct EventEncoder: Sendable {
             switch event.sequence % 3 {
             case 0: out.append(contentsOf: "42".utf8)
             case 1: out.append(contentsOf: "\"not an event\"".utf8)
-            default: out.append(contentsOf: "[1,2,3]".utf8)
+            // Not an array: a single-event body `[…]` would be a batch of several elements.
+            default: out.append(contentsOf: "true".utf8)
             }
             return
         }
