@@ -94,26 +94,26 @@ for scenario in $SCENARIOS; do
 done
 
 # Side by side with seed 000 (FastAPI -> Kafka -> ClickHouse, k6, 4 ClickHouse nodes, 4 consumers).
-row() { printf '%-28s %-26s' "$1" "$2"; shift 2; for c in "$@"; do printf ' %-26s' "$c"; done; printf '\n'; }
-fig() { jq -r "$2" "$WORK/$1/report.json"; }
+row() { printf '%-26s %-26s' "$1" "$2"; shift 2; for c in "$@"; do printf ' %-30s' "$c"; done; printf '\n'; }
+fig() { jq -r 'def r: (. * 10 | round) / 10; def n: tostring | [splits("")] | reverse | [range(0; length; 3) as $i | .[$i:$i+3] | reverse | join("")] | reverse | join(","); '"$2" "$WORK/$1/report.json"; }
 header=(); for s in $SCENARIOS; do header+=("speedflow $s"); done
 echo
 row "" "seed 000" "${header[@]}"
-cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"\(.eventsGenerated) in \(.elapsedSeconds|floor)s"')"); done
+cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"\(.eventsGenerated|n) in \(.elapsedSeconds|floor) s"')"); done
 row "events generated" "1,952,643 in 210 s" "${cols[@]}"
-cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"\(.requestsPerSecond|floor) req/s, \(.acceptedPerSecond|floor) ev/s"')"); done
+cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"\(.requestsPerSecond|floor|n) req/s, \(.acceptedPerSecond|floor|n) ev/s"')"); done
 row "throughput" "9,282 RPS" "${cols[@]}"
-cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"p50 \(.latency.p50Ms) / p95 \(.latency.p95Ms) ms"')"); done
+cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"p50 \(.latency.p50Ms|r) / p95 \(.latency.p95Ms|r) ms"')"); done
 row "HTTP latency" "p95 418 ms" "${cols[@]}"
-cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"p99 \(.latency.p99Ms) / max \(.latency.maxMs) ms"')"); done
+cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"p99 \(.latency.p99Ms|r) / max \(.latency.maxMs|r) ms"')"); done
 row "HTTP latency tail" "-" "${cols[@]}"
-cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"p50 \(.freshness.delay.p50Ms) / p99 \(.freshness.delay.p99Ms) ms"')"); done
+cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"p50 \(.freshness.delay.p50Ms|r) / p99 \(.freshness.delay.p99Ms|r) ms"')"); done
 row "ack -> visible in query" "476 s median (to store)" "${cols[@]}"
-cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"\(.duplicates) resends, 0 counted"')"); done
+cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"\(.duplicates|n) resends, 0 counted"')"); done
 row "duplicates" "0 (none were sent)" "${cols[@]}"
-cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"\(.rejected) rejected, \(.outages) outages"')"); done
+cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" '"\(.rejected|n) rejected, \(.outages) outages"')"); done
 row "bad data / bad links" "none simulated" "${cols[@]}"
-cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" 'if .verification.passed then "EXACT, \(.verification.windowsCompared) windows" else "MISMATCH" end')"); done
+cols=(); for s in $SCENARIOS; do cols+=("$(fig "$s" 'if .verification.passed then "EXACT, \(.verification.eventsExpected|n) events" else "MISMATCH" end')"); done
 row "verification" "unique ids counted" "${cols[@]}"
 cols=(); for s in $SCENARIOS; do cols+=("$(cat "$WORK/$s/server-rss") MiB RSS, $(cat "$WORK/$s/data-mib") MiB data"); done
 row "server memory / disk" "4 ClickHouse nodes" "${cols[@]}"

@@ -4,16 +4,30 @@ import Logging
 import NIOCore
 import Synchronization
 
+/// Ends a run's generation early, e.g. on Ctrl-C.
+public final class LoadgenStopSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    public init() {}
+
+    public func stop() { flag.store(true, ordering: .relaxed) }
+
+    public var isStopped: Bool { flag.load(ordering: .relaxed) }
+}
+
 /// `speedflow loadgen`: a simulated fleet of cameras on bad links against a running server, with a live
 /// progress line, a latency/freshness report and an exact verification of every window.
 public enum Loadgen {
     /// Runs the scenario and returns the report; throws only if the run cannot start.
     ///
-    /// - Parameter progress: receives the live progress line once a second (nil: none).
+    /// - Parameters:
+    ///   - progress: receives the live progress line once a second (nil: none).
+    ///   - stop: ends generation early; cameras still flush and resend, and the report is still made.
     public static func run(
         configuration: LoadgenConfiguration,
         logger: Logger = Logger(label: "speedflow.loadgen"),
-        progress: (@Sendable (String) -> Void)? = nil
+        progress: (@Sendable (String) -> Void)? = nil,
+        stop: LoadgenStopSignal = LoadgenStopSignal()
     ) async throws -> LoadReport {
         try configuration.validate()
         var configuration = configuration
@@ -26,7 +40,7 @@ public enum Loadgen {
         httpConfiguration.decompression = .enabled(limit: .none)
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         do {
-            let report = try await run(configuration: configuration, client: client, logger: logger, progress: progress)
+            let report = try await run(configuration: configuration, client: client, logger: logger, progress: progress, stop: stop)
             try? await client.shutdown()
             return report
         } catch {
@@ -37,7 +51,7 @@ public enum Loadgen {
 
     private static func run(
         configuration: LoadgenConfiguration, client: HTTPClient, logger: Logger,
-        progress: (@Sendable (String) -> Void)?
+        progress: (@Sendable (String) -> Void)?, stop: LoadgenStopSignal
     ) async throws -> LoadReport {
         try await waitForHealth(client: client, url: configuration.url, timeout: .seconds(10))
 
@@ -55,7 +69,7 @@ public enum Loadgen {
         let clock = ContinuousClock()
         let startedAt = clock.now
         let shared = FleetWorker.Shared(configuration: configuration, client: client, encoder: encoder, probe: probe,
-                                        cameraIds: cameraIds, startedAt: startedAt, logger: logger)
+                                        cameraIds: cameraIds, startedAt: startedAt, stop: stop, logger: logger)
         let boxes = (0..<workerCount).map { _ in StatsBox() }
         var shares = Array(repeating: [SimulatedCamera](), count: workerCount)
         for (i, camera) in cameras.enumerated() { shares[i % workerCount].append(camera) }

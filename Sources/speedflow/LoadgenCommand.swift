@@ -26,6 +26,8 @@ struct LoadgenCommand: AsyncParsableCommand {
             what the server acknowledged (count exact, average and harmonic mean to 1e-9 relative, min and max \
             exact). Use it against a fresh data directory, or give a --camera-prefix no other data uses.
 
+            Ctrl-C ends generation early; the fleet still flushes and resends, and the report is printed.
+
             Exit status: 0 if every answer kept the contract (and --verify matched), 1 otherwise.
 
             Examples:
@@ -173,7 +175,18 @@ struct LoadgenCommand: AsyncParsableCommand {
         let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable line in
             FileHandle.standardError.write(Data(((isTerminal ? "\r\u{1B}[K" : "") + line + (isTerminal ? "" : "\n")).utf8))
         }
-        let report = try await Loadgen.run(configuration: configuration, logger: logger, progress: progress)
+        // Ctrl-C ends generation; cameras still flush and resend and the report is printed. A second one quits.
+        let stop = LoadgenStopSignal()
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        interrupt.setEventHandler {
+            if stop.isStopped { _exit(130) }
+            stop.stop()
+            FileHandle.standardError.write(Data("\nstopping: flushing backlogs and resends (Ctrl-C again to quit)\n".utf8))
+        }
+        interrupt.resume()
+        defer { interrupt.cancel() }
+        let report = try await Loadgen.run(configuration: configuration, logger: logger, progress: progress, stop: stop)
         if isTerminal, !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
         print(json ? report.json() : report.text())
         if let jsonOutput {
