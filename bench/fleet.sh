@@ -95,7 +95,7 @@ done
 
 # Side by side with seed 000 (FastAPI -> Kafka -> ClickHouse, k6, 4 ClickHouse nodes, 4 consumers).
 row() { printf '%-26s %-26s' "$1" "$2"; shift 2; for c in "$@"; do printf ' %-30s' "$c"; done; printf '\n'; }
-fig() { jq -r 'def r: (. * 10 | round) / 10; def n: tostring | [splits("")] | reverse | [range(0; length; 3) as $i | .[$i:$i+3] | reverse | join("")] | reverse | join(","); '"$2" "$WORK/$1/report.json"; }
+fig() { jq -r 'def r: (. * 10 | round) / 10; def n: if . < 1000 then tostring else ((. / 1000 | floor) | n) + "," + ((. % 1000) | tostring | ("00" + .)[-3:]) end; '"$2" "$WORK/$1/report.json"; }
 header=(); for s in $SCENARIOS; do header+=("speedflow $s"); done
 echo
 row "" "seed 000" "${header[@]}"
