@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import SpeedflowLog
@@ -14,6 +15,13 @@ struct SeededRandom: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+/// A thread-safe one-way flag.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
 }
 
 /// A fresh directory under the system temp dir, removed when the test is done.
@@ -435,6 +443,58 @@ struct SegmentLogTests {
         }
         let again = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         #expect(try readAll(again).map(\.0) == [[7]])
+    }
+
+    @Test("A failed open releases the directory lock, so a later open can succeed")
+    func failedOpenReleasesLock() throws {
+        let dir = try TempDir()
+        // A directory where the last segment file should be: reading it fails after the lock was taken.
+        let bogus = dir.url.appendingPathComponent("00000000000000000000.seg")
+        try FileManager.default.createDirectory(at: bogus, withIntermediateDirectories: false)
+        #expect(throws: (any Error).self) { _ = try SegmentLog(directory: dir.url, configuration: .init(fsync: false)) }
+        try FileManager.default.removeItem(at: bogus)
+        let error = logError { _ = try SegmentLog(directory: dir.url, configuration: .init(fsync: false)) }
+        #expect(error == nil, "reopening after a failed open: \(error.map(String.init(describing:)) ?? "ok")")
+    }
+
+    @Test("Reads beside appends see a consistent prefix, across rolls")
+    func concurrentReadAppend() async throws {
+        let dir = try TempDir()
+        let log = try SegmentLog(directory: dir.url, configuration: .init(segmentBytes: 4096, fsync: false))
+        let total = 3000
+        // Record i is 1 + i % 50 bytes, all equal to UInt8(i % 251): a reader can check each record it sees.
+        func payload(_ i: Int) -> [UInt8] { [UInt8](repeating: UInt8(i % 251), count: 1 + i % 50) }
+        let done = Flag()
+        let writer = Task.detached {
+            defer { done.set() }
+            var i = 0
+            while i < total {
+                let n = min(7, total - i)
+                _ = try log.append((i..<(i + n)).map(payload))
+                i += n
+            }
+        }
+        let reader = Task.detached { () throws -> Int in
+            var passes = 0
+            while true {
+                let end = log.endOffset
+                var seen = 0
+                var last = LogOffset.zero
+                try log.read(from: .zero) { bytes, offset in
+                    guard Array(bytes) == payload(seen), offset > last else { throw LogError(.corrupt, "record \(seen) differs") }
+                    seen += 1
+                    last = offset
+                }
+                guard last >= end else { throw LogError(.corrupt, "read ended at \(last) before the end \(end) seen first") }
+                passes += 1
+                if seen == total || (done.isSet && passes > 1_000) { return passes }
+            }
+        }
+        try await writer.value
+        let passes = try await reader.value
+        #expect(passes >= 1)
+        #expect(try readAll(log).count == total)
+        #expect(try dir.segments().count > 5)
     }
 
     @Test("LogOffset orders by value")
