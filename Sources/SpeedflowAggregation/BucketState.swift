@@ -98,7 +98,9 @@ extension BucketState {
         var r = ByteReader(bytes)
         guard try r.byte() == 1 else { throw EventRecord.FormatError() }
         var s = BucketState()
-        s.count = Int64(try r.varint())
+        let count = try r.varint()
+        guard count <= UInt64(Int64.max) else { throw EventRecord.FormatError() }
+        s.count = Int64(count)
         s.sum = try r.double()
         s.sumInverse = try r.double()
         s.min = try r.double()

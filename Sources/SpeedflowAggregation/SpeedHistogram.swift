@@ -78,14 +78,16 @@ public struct SpeedHistogram: Sendable, Hashable {
 
     static func decode(_ r: inout ByteReader) throws(EventRecord.FormatError) -> SpeedHistogram {
         var h = SpeedHistogram()
-        let n = Int(try r.varint())
-        guard n <= 65_536 else { throw EventRecord.FormatError() }
+        let binCount = try r.varint()
+        guard binCount <= 65_536 else { throw EventRecord.FormatError() }
+        let n = Int(binCount)
         h.bins.reserveCapacity(n)
         h.counts.reserveCapacity(n)
         var previous: UInt64 = 0
         for _ in 0..<n {
-            previous += try r.varint()
-            guard previous <= UInt64(UInt16.max) else { throw EventRecord.FormatError() }
+            let delta = try r.varint()
+            guard delta <= UInt64(UInt16.max) - previous else { throw EventRecord.FormatError() }
+            previous += delta
             h.bins.append(UInt16(previous))
             h.counts.append(UInt32(truncatingIfNeeded: try r.varint()))
         }

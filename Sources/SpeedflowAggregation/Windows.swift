@@ -83,7 +83,8 @@ public enum WindowPlanner {
 
     static func localDays(fromMs: Int64, toMs: Int64, timeZone: TimeZone) throws(PlanError) -> [Window] {
         let estimate = (toMs - fromMs) / 86_400_000 + 2
-        guard estimate <= Int64(maxWindows) else { throw .tooManyWindows(Int(clamping: estimate)) }
+        // The estimate only guards against runaway loops; the exact count decides below.
+        guard estimate <= Int64(maxWindows) + 2 else { throw .tooManyWindows(Int(clamping: estimate)) }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone
         func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }

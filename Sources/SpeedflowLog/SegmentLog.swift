@@ -62,6 +62,18 @@ public final class SegmentLog: Log {
             throw LogError(.locked, "\(directory.path) is in use by another speedflow process")
         }
 
+        do {
+            self.state = Mutex(try Self.openSegments(directory, logger: logger, lockFd: lockFd))
+        } catch {
+            flock(lockFd, LOCK_UN)
+            Glibc.close(lockFd)
+            throw error
+        }
+        sizeGauge.record(sizeInBytes)
+    }
+
+    /// Lists the segments, truncates a torn tail off the last one and opens it for appending.
+    private static func openSegments(_ directory: URL, logger: Logger, lockFd: Int32) throws -> State {
         var segments = try Self.listSegments(directory)
         if segments.isEmpty {
             let url = directory.appendingPathComponent(Self.name(0))
@@ -84,8 +96,7 @@ public final class SegmentLog: Log {
         }
         let fd = open(last.url.path, O_WRONLY | O_APPEND | O_CLOEXEC)
         guard fd >= 0 else { throw LogError(.io, "cannot open \(last.url.path): \(errnoString())") }
-        self.state = Mutex(State(segments: segments, fd: fd, lockFd: lockFd))
-        sizeGauge.record(segments.reduce(0) { $0 + $1.size })
+        return State(segments: segments, fd: fd, lockFd: lockFd)
     }
 
     deinit {

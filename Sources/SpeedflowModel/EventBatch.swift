@@ -79,7 +79,11 @@ public struct EventBatch: Sendable {
             joined.append(contentsOf: line)
         }
         joined.append(UInt8(ascii: "]"))
-        if let all = try? JSONDecoder().decode([RawEvent].self, from: joined), all.count == lines.count {
+        // Joining is only safe when every line is one complete value; otherwise a value split over two lines
+        // (or two values on one line) would shift positions.
+        if lines.allSatisfy(isOneBalancedValue), let all = try? JSONDecoder().decode([RawEvent].self, from: joined),
+            all.count == lines.count
+        {
             return all.map { .success($0) }
         }
         let decoder = JSONDecoder()
@@ -87,6 +91,35 @@ public struct EventBatch: Sendable {
             if let raw = try? decoder.decode(RawEvent.self, from: Data(line)) { return .success(raw) }
             return .failure(.malformedJSON)
         }
+    }
+
+    /// Whether a line holds exactly one JSON object or array: brackets balance (outside strings) and return to
+    /// depth 0 only at its last non-space byte.
+    static func isOneBalancedValue(_ line: Data.SubSequence) -> Bool {
+        var depth = 0, inString = false, escaped = false, closed = false
+        for b in line {
+            if closed {
+                if isSpace(b) { continue }
+                return false
+            }
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""):
+                guard depth > 0 else { return false }
+                inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+                guard depth >= 0 else { return false }
+                if depth == 0 { closed = true }
+            default:
+                if depth == 0 && !isSpace(b) { return false }
+            }
+        }
+        return closed
     }
 
     @inline(__always)

@@ -62,7 +62,12 @@ public struct EventRecord: Sendable, Hashable {
             let flags = try r.byte()
             let kvfv = try r.string()
             let eventId = flags & 1 != 0 ? try r.string() : nil
-            let lane = flags & 2 != 0 ? Int(try r.varint()) : nil
+            var lane: Int?
+            if flags & 2 != 0 {
+                let v = try r.varint()
+                guard v <= 255 else { throw FormatError() }
+                lane = Int(v)
+            }
             let plate = flags & 4 != 0 ? try r.string() : nil
             let extra = flags & 8 != 0 ? try r.string() : nil
             events.append(
@@ -141,8 +146,9 @@ public struct ByteReader {
     }
 
     public mutating func string() throws(EventRecord.FormatError) -> String {
-        let n = Int(try varint())
-        guard n >= 0, position + n <= bytes.count else { throw EventRecord.FormatError() }
+        let length = try varint()
+        guard length <= UInt64(bytes.count - position) else { throw EventRecord.FormatError() }
+        let n = Int(length)
         defer { position += n }
         return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[position..<(position + n)]), as: UTF8.self)
     }

@@ -63,6 +63,8 @@ public struct RawEvent: Decodable, Sendable {
 public indirect enum JSONValue: Codable, Sendable, Hashable {
     case null
     case bool(Bool)
+    /// Integers stay exact (a Double would round past 2^53).
+    case integer(Int64)
     case number(Double)
     case string(String)
     case array([JSONValue])
@@ -72,6 +74,7 @@ public indirect enum JSONValue: Codable, Sendable, Hashable {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let i = try? c.decode(Int64.self) { self = .integer(i) }
         else if let d = try? c.decode(Double.self) { self = .number(d) }
         else if let s = try? c.decode(String.self) { self = .string(s) }
         else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
@@ -83,6 +86,7 @@ public indirect enum JSONValue: Codable, Sendable, Hashable {
         switch self {
         case .null: try c.encodeNil()
         case .bool(let b): try c.encode(b)
+        case .integer(let i): try c.encode(i)
         case .number(let d): try c.encode(d)
         case .string(let s): try c.encode(s)
         case .array(let a): try c.encode(a)

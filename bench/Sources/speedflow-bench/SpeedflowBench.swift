@@ -1,0 +1,125 @@
+import ArgumentParser
+import Foundation
+import SpeedflowAggregation
+import SpeedflowEngine
+import SpeedflowLog
+import SpeedflowModel
+import SpeedflowStore
+
+/// Benchmarks that print figures. The HTTP figures come from `bench/run.sh` (wrk against a real server);
+/// this binary builds the large query data set and measures the store and aggregation paths in-process.
+@main
+struct SpeedflowBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "speedflow-bench",
+        abstract: "Speedflow benchmarks (figures, never pass/fail).",
+        subcommands: [Populate.self, Query.self, Aggregate.self])
+}
+
+/// Writes `cameras × days` of 5-minute buckets straight into a data directory's store, as the engine would.
+struct Populate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Fill a store with synthetic buckets (default 1,000 cameras × 30 days).")
+
+    @Option var dataDir: String
+    @Option var cameras = 1000
+    @Option var days = 30
+    @Option(help: "Events per 5-minute bucket (1 M/day/camera ≈ 3,472).") var eventsPerBucket = 100
+
+    func run() async throws {
+        let root = URL(fileURLWithPath: dataDir)
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let store = try SQLiteStore(path: root.appendingPathComponent("store.sqlite").path)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let lastBucket = Bucket.index(ofTimestamp: now)
+        let firstBucket = lastBucket - Int64(days * 288)
+        var rng = SystemRandomNumberGenerator()
+        // A few hundred distinct states, reused: building states is not what we measure.
+        let templates: [BucketState] = (0..<256).map { _ in
+            var s = BucketState()
+            let base = Double.random(in: 50...110, using: &rng)
+            for _ in 0..<eventsPerBucket { s.add(max(1, base + Double.random(in: -25...25, using: &rng))) }
+            return s
+        }
+        let began = Date()
+        var written = 0
+        for c in 1...cameras {
+            var commit = StoreCommit(logOffset: 0)
+            commit.cameras = [CameraRecord(id: Int64(c), kvfvId: String(format: "KV%05d", c), lastEventMs: now, lastArrivalMs: now)]
+            for b in firstBucket...lastBucket {
+                commit.buckets.append((BucketKey(camera: Int64(c), bucket: b), StoredBucket(state: templates[Int(b & 255)], ids: [])))
+            }
+            try store.commit(commit)
+            written += commit.buckets.count
+            if c % 50 == 0 {
+                let rate = Double(written) / Date().timeIntervalSince(began)
+                FileHandle.standardError.write(Data("populate: \(c)/\(cameras) cameras, \(written) buckets (\(Int(rate))/s)\n".utf8))
+            }
+        }
+        print("populated \(written) buckets (\(cameras) cameras × \(days) days) in \(String(format: "%.1f", Date().timeIntervalSince(began))) s; store \(store.sizeInBytes() / 1_048_576) MiB")
+    }
+}
+
+/// One camera-day at 5m through the engine's query path (memory + SQLite + window merge), no HTTP.
+struct Query: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure in-process query latency for one camera-day at 5m.")
+
+    @Option var dataDir: String
+    @Option var queries = 20_000
+    @Option var cameras = 1000
+
+    func run() async throws {
+        let root = URL(fileURLWithPath: dataDir)
+        let log = try SegmentLog(directory: root.appendingPathComponent("log"))
+        let store = try SQLiteStore(path: root.appendingPathComponent("store.sqlite").path)
+        let engine = try Engine(log: log, store: store)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var latencies: [Double] = []
+        latencies.reserveCapacity(queries)
+        var checksum: Int64 = 0
+        for i in 0..<queries {
+            let camera = String(format: "KV%05d", Int.random(in: 1...cameras))
+            let day = now.floorDiv(86_400_000) - Int64.random(in: 1...28)
+            let windows = try WindowPlanner.windows(fromMs: day * 86_400_000, toMs: (day + 1) * 86_400_000, interval: .fiveMinutes)
+            let start = DispatchTime.now().uptimeNanoseconds
+            let states = try await engine.windowStates(kvfvId: camera, windows: windows)
+            latencies.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            checksum &+= states?.reduce(0) { $0 + $1.count } ?? 0
+            if i == 0 { precondition(states?.count == 288) }
+        }
+        latencies.sort()
+        func p(_ q: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
+        print(String(format: "query one camera-day at 5m (in-process, %d queries): p50 %.3f ms, p99 %.3f ms, max %.3f ms (checksum %lld)",
+                     queries, p(0.5), p(0.99), latencies.last ?? 0, checksum))
+    }
+}
+
+/// The pure aggregation path: validation-free events through dedup + bucket merge, no log, no HTTP.
+struct Aggregate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure JSON decode + validation, and bucket-state add/merge rates.")
+
+    @Option var events = 1_000_000
+
+    func run() async throws {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var lines: [String] = []
+        for i in 0..<500 {
+            lines.append(
+                "{\"kvfv_id\":\"KV\(i % 1000)\",\"timestamp\":\"\(Timestamp.format(now - Int64(i) * 1000))\",\"vehicle_speed\":\(60 + Double(i % 400) / 10),\"plate_number\":\"A123BC77\",\"event_id\":\"KV\(i)-\(i)\",\"lane\":\(i % 3)}")
+        }
+        let body = Data(lines.joined(separator: "\n").utf8)
+        let rounds = max(1, events / 500)
+        var start = Date()
+        var decoded = 0
+        for _ in 0..<rounds {
+            decoded += try EventBatch.decode(body, ndjson: true, policy: ValidationPolicy(), nowMs: now).events.count
+        }
+        var seconds = Date().timeIntervalSince(start)
+        print(String(format: "decode+validate NDJSON (500-event bodies): %.0f events/s on one core", Double(decoded) / seconds))
+
+        var state = BucketState()
+        start = Date()
+        for i in 0..<events { state.add(40 + Double(i % 800) / 10) }
+        seconds = Date().timeIntervalSince(start)
+        print(String(format: "BucketState.add: %.0f events/s (count %lld)", Double(events) / seconds, state.count))
+    }
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Speedflow benchmarks: prints figures (medians of REPEAT runs), never pass/fail.
+#
+#   bench/run.sh                       # everything, release build
+#   DURATION=10s REPEAT=3 bench/run.sh
+#   QUERY_CAMERAS=1000 QUERY_DAYS=30 bench/run.sh query
+#
+# Load comes from wrk (Debian) on the same 2-core machine as the server, so the server gets roughly one core:
+# figures are lower bounds of what the server does alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15s}
+REPEAT=${REPEAT:-3}
+CAMERAS=${CAMERAS:-1000}
+QUERY_CAMERAS=${QUERY_CAMERAS:-1000}
+QUERY_DAYS=${QUERY_DAYS:-30}
+WHAT=${1:-all}
+export CAMERAS
+
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+SCRATCH=${SCRATCH:-.build}
+swift build -c release --scratch-path "$SCRATCH" --product speedflow >&2
+swift build -c release --scratch-path "$SCRATCH" --product speedflow-bench >&2
+BIN=$SCRATCH/release/speedflow
+BENCH=$SCRATCH/release/speedflow-bench
+
+WORK=$(mktemp -d /tmp/speedflow-bench.XXXXXX)
+PID=
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+start_server() {  # $1 = data dir
+  PORT=$(free_port)
+  "$BIN" serve --data-dir "$1" --port "$PORT" --log-level warning > "$WORK/server.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && return 0; sleep 0.1; done
+  echo "server did not start"; cat "$WORK/server.log"; exit 1
+}
+stop_server() { kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
+hwm_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# wrk latency lines look like "     50%    1.23ms"; print the value in ms.
+pct_ms() { awk -v p="$1" '$1==p {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}'; }
+
+run_wrk() {  # $1 = name, $2 = script, $3 = connections, $4 = events per request, $5 = method label
+  local rps=() p50=() p99=()
+  for i in $(seq 1 "$REPEAT"); do
+    wrk -t1 -c"$3" -d"$DURATION" --latency -s "bench/wrk/$2" "http://127.0.0.1:$PORT" > "$WORK/wrk.txt"
+    grep -q "Non-2xx" "$WORK/wrk.txt" && { echo "  run $i: $(grep Non-2xx "$WORK/wrk.txt")"; }
+    rps+=("$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")")
+    p50+=("$(pct_ms 50% < "$WORK/wrk.txt")")
+    p99+=("$(pct_ms 99% < "$WORK/wrk.txt")")
+    echo "  run $i: ${rps[-1]} req/s, p50 ${p50[-1]} ms, p99 ${p99[-1]} ms"
+  done
+  local m; m=$(printf '%s\n' "${rps[@]}" | median)
+  printf '%s: median %.0f requests/s = %.0f events/s; p50 %s ms, p99 %s ms (medians of %d runs of %s, %d connections)\n' \
+    "$1" "$m" "$(echo "$m * $4" | bc -l)" "$(printf '%s\n' "${p50[@]}" | median)" "$(printf '%s\n' "${p99[@]}" | median)" \
+    "$REPEAT" "$DURATION" "$3"
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); load generator shares the cores"
+
+if [ "$WHAT" = all ] || [ "$WHAT" = ingest ]; then
+  start_server "$WORK/ingest"
+  echo "== single-event POSTs ($CAMERAS cameras, durable: fsync before every 200)"
+  run_wrk "single POSTs" single.lua 64 1
+  echo "== NDJSON batches of 500 events"
+  run_wrk "NDJSON batches" batch.lua 8 500
+  STATS=$(curl -fs "http://127.0.0.1:$PORT/stats")
+  echo "server RSS after ingest: $(rss_mb) MiB (peak $(hwm_mb) MiB)"
+  python3 - "$STATS" <<'PY'
+import json, sys
+s = json.loads(sys.argv[1])
+n = s["accepted_total"]
+print(f"accepted {n} events; log {s['log_bytes']/n:.1f} bytes/event, store {s['store_bytes']/n:.1f} bytes/event (incl. 8-byte dedup identity)")
+PY
+  stop_server
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = query ]; then
+  echo "== query: one camera-day at 5m with $QUERY_CAMERAS cameras × $QUERY_DAYS days stored"
+  "$BENCH" populate --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --days "$QUERY_DAYS" 2> "$WORK/populate.log"
+  "$BENCH" query --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS"
+  CAMERAS=$QUERY_CAMERAS start_server "$WORK/query"
+  CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day" query.lua 4 1
+  echo "server RSS after queries: $(rss_mb) MiB"
+  stop_server
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = aggregate ]; then
+  echo "== in-process paths"
+  "$BENCH" aggregate
+fi

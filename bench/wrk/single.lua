@@ -1,0 +1,22 @@
+-- One event per POST, unique event_id per request, spread over CAMERAS cameras, event times up to 10 min old.
+local counter = 0
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+function init(args)
+  cameras = tonumber(os.getenv("CAMERAS") or "1000")
+  stamp_at = 0
+end
+request = function()
+  counter = counter + 1
+  if counter >= stamp_at then
+    stamp = os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() - 30)
+    stamp_at = counter + 500
+  end
+  local body = string.format(
+    '{"kvfv_id":"KV%05d","timestamp":"%s","vehicle_speed":%.1f,"plate_number":"A%06dBC77","event_id":"s%d-%d","lane":%d}',
+    counter % cameras, stamp, 40 + (counter * 7 % 900) / 10, counter % 1000000, tid, counter, counter % 3 + 1)
+  return wrk.format("POST", "/events", {["Content-Type"] = "application/json"}, body)
+end
