@@ -145,7 +145,10 @@ public final class Engine: Sendable {
                 wake.signal()
             }
         }
-        return try result.get()
+        let outcome = try result.get()
+        // Statistics are kept by the requesting task, in parallel, not on the commit thread.
+        stats.record(outcome: outcome, latenessMs: events.map { arrivalMs - $0.timestampMs }, nowMs: clock())
+        return outcome
     }
 
     /// Stops intake, answers everything already queued, commits the store and closes the log.
@@ -212,9 +215,6 @@ public final class Engine: Sendable {
             }
         }
         for (p, outcome) in zip(batch, outcomes) {
-            if case .success(let o) = outcome {
-                stats.record(outcome: o, latenessMs: p.record.events.map { p.record.arrivalMs - $0.timestampMs }, nowMs: now)
-            }
             p.continuation.resume(returning: outcome)
         }
     }

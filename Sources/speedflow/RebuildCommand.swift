@@ -11,10 +11,10 @@ struct RebuildCommand: AsyncParsableCommand {
         commandName: "rebuild",
         abstract: "Recompute the store from the log, e.g. after lowering --max-speed.",
         discussion: """
-            Run it with the server stopped (the data directory is locked while serving). Every bucket the retained
-            log fully covers is dropped and recomputed by replaying the log under the current settings; older
-            buckets, whose events retention already removed from the log, are kept as they are. Events the log
-            never held (rejected at ingest) cannot come back: raising max_speed affects new events only.
+            Run it with the server stopped (the data directory is locked while serving). Every bucket the retained \
+            log fully covers is dropped and recomputed by replaying the log under the current settings; older \
+            buckets, whose events retention already removed from the log, are kept as they are. Events the log \
+            never held (rejected at ingest) cannot come back: raising max_speed affects new events only. \
             Progress is printed to stderr.
             """)
 

@@ -14,8 +14,8 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the whole pipeline in one process: HTTP ingest, log, aggregation, SQLite store, query API, dashboard.",
         discussion: """
-            Listens on http://127.0.0.1:8080 by default and keeps its data in ./data (log segments in data/log,
-            aggregates in data/store.sqlite). On start it replays any log not yet reflected in the store, so a
+            Listens on http://127.0.0.1:8080 by default and keeps its data in ./data (log segments in data/log, \
+            aggregates in data/store.sqlite). On start it replays any log not yet reflected in the store, so a \
             restart after kill -9 is exact. SIGTERM/SIGINT stop intake, answer queued requests, commit and exit.
             """)
 
