@@ -57,7 +57,7 @@ run_wrk() {  # $1 = name, $2 = script, $3 = connections, $4 = events per request
     echo "  run $i: ${rps[-1]} req/s, p50 ${p50[-1]} ms, p99 ${p99[-1]} ms"
   done
   local m; m=$(printf '%s\n' "${rps[@]}" | median)
-  printf '%s: median %.0f requests/s = %.0f events/s; p50 %s ms, p99 %s ms (medians of %d runs of %s, %d connections)\n' \
+  printf '%s: median %.0f requests/s (%.0f events/s); p50 %s ms, p99 %s ms (medians of %d runs of %s, %d connections)\n' \
     "$1" "$m" "$(echo "$m * $4" | bc -l)" "$(printf '%s\n' "${p50[@]}" | median)" "$(printf '%s\n' "${p99[@]}" | median)" \
     "$REPEAT" "$DURATION" "$3"
 }
@@ -86,7 +86,8 @@ if [ "$WHAT" = all ] || [ "$WHAT" = query ]; then
   "$BENCH" populate --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --days "$QUERY_DAYS" 2> "$WORK/populate.log"
   "$BENCH" query --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS"
   CAMERAS=$QUERY_CAMERAS start_server "$WORK/query"
-  CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day" query.lua 4 1
+  CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day, 1 connection (latency)" query.lua 1 1
+  CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day, 4 connections (throughput)" query.lua 4 1
   echo "server RSS after queries: $(rss_mb) MiB"
   stop_server
 fi

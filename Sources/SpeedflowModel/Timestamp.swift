@@ -73,24 +73,27 @@ public enum Timestamp {
         let (secs, millis) = ms.floorDivMod(1000)
         let (days, secOfDay) = secs.floorDivMod(86_400)
         let (y, m, d) = civilFromDays(Int(days))
+        guard (0...9999).contains(y) else { return "\(y)-out-of-range" }
         let hh = Int(secOfDay / 3600), mm = Int(secOfDay % 3600 / 60), ss = Int(secOfDay % 60)
-        var out = [UInt8]()
-        out.reserveCapacity(24)
-        func put(_ v: Int, _ width: Int) {
-            var digits = [UInt8](repeating: 48, count: width)
-            var x = v
-            for k in stride(from: width - 1, through: 0, by: -1) {
-                digits[k] = UInt8(48 + x % 10)
-                x /= 10
+        // Runs twice per window of every query answer: write digits straight into one small buffer.
+        let length = millis != 0 ? 24 : 20
+        return String(unsafeUninitializedCapacity: length) { out in
+            func put(_ v: Int, _ width: Int, at i: Int) {
+                var x = v
+                for k in stride(from: i + width - 1, through: i, by: -1) {
+                    out[k] = UInt8(48 + x % 10)
+                    x /= 10
+                }
             }
-            out.append(contentsOf: digits)
+            put(y, 4, at: 0); out[4] = 45; put(m, 2, at: 5); out[7] = 45; put(d, 2, at: 8); out[10] = 84
+            put(hh, 2, at: 11); out[13] = 58; put(mm, 2, at: 14); out[16] = 58; put(ss, 2, at: 17)
+            if millis != 0 {
+                out[19] = 46
+                put(Int(millis), 3, at: 20)
+            }
+            out[length - 1] = 90
+            return length
         }
-        if y < 0 || y > 9999 { return "\(y)-out-of-range" }
-        put(y, 4); out.append(45); put(m, 2); out.append(45); put(d, 2); out.append(84)
-        put(hh, 2); out.append(58); put(mm, 2); out.append(58); put(ss, 2)
-        if millis != 0 { out.append(46); put(Int(millis), 3) }
-        out.append(90)
-        return String(decoding: out, as: UTF8.self)
     }
 
     static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }

@@ -20,7 +20,8 @@ public final class SQLiteStore: Store {
         config.prepareDatabase { db in
             // The log is the durable source; the store needs atomicity, which WAL gives with NORMAL sync.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            try db.execute(sql: "PRAGMA cache_size = -65536")
+            // 16 MiB page cache per connection (one writer + up to four readers): bounded RSS.
+            try db.execute(sql: "PRAGMA cache_size = -16384")
         }
         config.maximumReaderCount = 4
         pool = try DatabasePool(path: path, configuration: config)
