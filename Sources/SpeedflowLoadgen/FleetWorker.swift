@@ -22,7 +22,8 @@ final class FleetWorker {
         /// Index into this worker's cameras (not the fleet-wide index).
         var cameraIndex: Int
         var entries: [Entry]
-        var http: HTTPClientRequest
+        var body: ByteBuffer
+        var contentType: String
         /// Attempts that failed in a way that leaves the server's state unknown (timeout, 5xx, dropped
         /// connection): the server may already hold these events, so they may come back as duplicates.
         var uncertainAttempts = 0
@@ -65,19 +66,24 @@ final class FleetWorker {
     private let configuration: LoadgenConfiguration
     /// Pacing: when the next request is due, if a rate is set.
     private var nextDue: ContinuousClock.Instant
-    private let eventsURL: String
     private let liveRatePerCamera: Double
     /// Spread of live event times before sending: a batch holds the last seconds of a camera's traffic.
     private let liveSpreadMillis: Int64
 
+    private let transport: any EventTransport
+
     init(shared: Shared, stats: StatsBox, cameras: [SimulatedCamera], seed: UInt64, workers: Int) {
         self.shared = shared
+        if shared.configuration.httpClient == .raw, let endpoint = RawHTTPTransport.endpoint(of: shared.configuration.url) {
+            self.transport = RawHTTPTransport(host: endpoint.host, port: endpoint.port)
+        } else {
+            self.transport = AsyncHTTPClientTransport(client: shared.client, baseURL: shared.configuration.url)
+        }
         self.stats = stats
         self.cameras = cameras
         self.configuration = shared.configuration
         self.traffic = TrafficGenerator(seed: seed, configuration: shared.configuration)
         self.nextDue = shared.startedAt
-        self.eventsURL = shared.configuration.url + "/events"
         // Without a target rate, assume a busy camera (~12 passes/s, 1 M a day) for the offline backlog.
         self.liveRatePerCamera = shared.configuration.rate.map { $0 / Double(shared.configuration.cameras) } ?? 12
         self.liveSpreadMillis = shared.configuration.mode == .single
@@ -111,6 +117,7 @@ final class FleetWorker {
                 await deliver(&request)
             }
         }
+        await transport.shutdown()
         return cameras
     }
 
@@ -262,11 +269,7 @@ final class FleetWorker {
             }
             body.append(UInt8(ascii: "]"))
         }
-        var http = HTTPClientRequest(url: eventsURL)
-        http.method = .POST
-        http.headers.add(name: "Content-Type", value: contentType)
-        http.body = .bytes(ByteBuffer(bytes: body))
-        return Request(cameraIndex: i, entries: entries, http: http)
+        return Request(cameraIndex: i, entries: entries, body: ByteBuffer(bytes: body), contentType: contentType)
     }
 
     // MARK: - Sending
@@ -280,9 +283,9 @@ final class FleetWorker {
             if lostAckPending { stats.update { $0.lostAckResends += 1 } }
             lostAckPending = false
             let forced = request.uncertainAttempts == 0 && traffic.rng.chance(configuration.timeoutShare)
-            let timeout: TimeAmount = forced
+            let timeout: Duration = forced
                 ? .microseconds(100 + Int64(traffic.rng.below(2900)))
-                : .nanoseconds(Int64(configuration.requestTimeout.milliseconds) * 1_000_000)
+                : configuration.requestTimeout
             let sentAt = clock.now
             let count = request.entries.count
             stats.update {
@@ -292,11 +295,11 @@ final class FleetWorker {
             }
             var retryAfter: Duration? = nil
             do {
-                let response = try await shared.client.execute(request.http, timeout: timeout)
-                let body = try await response.body.collect(upTo: 16 << 20)
+                let response = try await transport.post(body: request.body, contentType: request.contentType, timeout: timeout)
+                let body = response.body
                 let micros = (clock.now - sentAt).microseconds
                 stats.update { _ = $0.latency.record(UInt64(max(1, micros))) }
-                switch response.status.code {
+                switch response.status {
                 case 200:
                     guard handleAck(&request, body: body) else { break }
                     if traffic.rng.chance(configuration.lostAckShare) {
@@ -307,21 +310,24 @@ final class FleetWorker {
                     return
                 case 429, 503:
                     // Contract: nothing from this request was stored, so this is not an uncertain attempt.
-                    stats.update { $0.errors["http_\(response.status.code)", default: 0] += 1 }
-                    if let seconds = response.headers.first(name: "Retry-After").flatMap(Double.init) {
+                    stats.update { $0.errors["http_\(response.status)", default: 0] += 1 }
+                    if let seconds = response.retryAfter.flatMap(Double.init) {
                         retryAfter = .milliseconds(Int64(min(seconds, 5) * 1000))
                     }
                 case 500..<600:
                     request.uncertainAttempts += 1
-                    stats.update { $0.errors["http_\(response.status.code)", default: 0] += 1 }
+                    stats.update { $0.errors["http_\(response.status)", default: 0] += 1 }
                 default:
-                    handleRefusal(&request, status: Int(response.status.code), body: body)
+                    handleRefusal(&request, status: response.status, body: body)
                     return
                 }
             } catch {
                 request.uncertainAttempts += 1
-                let kind = Self.errorKind(error)
-                stats.update { $0.errors[forced ? "forced_timeout" : kind, default: 0] += 1 }
+                let kind = error.kind.rawValue
+                stats.update {
+                    $0.errors[forced ? "forced_timeout" : kind, default: 0] += 1
+                    if !forced, $0.errorSamples.count < 5 { $0.errorSamples.append("\(kind): \(error.detail)") }
+                }
                 if forced {
                     // A deliberate give-up: resend at once, as a camera with a short timeout would.
                     stats.update { $0.retries += 1 }
@@ -351,17 +357,6 @@ final class FleetWorker {
     private func overdue() -> Bool {
         if drainDeadline == nil, generationOver() { drainDeadline = clock.now + configuration.drainTimeout }
         return drainDeadline.map { clock.now >= $0 } ?? false
-    }
-
-    static func errorKind(_ error: any Error) -> String {
-        if let e = error as? HTTPClientError {
-            switch e {
-            case .deadlineExceeded, .readTimeout, .writeTimeout, .connectTimeout: return "timeout"
-            case .remoteConnectionClosed: return "connection_closed"
-            default: return "connection"
-            }
-        }
-        return "connection"
     }
 
     /// Checks a 200 answer against what was sent and folds first acknowledgements into the oracle.

@@ -63,6 +63,8 @@ public struct LoadReport: Codable, Sendable {
     /// Accepted events per second of the whole run (first copies stored).
     public var acceptedPerSecond: Double
     public var httpErrors: [String: Int]
+    /// The first few transport errors, verbatim.
+    public var errorSamples: [String]
     public var retries: Int
     public var lostAckResends: Int
     public var forcedTimeouts: Int
@@ -107,6 +109,7 @@ public struct LoadReport: Codable, Sendable {
         lines.append("bad links   \(n(outages)) outages flushing \(n(backlogEvents)) backlog events, \(n(deliberateDuplicates)) resent events, "
             + "\(n(inBatchDuplicates)) in-batch repeats, \(n(lostAckResends)) lost-answer resends, \(n(forcedTimeouts)) forced timeouts")
         lines.append("errors      \(kv(httpErrors)); \(n(retries)) retries; \(n(unacknowledged)) events never acknowledged")
+        for e in errorSamples { lines.append("            - \(e)") }
         lines.append("latency     p50 \(d(latency.p50Ms, 2)) ms, p95 \(d(latency.p95Ms, 2)) ms, p99 \(d(latency.p99Ms, 2)) ms, "
             + "p99.9 \(d(latency.p999Ms, 2)) ms, max \(d(latency.maxMs, 2)) ms")
         if let f = freshness {

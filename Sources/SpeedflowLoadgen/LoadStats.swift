@@ -18,6 +18,8 @@ struct LoadStats: Sendable {
     var rejected: [String: Int] = [:]
     /// Failed attempts by kind: `timeout`, `connection`, `http_503`, …
     var errors: [String: Int] = [:]
+    /// The first few transport errors, verbatim.
+    var errorSamples: [String] = []
     /// Resends after a failed attempt.
     var retries = 0
     /// Answered requests sent again as if the answer had been lost.
@@ -54,6 +56,7 @@ struct LoadStats: Sendable {
         duplicates += other.duplicates
         rejected.merge(other.rejected, uniquingKeysWith: +)
         errors.merge(other.errors, uniquingKeysWith: +)
+        for e in other.errorSamples where errorSamples.count < 5 { errorSamples.append(e) }
         retries += other.retries
         lostAckResends += other.lostAckResends
         forcedTimeouts += other.forcedTimeouts

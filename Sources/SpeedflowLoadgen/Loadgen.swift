@@ -140,7 +140,7 @@ public enum Loadgen {
             eventsGenerated: total.eventsGenerated, eventsSent: total.eventsSent, accepted: total.accepted,
             duplicates: total.duplicates, rejected: total.rejected.values.reduce(0, +), rejectedByReason: total.rejected,
             invalidGenerated: total.invalidGenerated, eventsAcknowledged: total.eventsAcked,
-            acceptedPerSecond: Double(total.accepted) / seconds, httpErrors: total.errors, retries: total.retries,
+            acceptedPerSecond: Double(total.accepted) / seconds, httpErrors: total.errors, errorSamples: total.errorSamples, retries: total.retries,
             lostAckResends: total.lostAckResends, forcedTimeouts: total.forcedTimeouts,
             deliberateDuplicates: total.deliberateDuplicates, inBatchDuplicates: total.inBatchDuplicates,
             outages: total.outages, backlogEvents: total.backlogEvents, unacknowledged: total.unacknowledged,

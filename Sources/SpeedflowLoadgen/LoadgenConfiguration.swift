@@ -14,6 +14,17 @@ public struct LoadgenConfiguration: Sendable {
         case array
     }
 
+    /// The HTTP client that sends events.
+    public enum HTTPClientKind: String, Sendable, CaseIterable, Codable {
+        /// One pre-encoded keep-alive HTTP/1.1 connection per worker on SwiftNIO: the cheapest client,
+        /// so the server gets the CPU on a shared machine. `http://` only.
+        case raw
+        /// AsyncHTTPClient with a connection pool (also `https://`).
+        case asyncHTTPClient = "async-http-client"
+    }
+
+    /// Default: `.raw` (falls back to AsyncHTTPClient for `https://`).
+    public var httpClient: HTTPClientKind = .raw
     /// Base URL of the server. Default: `http://127.0.0.1:8080`.
     public var url: String = "http://127.0.0.1:8080"
     /// Number of simulated cameras. Default: 1,000.

@@ -63,6 +63,9 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(name: .customLong("events"), help: "Stop generating after this many new events (whichever limit comes first).")
     var eventCount: Int?
 
+    @Option(help: "raw: one pre-encoded keep-alive HTTP/1.1 connection per link on SwiftNIO (cheapest, http:// only); async-http-client: AsyncHTTPClient's pool.")
+    var httpClient: LoadgenConfiguration.HTTPClientKind = .raw
+
     @Option(help: "Requests in flight at once (keep-alive connections); each link owns a share of the cameras.")
     var concurrency = 64
 
@@ -139,6 +142,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         c.duration = duration?.value ?? (eventCount == nil ? c.duration : nil)
         c.eventCount = eventCount
         c.concurrency = concurrency
+        c.httpClient = httpClient
         c.requestTimeout = timeout.value
         c.drainTimeout = drainTimeout.value
         c.outageShare = outageShare
@@ -226,3 +230,4 @@ extension LoadgenCommand {
 
 extension LoadgenConfiguration.Mode: ExpressibleByArgument {}
 extension LoadgenConfiguration.BatchFormat: ExpressibleByArgument {}
+extension LoadgenConfiguration.HTTPClientKind: ExpressibleByArgument {}
