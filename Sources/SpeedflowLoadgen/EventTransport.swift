@@ -161,7 +161,6 @@ private final class ExchangeHandler: ChannelDuplexHandler {
 
     private var pending: EventLoopPromise<TransportResponse>?
     private var received: ByteBuffer?
-    private static let headerEnd: [UInt8] = Array("\r\n\r\n".utf8)
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let exchange = unwrapOutboundIn(data)
@@ -188,44 +187,90 @@ private final class ExchangeHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Parses the head byte by byte (no String work: this runs for every answer at >10k/s).
     private func completeIfWhole(context: ChannelHandlerContext) throws {
         guard let buffer = received else { return }
-        let view = buffer.readableBytesView
-        guard let end = view.firstRange(of: Self.headerEnd) else {
+        let head: Head? = try buffer.withUnsafeReadableBytes { bytes throws(TransportError) -> Head? in
+            try Self.parseHead(bytes)
+        }
+        guard let head else {
             if buffer.readableBytes > 64 << 10 { throw TransportError(kind: .malformed, detail: "response head over 64 KiB") }
             return
         }
-        let headLength = end.upperBound - view.startIndex
-        let head = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
-        var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)[...]
-        guard let statusLine = lines.popFirst(), statusLine.hasPrefix("HTTP/1."),
-              let status = statusLine.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
-        else { throw TransportError(kind: .malformed, detail: "bad status line") }
-        var contentLength: Int?
-        var retryAfter: String?
-        var closeAfter = false
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            switch name {
-            case "content-length": contentLength = Int(value)
-            case "retry-after": retryAfter = value
-            case "connection": closeAfter = value.lowercased() == "close"
-            case "transfer-encoding": throw TransportError(kind: .malformed, detail: "transfer-encoding \(value) not supported by the raw client")
-            default: break
-            }
-        }
-        guard let length = contentLength else { throw TransportError(kind: .malformed, detail: "no Content-Length") }
-        guard buffer.readableBytes >= headLength + length else { return }
-        let body = buffer.getSlice(at: buffer.readerIndex + headLength, length: length)!
+        guard buffer.readableBytes >= head.length + head.contentLength else { return }
+        let body = buffer.getSlice(at: buffer.readerIndex + head.length, length: head.contentLength)!
         var rest = buffer
-        rest.moveReaderIndex(forwardBy: headLength + length)
+        rest.moveReaderIndex(forwardBy: head.length + head.contentLength)
         received = rest.readableBytes > 0 ? rest : nil
         let promise = pending
         pending = nil
-        promise?.succeed(TransportResponse(status: status, retryAfter: retryAfter, body: body))
-        if closeAfter { context.close(promise: nil) }
+        promise?.succeed(TransportResponse(status: head.status, retryAfter: head.retryAfter, body: body))
+        if head.close { context.close(promise: nil) }
+    }
+
+    private struct Head {
+        var length: Int
+        var status: Int
+        var contentLength: Int
+        var retryAfter: String?
+        var close: Bool
+    }
+
+    /// nil until the blank line ending the head has arrived.
+    private static func parseHead(_ b: UnsafeRawBufferPointer) throws(TransportError) -> Head? {
+        let n = b.count
+        var end = -1
+        var i = 3
+        while i < n {
+            if b[i] == 10, b[i - 1] == 13, b[i - 2] == 10, b[i - 3] == 13 { end = i + 1; break }
+            i += 1
+        }
+        guard end > 0 else { return nil }
+        // "HTTP/1.x NNN ..."
+        guard end > 12, b[0] == UInt8(ascii: "H"), b[8] == UInt8(ascii: " ") else {
+            throw TransportError(kind: .malformed, detail: "bad status line")
+        }
+        var status = 0
+        for k in 9..<12 {
+            let c = b[k]
+            guard c >= 48, c <= 57 else { throw TransportError(kind: .malformed, detail: "bad status code") }
+            status = status * 10 + Int(c - 48)
+        }
+        var head = Head(length: end, status: status, contentLength: -1, retryAfter: nil, close: false)
+        // Header lines: name is matched case-insensitively by lowercasing ASCII letters on the fly.
+        var lineStart = 0
+        while lineStart < end, b[lineStart] != 10 { lineStart += 1 }
+        lineStart += 1
+        while lineStart < end - 2 {
+            var lineEnd = lineStart
+            while lineEnd < end, b[lineEnd] != 13 { lineEnd += 1 }
+            var colon = lineStart
+            while colon < lineEnd, b[colon] != UInt8(ascii: ":") { colon += 1 }
+            if colon < lineEnd {
+                var valueStart = colon + 1
+                while valueStart < lineEnd, b[valueStart] == 32 || b[valueStart] == 9 { valueStart += 1 }
+                func nameIs(_ name: StaticString) -> Bool {
+                    guard colon - lineStart == name.utf8CodeUnitCount else { return false }
+                    let p = name.utf8Start
+                    for k in 0..<name.utf8CodeUnitCount where b[lineStart + k] | 0x20 != p[k] { return false }
+                    return true
+                }
+                if nameIs("content-length") {
+                    var v = 0
+                    for k in valueStart..<lineEnd where b[k] >= 48 && b[k] <= 57 { v = v * 10 + Int(b[k] - 48) }
+                    head.contentLength = v
+                } else if nameIs("retry-after") {
+                    head.retryAfter = String(decoding: UnsafeRawBufferPointer(rebasing: b[valueStart..<lineEnd]), as: UTF8.self)
+                } else if nameIs("connection") {
+                    head.close = lineEnd - valueStart == 5 && (b[valueStart] | 0x20) == UInt8(ascii: "c")
+                } else if nameIs("transfer-encoding") {
+                    throw TransportError(kind: .malformed, detail: "chunked answers are not supported by the raw client")
+                }
+            }
+            lineStart = lineEnd + 2
+        }
+        guard head.contentLength >= 0 else { throw TransportError(kind: .malformed, detail: "no Content-Length") }
+        return head
     }
 
     private func fail(_ error: any Error) {

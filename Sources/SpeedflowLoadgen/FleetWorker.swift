@@ -364,7 +364,7 @@ final class FleetWorker {
     private func handleAck(_ request: inout Request, body: ByteBuffer) -> Bool {
         let i = request.cameraIndex
         let cameraId = self.cameraId(i)
-        guard let answer = MiniJSON.parse(body.readableBytesView),
+        guard let answer = MiniJSON.parse(body),
               let accepted = answer["accepted"]?.int, let duplicates = answer["duplicates"]?.int,
               let rejectedList = answer["rejected"]?.array
         else {
@@ -381,7 +381,7 @@ final class FleetWorker {
             if let index = item["index"]?.int, let reason = item["reason"]?.string { rejected[index] = reason }
         }
         // Collected here and folded in under one lock; a LoadStats would allocate a histogram per answer.
-        var local = (rejected: [String: Int](), anomalies: Anomalies(), eventsAcked: 0)
+        var local = AckTally()
         var mayBeNew = 0
         var nonRejected = 0
         var newlyAcked = 0
@@ -437,6 +437,12 @@ final class FleetWorker {
                 cameraId: cameraId, bucket: bucket, expectedCount: cameras[i].oracle.count(inBucket: bucket), ackedAt: clock.now))
         }
         return true
+    }
+
+    private struct AckTally {
+        var rejected: [String: Int] = [:]
+        var anomalies = Anomalies()
+        var eventsAcked = 0
     }
 
     /// A 4xx other than 429: nothing was stored. Fine for a request of invalid events only (a lone

@@ -82,7 +82,7 @@ final class FreshnessProbe: Sendable {
                 let body = try await response.body.collect(upTo: 1 << 20)
                 let seenAt = clock.now
                 if response.status == .ok,
-                   let windows = MiniJSON.parse(body.readableBytesView)?["windows"]?.array,
+                   let windows = MiniJSON.parse(body)?["windows"]?.array,
                    let count = windows.first?["count"]?.int {
                     if count >= sample.expectedCount {
                         let micros = (seenAt - sample.ackedAt).microseconds

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// A minimal JSON reader for the server's small answers (`{"accepted":…}`): decoding tens of
 /// thousands of them a second with `JSONDecoder` would cost the load generator a noticeable share of a core.
 enum MiniJSON: Sendable, Equatable {
@@ -8,8 +10,12 @@ enum MiniJSON: Sendable, Equatable {
     case bool(Bool)
     case null
 
-    static func parse<C: Collection<UInt8>>(_ bytes: C) -> MiniJSON? {
-        var parser = Parser(bytes: Array(bytes))
+    static func parse(_ buffer: ByteBuffer) -> MiniJSON? {
+        parse(buffer.getBytes(at: buffer.readerIndex, length: buffer.readableBytes) ?? [])
+    }
+
+    static func parse(_ bytes: [UInt8]) -> MiniJSON? {
+        var parser = Parser(bytes: bytes)
         guard let value = parser.value() else { return nil }
         parser.skipSpace()
         return parser.index == parser.bytes.count ? value : nil

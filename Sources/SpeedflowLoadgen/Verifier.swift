@@ -84,7 +84,7 @@ struct Verifier: Sendable {
             do {
                 let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
                 let body = try await response.body.collect(upTo: 64 << 20)
-                if response.status == .ok { return MiniJSON.parse(body.readableBytesView) }
+                if response.status == .ok { return MiniJSON.parse(body) }
                 if response.status.code < 500, response.status.code != 429 { return nil }
             } catch {}
             try? await Task.sleep(for: .milliseconds(100 << attempt))
