@@ -63,14 +63,24 @@ final class SpeedflowProcess {
     func kill9() {
         guard let process, process.isRunning else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        waitForExit(process)
     }
 
     /// SIGTERM and wait: the graceful path.
     func stop() {
         guard let process, process.isRunning else { return }
         process.terminate()
-        process.waitUntilExit()
+        waitForExit(process)
+    }
+
+    /// Polls instead of `waitUntilExit()`, which never returns if another reaper in the test process (e.g. an
+    /// exit-test monitor) collected the child first; a vanished pid counts as exited. Gives up after 60 s.
+    private func waitForExit(_ process: Process) {
+        let pid = process.processIdentifier
+        for _ in 0..<6000 {
+            if !process.isRunning || Glibc.kill(pid, 0) != 0 { return }
+            usleep(10_000)
+        }
     }
 
     func remove() {

@@ -228,31 +228,28 @@ struct BucketStateTests {
 
     @Test("A histogram bin delta that overflows throws instead of trapping")
     func corruptHistogramDelta() async {
-        await #expect(processExitsWith: .success) {
-            var bytes = BucketStateTests.header(count: 2)
-            bytes += [2, 10, 1]  // two bins; bin 10 × 1
-            bytes.appendVarint(.max)  // next delta: 10 + (2^64 − 1) overflows
-            bytes += [1]
-            _ = try? BucketState.decode(bytes)
-        }
+        var bytes = BucketStateTests.header(count: 2)
+        bytes += [2, 10, 1]  // two bins; bin 10 × 1
+        bytes.appendVarint(.max)  // next delta: 10 + (2^64 − 1) overflows
+        bytes += [1]
+        // Decoding corrupt bytes must throw, never trap (a trap would crash the whole test run).
+        #expect(throws: EventRecord.FormatError.self) { try BucketState.decode(bytes) }
     }
 
     @Test("A count varint ≥ 2^63 throws instead of trapping")
     func corruptCount() async {
-        await #expect(processExitsWith: .success) {
-            var bytes = BucketStateTests.header(count: .max)
-            bytes += [0]  // empty histogram
-            _ = try? BucketState.decode(bytes)
-        }
+        var bytes = BucketStateTests.header(count: .max)
+        bytes += [0]  // empty histogram
+        // Decoding corrupt bytes must throw, never trap (a trap would crash the whole test run).
+        #expect(throws: EventRecord.FormatError.self) { try BucketState.decode(bytes) }
     }
 
     @Test("A histogram bin-count varint ≥ 2^63 throws instead of trapping")
     func corruptBinCount() async {
-        await #expect(processExitsWith: .success) {
-            var bytes = BucketStateTests.header(count: 1)
-            bytes.appendVarint(.max)
-            _ = try? BucketState.decode(bytes)
-        }
+        var bytes = BucketStateTests.header(count: 1)
+        bytes.appendVarint(.max)
+        // Decoding corrupt bytes must throw, never trap (a trap would crash the whole test run).
+        #expect(throws: EventRecord.FormatError.self) { try BucketState.decode(bytes) }
     }
 }
 
