@@ -19,31 +19,17 @@ public struct EventBatch: Sendable {
 
     /// Decodes a JSON object, a JSON array, or NDJSON, then validates every element.
     ///
+    /// Elements go through `FastEventParser` first (flat objects of the known fields, the common case); whatever it
+    /// declines goes through `JSONDecoder` exactly as before, which stays the reference for the semantics.
     /// NDJSON is tried as one array first (one decoder pass, fast); only when some line is malformed does it
     /// fall back to line-by-line decoding, so one bad line costs that line, not the batch.
+    ///
+    /// - Parameter useFastPath: `false` decodes with `JSONDecoder` only (the oracle for tests, the baseline for
+    ///   benchmarks); the result is the same either way.
     public static func decode(
-        _ body: Data, ndjson: Bool, policy: ValidationPolicy, nowMs: Int64
+        _ body: Data, ndjson: Bool, policy: ValidationPolicy, nowMs: Int64, useFastPath: Bool = true
     ) throws(DecodeError) -> EventBatch {
-        guard let first = body.first(where: { !isSpace($0) }) else {
-            throw DecodeError(reason: "empty_body", message: "the request body is empty")
-        }
-        let raws: [Result<RawEvent, RejectionReason>]
-        if !ndjson && first == UInt8(ascii: "[") {
-            do {
-                raws = try JSONDecoder().decode([RawEvent].self, from: body).map { .success($0) }
-            } catch {
-                throw DecodeError(reason: "malformed_json", message: "the body is not a valid JSON array: \(describe(error))")
-            }
-        } else if !ndjson, first == UInt8(ascii: "{"), let single = try? JSONDecoder().decode(RawEvent.self, from: body) {
-            raws = [.success(single)]
-        } else if first == UInt8(ascii: "{") || ndjson {
-            raws = decodeLines(body)
-            if !ndjson, raws.allSatisfy({ if case .failure = $0 { true } else { false } }) {
-                throw DecodeError(reason: "malformed_json", message: "the body is neither a JSON object, a JSON array nor NDJSON")
-            }
-        } else {
-            throw DecodeError(reason: "malformed_json", message: "the body must be a JSON object, a JSON array or NDJSON")
-        }
+        let raws = try rawElements(body, ndjson: ndjson, useFastPath: useFastPath)
 
         var batch = EventBatch()
         batch.elementCount = raws.count
@@ -66,6 +52,36 @@ public struct EventBatch: Sendable {
             }
         }
         return batch
+    }
+
+    /// The body's elements as decoded, before validation: a `RawEvent`, or why the element is unusable.
+    static func rawElements(
+        _ body: Data, ndjson: Bool, useFastPath: Bool
+    ) throws(DecodeError) -> [Result<RawEvent, RejectionReason>] {
+        guard let first = body.first(where: { !isSpace($0) }) else {
+            throw DecodeError(reason: "empty_body", message: "the request body is empty")
+        }
+        if !ndjson && first == UInt8(ascii: "[") {
+            if useFastPath, let raws = FastEventParser.decodeArray(body) { return raws }
+            do {
+                return try JSONDecoder().decode([RawEvent].self, from: body).map { .success($0) }
+            } catch {
+                throw DecodeError(reason: "malformed_json", message: "the body is not a valid JSON array: \(describe(error))")
+            }
+        }
+        if !ndjson, first == UInt8(ascii: "{"),
+            let single = (useFastPath ? FastEventParser.decodeSingle(body) : nil) ?? (try? JSONDecoder().decode(RawEvent.self, from: body))
+        {
+            return [.success(single)]
+        }
+        if first == UInt8(ascii: "{") || ndjson {
+            let raws = (useFastPath ? FastEventParser.decodeLines(body) : nil) ?? decodeLines(body)
+            if !ndjson, raws.allSatisfy({ if case .failure = $0 { true } else { false } }) {
+                throw DecodeError(reason: "malformed_json", message: "the body is neither a JSON object, a JSON array nor NDJSON")
+            }
+            return raws
+        }
+        throw DecodeError(reason: "malformed_json", message: "the body must be a JSON object, a JSON array or NDJSON")
     }
 
     static func decodeLines(_ body: Data) -> [Result<RawEvent, RejectionReason>] {

@@ -1,0 +1,551 @@
+import Foundation
+
+/// A hand-written, allocation-light scanner for the hot path of `EventBatch.decode`: batch elements that are
+/// flat JSON objects holding only the six known fields.
+///
+/// It answers only where it is sure to produce exactly what `JSONDecoder` + `RawEvent`'s lenient `Decodable`
+/// would. Anything else is *declined*: per element, the element's bytes go to `JSONDecoder` (one pass over all
+/// declined elements of a body), or for the whole body (`nil`), so the existing code decides, including its
+/// errors. Declined on purpose: unknown fields (their re-encoding in `extra` is JSONDecoder's business), nested
+/// values, duplicate keys, keys with escapes or non-ASCII bytes, escapes in strings that are not string fields,
+/// invalid UTF-8, raw control characters, numbers out of range or not exactly representable as the field wants.
+enum FastEventParser {
+    typealias Element = Result<RawEvent, RejectionReason>
+
+    // MARK: Bodies
+
+    /// A JSON array body. `nil`: declined, let the existing code decode (or reject) it.
+    static func decodeArray(_ body: Data) -> [Element]? {
+        body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> [Element]? in
+            guard let base = buffer.baseAddress else { return nil }
+            let p = base.assumingMemoryBound(to: UInt8.self)
+            let end = buffer.count
+            var scratch: [UInt8] = []
+            var i = skipSpace(p, 0, end)
+            guard i < end, p[i] == .openBracket else { return nil }
+            i = skipSpace(p, i + 1, end)
+            guard i < end else { return nil }
+            var results: [Element] = []
+            results.reserveCapacity(end / 160)
+            var declined: [(index: Int, span: Range<Int>)] = []
+            if p[i] == .closeBracket {
+                i += 1
+            } else {
+                while true {
+                    let start = i
+                    if let (raw, next) = parseObject(p, start, end, &scratch) {
+                        results.append(.success(raw))
+                        i = next
+                    } else {
+                        guard let next = skipValue(p, start, end) else { return nil }
+                        declined.append((results.count, start..<next))
+                        results.append(.failure(.malformedJSON))  // placeholder, filled in below
+                        i = next
+                    }
+                    i = skipSpace(p, i, end)
+                    guard i < end else { return nil }
+                    if p[i] == .comma {
+                        i = skipSpace(p, i + 1, end)
+                        continue
+                    }
+                    guard p[i] == .closeBracket else { return nil }
+                    i += 1
+                    break
+                }
+            }
+            guard skipSpace(p, i, end) == end else { return nil }
+            if declined.isEmpty { return results }
+
+            // All declined elements in one JSONDecoder pass: `[e1,e2,...]` nests exactly as deep as the body.
+            var joined = Data()
+            joined.reserveCapacity(declined.reduce(2) { $0 + $1.span.count + 1 })
+            joined.append(.openBracket)
+            for (n, d) in declined.enumerated() {
+                if n > 0 { joined.append(.comma) }
+                joined.append(p + d.span.lowerBound, count: d.span.count)
+            }
+            joined.append(.closeBracket)
+            guard let decoded = try? JSONDecoder().decode([RawEvent].self, from: joined), decoded.count == declined.count
+            else { return nil }
+            for (d, raw) in zip(declined, decoded) { results[d.index] = .success(raw) }
+            return results
+        }
+    }
+
+    /// A body that should be one JSON object. `nil`: declined (not one flat object of known fields, or unsure).
+    static func decodeSingle(_ body: Data) -> RawEvent? {
+        body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> RawEvent? in
+            guard let base = buffer.baseAddress else { return nil }
+            let p = base.assumingMemoryBound(to: UInt8.self)
+            let end = buffer.count
+            var scratch: [UInt8] = []
+            let start = skipSpace(p, 0, end)
+            guard let (raw, next) = parseObject(p, start, end, &scratch), skipSpace(p, next, end) == end else { return nil }
+            return raw
+        }
+    }
+
+    /// NDJSON: one element per non-blank line, with `EventBatch.decodeLines` semantics (a line that is not
+    /// exactly one JSON value is `malformed_json`). Lines declined here go through `EventBatch.decodeLines`
+    /// together. `nil` only if something unexpected happened (the caller then decodes the body the old way).
+    static func decodeLines(_ body: Data) -> [Element]? {
+        body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> [Element]? in
+            guard let base = buffer.baseAddress else { return nil }
+            let p = base.assumingMemoryBound(to: UInt8.self)
+            let end = buffer.count
+            var scratch: [UInt8] = []
+            var results: [Element] = []
+            results.reserveCapacity(end / 160)
+            var declined: [(index: Int, span: Range<Int>)] = []
+            var lineStart = 0
+            while lineStart < end {
+                let lineEnd: Int
+                if let nl = memchr(p + lineStart, Int32(UInt8.newline), end - lineStart) {
+                    lineEnd = UnsafeRawPointer(nl) - UnsafeRawPointer(p)
+                } else {
+                    lineEnd = end
+                }
+                defer { lineStart = lineEnd + 1 }
+                let first = skipSpace(p, lineStart, lineEnd)
+                if first == lineEnd { continue }  // blank line: not an element
+                if let (raw, next) = parseObject(p, first, lineEnd, &scratch), skipSpace(p, next, lineEnd) == lineEnd {
+                    results.append(.success(raw))
+                } else {
+                    declined.append((results.count, lineStart..<lineEnd))
+                    results.append(.failure(.malformedJSON))  // placeholder, filled in below
+                }
+            }
+            if declined.isEmpty { return results }
+
+            // The declined lines, verbatim, as a smaller NDJSON body: same lines, same per-line outcome.
+            var joined = Data()
+            joined.reserveCapacity(declined.reduce(0) { $0 + $1.span.count + 1 })
+            for (n, d) in declined.enumerated() {
+                if n > 0 { joined.append(.newline) }
+                joined.append(p + d.span.lowerBound, count: d.span.count)
+            }
+            let decoded = EventBatch.decodeLines(joined)
+            guard decoded.count == declined.count else { return nil }
+            for (d, element) in zip(declined, decoded) { results[d.index] = element }
+            return results
+        }
+    }
+
+    // MARK: One object
+
+    /// Parses a flat object of known fields starting at `start` (which must be `{`); returns the event and the
+    /// index after `}`. `nil`: declined.
+    static func parseObject(
+        _ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int, _ scratch: inout [UInt8]
+    ) -> (RawEvent, Int)? {
+        var i = start
+        guard i < end, p[i] == .openBrace else { return nil }
+        i = skipSpace(p, i + 1, end)
+        guard i < end else { return nil }
+        var raw = RawEvent()
+        if p[i] == .closeBrace { return (raw, i + 1) }
+        var seen: UInt8 = 0
+        while true {
+            // Key: plain ASCII, one of the six names, not seen before.
+            guard i < end, p[i] == .quote else { return nil }
+            i += 1
+            let keyStart = i
+            while i < end {
+                let b = p[i]
+                if b == .quote { break }
+                if b == .backslash || b < 0x20 || b >= 0x80 { return nil }
+                i += 1
+            }
+            guard i < end else { return nil }
+            guard let field = knownField(p + keyStart, i - keyStart) else { return nil }
+            let bit: UInt8 = 1 << field.rawValue
+            guard seen & bit == 0 else { return nil }
+            seen |= bit
+            i = skipSpace(p, i + 1, end)
+            guard i < end, p[i] == .colon else { return nil }
+            i = skipSpace(p, i + 1, end)
+            guard i < end else { return nil }
+
+            switch field {
+            case .kvfvId:
+                guard let f = stringField(p, &i, end, &scratch) else { return nil }
+                raw.kvfvId = f
+            case .timestamp:
+                guard let f = stringField(p, &i, end, &scratch) else { return nil }
+                raw.timestamp = f
+            case .eventId:
+                guard let f = stringField(p, &i, end, &scratch) else { return nil }
+                raw.eventId = f
+            case .plate:
+                guard let f = stringField(p, &i, end, &scratch) else { return nil }
+                raw.plate = f
+            case .speed:
+                guard let f = doubleField(p, &i, end) else { return nil }
+                raw.speed = f
+            case .lane:
+                guard let f = intField(p, &i, end) else { return nil }
+                raw.lane = f
+            }
+
+            i = skipSpace(p, i, end)
+            guard i < end else { return nil }
+            if p[i] == .comma {
+                i = skipSpace(p, i + 1, end)
+                continue
+            }
+            guard p[i] == .closeBrace else { return nil }
+            return (raw, i + 1)
+        }
+    }
+
+    enum KnownField: UInt8 {
+        case kvfvId, timestamp, speed, eventId, lane, plate
+    }
+
+    /// The six names have six different lengths.
+    @inline(__always)
+    static func knownField(_ k: UnsafePointer<UInt8>, _ n: Int) -> KnownField? {
+        @inline(__always) func equals(_ s: StaticString) -> Bool { memcmp(k, s.utf8Start, n) == 0 }
+        switch n {
+        case 7: return equals("kvfv_id") ? .kvfvId : nil
+        case 9: return equals("timestamp") ? .timestamp : nil
+        case 13: return equals("vehicle_speed") ? .speed : nil
+        case 8: return equals("event_id") ? .eventId : nil
+        case 4: return equals("lane") ? .lane : nil
+        case 12: return equals("plate_number") ? .plate : nil
+        default: return nil
+        }
+    }
+
+    // MARK: Field values
+
+    /// `String` field: a string is `.value`, `null` is `.null`, a number or boolean is `.wrongType`.
+    @inline(__always)
+    static func stringField(
+        _ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, _ scratch: inout [UInt8]
+    ) -> RawEvent.Field<String>? {
+        switch p[i] {
+        case .quote:
+            guard let s = parseString(p, &i, end, &scratch) else { return nil }
+            return .value(s)
+        case UInt8(ascii: "n"):
+            return literal(p, &i, end, "null") ? .null : nil
+        case UInt8(ascii: "t"):
+            return literal(p, &i, end, "true") ? .wrongType : nil
+        case UInt8(ascii: "f"):
+            return literal(p, &i, end, "false") ? .wrongType : nil
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return scanNumber(p, &i, end) != nil ? .wrongType : nil
+        default:
+            return nil  // objects, arrays, garbage: JSONDecoder decides
+        }
+    }
+
+    /// `Double` field: what `JSONDecoder` gives (strtod of the number's text), declining overflow and underflow.
+    @inline(__always)
+    static func doubleField(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> RawEvent.Field<Double>? {
+        switch p[i] {
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let start = i
+            guard let number = scanNumber(p, &i, end) else { return nil }
+            if number.integral && number.digits <= 15 {
+                // Exact: every integer below 10^15 is a Double, as strtod would give.
+                let magnitude = Double(number.integerMagnitude)
+                return .value(number.negative ? -magnitude : magnitude)
+            }
+            guard let d = parseDouble(p + start, i - start) else { return nil }
+            return .value(d)
+        case .quote:
+            return skipPlainString(p, &i, end) ? .wrongType : nil
+        case UInt8(ascii: "n"):
+            return literal(p, &i, end, "null") ? .null : nil
+        case UInt8(ascii: "t"):
+            return literal(p, &i, end, "true") ? .wrongType : nil
+        case UInt8(ascii: "f"):
+            return literal(p, &i, end, "false") ? .wrongType : nil
+        default:
+            return nil
+        }
+    }
+
+    /// `Int` field: an integer literal is `.value`; `2.0`/`2e0` become 2 and `2.5` is `.wrongType`, as
+    /// JSONDecoder's Double-then-exact conversion does; anything near or past 2^53 is declined.
+    @inline(__always)
+    static func intField(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> RawEvent.Field<Int>? {
+        switch p[i] {
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let start = i
+            guard let number = scanNumber(p, &i, end) else { return nil }
+            if number.integral {
+                guard number.digits <= 15 else { return nil }
+                let v = Int(number.integerMagnitude)
+                return .value(number.negative ? -v : v)
+            }
+            guard let d = parseDouble(p + start, i - start) else { return nil }
+            guard d == d.rounded(.towardZero) else { return .wrongType }
+            guard d.magnitude < 9.0e15, let v = Int(exactly: d) else { return nil }
+            return .value(v)
+        case .quote:
+            return skipPlainString(p, &i, end) ? .wrongType : nil
+        case UInt8(ascii: "n"):
+            return literal(p, &i, end, "null") ? .null : nil
+        case UInt8(ascii: "t"):
+            return literal(p, &i, end, "true") ? .wrongType : nil
+        case UInt8(ascii: "f"):
+            return literal(p, &i, end, "false") ? .wrongType : nil
+        default:
+            return nil
+        }
+    }
+
+    /// `Double(String)` (strtod, correctly rounded, C locale) on a validated JSON number. `nil` where
+    /// JSONDecoder would refuse or where we are not sure: infinite, rounded to zero, subnormal.
+    static func parseDouble(_ s: UnsafePointer<UInt8>, _ n: Int) -> Double? {
+        guard n <= 64 else { return nil }
+        guard let d = Double(String(decoding: UnsafeBufferPointer(start: s, count: n), as: UTF8.self)),
+            d.isFinite, d == 0 || d.magnitude >= Double.leastNormalMagnitude
+        else { return nil }
+        if d == 0 {
+            // Zero only when every mantissa digit is zero (otherwise JSONDecoder calls it unrepresentable).
+            for k in 0..<n {
+                let b = s[k]
+                if b == UInt8(ascii: "e") || b == UInt8(ascii: "E") { break }
+                if b >= UInt8(ascii: "1") && b <= UInt8(ascii: "9") { return nil }
+            }
+        }
+        return d
+    }
+
+    // MARK: Lexical pieces
+
+    struct Number {
+        var negative: Bool
+        var integral: Bool
+        /// Number of digits of the integer part (exact value below when `integral && digits <= 15`).
+        var digits: Int
+        var integerMagnitude: Int64
+    }
+
+    /// A number in strict JSON grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`. `nil` if the
+    /// text does not follow it (the caller declines; what comes after the number is checked by the caller).
+    @inline(__always)
+    static func scanNumber(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> Number? {
+        var n = Number(negative: false, integral: true, digits: 0, integerMagnitude: 0)
+        if p[i] == UInt8(ascii: "-") {
+            n.negative = true
+            i += 1
+            guard i < end else { return nil }
+        }
+        guard isDigit(p[i]) else { return nil }
+        if p[i] == UInt8(ascii: "0") {
+            n.digits = 1
+            i += 1
+            if i < end && isDigit(p[i]) { return nil }  // leading zero
+        } else {
+            while i < end && isDigit(p[i]) {
+                if n.digits < 18 { n.integerMagnitude = n.integerMagnitude &* 10 &+ Int64(p[i] &- UInt8(ascii: "0")) }
+                n.digits += 1
+                i += 1
+            }
+        }
+        if i < end && p[i] == UInt8(ascii: ".") {
+            n.integral = false
+            i += 1
+            guard i < end, isDigit(p[i]) else { return nil }
+            while i < end && isDigit(p[i]) { i += 1 }
+        }
+        if i < end && (p[i] == UInt8(ascii: "e") || p[i] == UInt8(ascii: "E")) {
+            n.integral = false
+            i += 1
+            guard i < end else { return nil }
+            if p[i] == UInt8(ascii: "+") || p[i] == UInt8(ascii: "-") {
+                i += 1
+                guard i < end else { return nil }
+            }
+            guard isDigit(p[i]) else { return nil }
+            while i < end && isDigit(p[i]) { i += 1 }
+        }
+        return n
+    }
+
+    /// A string value (at the opening quote) for a string field; escapes decoded; `nil` for raw control
+    /// characters, invalid escapes, lone surrogates, invalid UTF-8, or no closing quote.
+    @inline(__always)
+    static func parseString(
+        _ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, _ scratch: inout [UInt8]
+    ) -> String? {
+        i += 1
+        let start = i
+        var ascii = true
+        while i < end {
+            let b = p[i]
+            if b == .quote {
+                let bytes = UnsafeBufferPointer(start: p + start, count: i - start)
+                i += 1
+                if ascii { return String(decoding: bytes, as: UTF8.self) }
+                return String(validating: bytes, as: UTF8.self)
+            }
+            if b == .backslash {
+                i = start
+                return parseEscapedString(p, &i, end, &scratch)
+            }
+            if b < 0x20 { return nil }
+            if b >= 0x80 { ascii = false }
+            i += 1
+        }
+        return nil
+    }
+
+    /// The slow half of `parseString`: `i` is just after the opening quote.
+    static func parseEscapedString(
+        _ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, _ scratch: inout [UInt8]
+    ) -> String? {
+        scratch.removeAll(keepingCapacity: true)
+        while i < end {
+            let b = p[i]
+            i += 1
+            if b == .quote {
+                return String(validating: scratch, as: UTF8.self)
+            }
+            if b < 0x20 { return nil }
+            guard b == .backslash else {
+                scratch.append(b)
+                continue
+            }
+            guard i < end else { return nil }
+            let e = p[i]
+            i += 1
+            switch e {
+            case .quote, .backslash, UInt8(ascii: "/"): scratch.append(e)
+            case UInt8(ascii: "b"): scratch.append(0x08)
+            case UInt8(ascii: "f"): scratch.append(0x0C)
+            case UInt8(ascii: "n"): scratch.append(0x0A)
+            case UInt8(ascii: "r"): scratch.append(0x0D)
+            case UInt8(ascii: "t"): scratch.append(0x09)
+            case UInt8(ascii: "u"):
+                guard let unit = hex4(p, &i, end) else { return nil }
+                var scalar: UInt32
+                switch unit {
+                case 0xD800...0xDBFF:
+                    // A high surrogate must be followed by an escaped low surrogate.
+                    guard i + 1 < end, p[i] == .backslash, p[i + 1] == UInt8(ascii: "u") else { return nil }
+                    i += 2
+                    guard let low = hex4(p, &i, end), (0xDC00...0xDFFF).contains(low) else { return nil }
+                    scalar = 0x10000 + ((UInt32(unit) - 0xD800) << 10) + (UInt32(low) - 0xDC00)
+                case 0xDC00...0xDFFF:
+                    return nil
+                default:
+                    scalar = UInt32(unit)
+                }
+                guard let s = Unicode.Scalar(scalar) else { return nil }
+                for u in UTF8.encode(s)! { scratch.append(u) }
+            default:
+                return nil
+            }
+        }
+        return nil
+    }
+
+    @inline(__always)
+    static func hex4(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> UInt16? {
+        guard i + 4 <= end else { return nil }
+        var v: UInt16 = 0
+        for _ in 0..<4 {
+            let c = p[i]
+            let d: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            v = v << 4 | UInt16(d)
+            i += 1
+        }
+        return v
+    }
+
+    /// Skips a string that JSONDecoder will never decode (a wrong-typed value): only plain strings without
+    /// escapes or control characters are accepted, so its validity is not in doubt.
+    @inline(__always)
+    static func skipPlainString(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> Bool {
+        i += 1
+        while i < end {
+            let b = p[i]
+            if b == .quote {
+                i += 1
+                return true
+            }
+            if b == .backslash || b < 0x20 { return false }
+            i += 1
+        }
+        return false
+    }
+
+    @inline(__always)
+    static func literal(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, _ word: StaticString) -> Bool {
+        let n = word.utf8CodeUnitCount
+        guard end - i >= n, memcmp(p + i, word.utf8Start, n) == 0 else { return false }
+        i += n
+        return true
+    }
+
+    /// The end of the JSON value at `start` (a declined element), found by bracket depth outside strings; the
+    /// value itself is validated later by JSONDecoder. `nil` if it does not end inside the body.
+    static func skipValue(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> Int? {
+        var i = start
+        var depth = 0
+        while i < end {
+            let b = p[i]
+            switch b {
+            case .quote:
+                i += 1
+                while i < end && p[i] != .quote {
+                    i += p[i] == .backslash ? 2 : 1
+                }
+                guard i < end else { return nil }
+                i += 1
+                if depth == 0 { return i }
+            case .openBrace, .openBracket:
+                depth += 1
+                i += 1
+            case .closeBrace, .closeBracket:
+                if depth == 0 { return i == start ? nil : i }
+                depth -= 1
+                i += 1
+                if depth == 0 { return i }
+            case .comma where depth == 0:
+                return i == start ? nil : i
+            default:
+                if depth == 0 && isSpace(b) { return i == start ? nil : i }
+                i += 1
+            }
+        }
+        return depth == 0 && i > start ? i : nil
+    }
+
+    @inline(__always)
+    static func skipSpace(_ p: UnsafePointer<UInt8>, _ from: Int, _ end: Int) -> Int {
+        var i = from
+        while i < end && isSpace(p[i]) { i += 1 }
+        return i
+    }
+
+    @inline(__always)
+    static func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 10 || b == 13 || b == 9 }
+
+    @inline(__always)
+    static func isDigit(_ b: UInt8) -> Bool { b &- UInt8(ascii: "0") < 10 }
+}
+
+extension UInt8 {
+    fileprivate static let quote = UInt8(ascii: "\"")
+    fileprivate static let backslash = UInt8(ascii: "\\")
+    fileprivate static let openBrace = UInt8(ascii: "{")
+    fileprivate static let closeBrace = UInt8(ascii: "}")
+    fileprivate static let openBracket = UInt8(ascii: "[")
+    fileprivate static let closeBracket = UInt8(ascii: "]")
+    fileprivate static let comma = UInt8(ascii: ",")
+    fileprivate static let colon = UInt8(ascii: ":")
+    fileprivate static let newline = UInt8(ascii: "\n")
+}
