@@ -76,7 +76,9 @@ if [ "$WHAT" = all ] || [ "$WHAT" = ingest ]; then
 import json, sys
 s = json.loads(sys.argv[1])
 n = s["accepted_total"]
-print(f"accepted {n} events; log {s['log_bytes']/n:.1f} bytes/event, store {s['store_bytes']/n:.1f} bytes/event (incl. 8-byte dedup identity)")
+logged = n + s["duplicates_total"]
+print(f"accepted {n} events ({s['duplicates_total']} duplicates); log {s['log_bytes']/logged:.1f} bytes/logged event, "
+      f"store {s['store_bytes']/n:.1f} bytes/event (aggregates + 8-byte dedup identity)")
 PY
   stop_server
 fi

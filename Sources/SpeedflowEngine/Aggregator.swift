@@ -28,9 +28,16 @@ struct CameraLive {
 
     static let recentSpeedCount = 20
 
+    var recentSpeedCursor = 0
+
+    /// A ring of the last `recentSpeedCount` speeds (order does not matter for "all identical").
     mutating func noteSpeed(_ v: Double) {
-        if recentSpeeds.count == Self.recentSpeedCount { recentSpeeds.removeFirst() }
-        recentSpeeds.append(v)
+        if recentSpeeds.count < Self.recentSpeedCount {
+            recentSpeeds.append(v)
+        } else {
+            recentSpeeds[recentSpeedCursor] = v
+            recentSpeedCursor = (recentSpeedCursor + 1) % Self.recentSpeedCount
+        }
     }
 }
 
@@ -79,31 +86,43 @@ struct Aggregator {
     }
 
     /// Returns `true` when the event was counted, `false` for a duplicate.
+    ///
+    /// Buckets and cameras are mutated in place (`hot[c]![b]!`), never copied out and back: a copy would make
+    /// the identity set non-unique and every insert would copy the whole set.
     mutating func apply(_ event: CameraEvent, arrivalMs: Int64, nowMs: Int64) throws -> Bool {
         let camera = cameraId(for: event.kvfvId)
         let bucket = Bucket.index(ofTimestamp: event.timestampMs)
-        let id = event.identity
-
-        var entry: HotBucket
-        if let existing = hot[camera]?[bucket] {
-            entry = existing
-        } else if let stored = try store.loadBucket(BucketKey(camera: camera, bucket: bucket)) {
-            entry = HotBucket(state: stored.state, ids: Set(stored.ids), version: 1, persistedVersion: 1, lastTouchMs: nowMs)
-            hotIdentities += stored.ids.count
-        } else {
-            entry = HotBucket(state: BucketState(), ids: [], version: 0, persistedVersion: 0, lastTouchMs: nowMs)
+        if hot[camera]?[bucket] == nil {
+            hot[camera, default: [:]][bucket] = try loadBucket(BucketKey(camera: camera, bucket: bucket), nowMs: nowMs)
         }
-        entry.lastTouchMs = nowMs
-        let isNew = entry.ids.insert(id).inserted
+        let isNew = Self.add(event, to: &hot[camera]![bucket]!, nowMs: nowMs)
         if isNew {
-            entry.state.add(event.speed)
-            entry.version += 1
             hotIdentities += 1
             dirty.insert(BucketKey(camera: camera, bucket: bucket))
         }
-        hot[camera, default: [:]][bucket] = entry
+        Self.note(event, isNew: isNew, arrivalMs: arrivalMs, in: &cameras[camera]!)
+        return isNew
+    }
 
-        var live = cameras[camera]!
+    /// A bucket not in memory: from the store (a late event for an evicted bucket), or a new one.
+    private mutating func loadBucket(_ key: BucketKey, nowMs: Int64) throws -> HotBucket {
+        if let stored = try store.loadBucket(key) {
+            hotIdentities += stored.ids.count
+            return HotBucket(state: stored.state, ids: Set(stored.ids), version: 1, persistedVersion: 1, lastTouchMs: nowMs)
+        }
+        return HotBucket(state: BucketState(), ids: [], version: 0, persistedVersion: 0, lastTouchMs: nowMs)
+    }
+
+    /// Dedup, then merge: the only place an event changes a bucket.
+    private static func add(_ event: CameraEvent, to entry: inout HotBucket, nowMs: Int64) -> Bool {
+        entry.lastTouchMs = nowMs
+        guard entry.ids.insert(event.identity).inserted else { return false }
+        entry.state.add(event.speed)
+        entry.version += 1
+        return true
+    }
+
+    private static func note(_ event: CameraEvent, isNew: Bool, arrivalMs: Int64, in live: inout CameraLive) {
         if isNew {
             live.accepted += 1
             if event.timestampMs >= (live.record.lastEventMs ?? .min) {
@@ -117,8 +136,6 @@ struct Aggregator {
         // How old the camera's freshest event was when it arrived: a backlog flush shows as lag.
         live.lagMs = max(0, arrivalMs - (live.record.lastEventMs ?? arrivalMs))
         live.dirty = true
-        cameras[camera] = live
-        return isNew
     }
 
     mutating func cameraId(for kvfvId: String) -> Int64 {

@@ -6,6 +6,9 @@ function setup(thread)
   threads = threads + 1
 end
 function init(args)
+  -- A per-run nonce keeps event_ids unique across runs (otherwise later runs measure duplicates).
+  math.randomseed(os.time() + tid * 7919)
+  nonce = string.format("%x%x", os.time(), math.random(1, 1000000000))
   cameras = tonumber(os.getenv("CAMERAS") or "1000")
   stamp_at = 0
 end
@@ -16,7 +19,7 @@ request = function()
     stamp_at = counter + 500
   end
   local body = string.format(
-    '{"kvfv_id":"KV%05d","timestamp":"%s","vehicle_speed":%.1f,"plate_number":"A%06dBC77","event_id":"s%d-%d","lane":%d}',
-    counter % cameras, stamp, 40 + (counter * 7 % 900) / 10, counter % 1000000, tid, counter, counter % 3 + 1)
+    '{"kvfv_id":"KV%05d","timestamp":"%s","vehicle_speed":%.1f,"plate_number":"A%06dBC77","event_id":"%s-%d-%d","lane":%d}',
+    counter % cameras, stamp, 40 + (counter * 7 % 900) / 10, counter % 1000000, nonce, tid, counter, counter % 3 + 1)
   return wrk.format("POST", "/events", {["Content-Type"] = "application/json"}, body)
 end
