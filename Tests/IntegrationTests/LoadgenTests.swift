@@ -14,16 +14,21 @@ import Glibc
        .enabled(if: ProcessInfo.processInfo.environment["SPEEDFLOW_BIN"] != nil))
 struct LoadgenTests {
     @Test("A short fleet on bad links is stored exactly", arguments: [
-        (LoadgenConfiguration.Mode.single, LoadgenConfiguration.BatchFormat.ndjson),
-        (.batch, .ndjson),
-        (.batch, .array),
+        (LoadgenConfiguration.Mode.single, LoadgenConfiguration.BatchFormat.ndjson, LoadgenConfiguration.HTTPClientKind.raw),
+        (.batch, .ndjson, .raw),
+        (.batch, .array, .raw),
+        (.single, .ndjson, .asyncHTTPClient),
+        (.batch, .ndjson, .asyncHTTPClient),
     ])
-    func fleetIsStoredExactly(mode: LoadgenConfiguration.Mode, format: LoadgenConfiguration.BatchFormat) async throws {
+    func fleetIsStoredExactly(
+        mode: LoadgenConfiguration.Mode, format: LoadgenConfiguration.BatchFormat, client: LoadgenConfiguration.HTTPClientKind
+    ) async throws {
         let server = try await ServerProcess.start()
         defer { server.stop() }
 
         var configuration = LoadgenConfiguration()
         configuration.url = server.url
+        configuration.httpClient = client
         configuration.cameras = 24
         configuration.concurrency = 6
         configuration.mode = mode
@@ -61,6 +66,36 @@ struct LoadgenTests {
         #expect(report.lostAckResends > 0 || report.deliberateDuplicates > 0)
         #expect(Set(report.invalidGenerated.keys) == Set(EventFlaw.allCases.map(\.reason)), "\(details)")
         #expect(report.freshness.map { $0.delay.samples > 0 && $0.neverVisible == 0 } == true, "\(details)")
+    }
+}
+
+extension LoadgenTests {
+    /// The verifier must be able to fail: a second run on the same cameras finds the first run's events
+    /// in its windows, which it did not send.
+    @Test("Verification fails when the server holds events the fleet did not send")
+    func verifierCatchesForeignEvents() async throws {
+        let server = try await ServerProcess.start()
+        defer { server.stop() }
+
+        var configuration = LoadgenConfiguration()
+        configuration.url = server.url
+        configuration.cameras = 5
+        configuration.concurrency = 5
+        configuration.duration = nil
+        configuration.eventCount = 500
+        configuration.outageShare = 0
+        configuration.freshnessInterval = nil
+        configuration.verify = true
+        let first = try await Loadgen.run(configuration: configuration)
+        #expect(first.verification?.passed == true, "\(first.text())")
+
+        configuration.runTag = "second"
+        let second = try await Loadgen.run(configuration: configuration)
+        let verification = try #require(second.verification)
+        #expect(!verification.passed)
+        #expect(verification.mismatches > 0)
+        #expect(verification.eventsFound > second.eventsAcknowledged)
+        #expect(!second.passed)
     }
 }
 
