@@ -30,9 +30,9 @@ struct LoadgenCommand: AsyncParsableCommand {
 
             Exit status: 0 if every answer kept the contract (and --verify matched), 1 otherwise.
 
-            Examples:
-              speedflow loadgen --duration 3m                       # seed-000 style: 1,000 cameras, single events
-              speedflow loadgen --mode batch --batch-size 500 --duration 1m
+            Examples (seed 000's scenario, a batch scenario, a small fleet on very bad links):
+              speedflow loadgen --duration 3m --verify
+              speedflow loadgen --mode batch --batch-size 500 --duration 1m --verify
               speedflow loadgen --cameras 20 --events 20000 --outage-share 0.5 --outage 2s --verify
             """)
 
@@ -57,7 +57,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Target rate in events per second over the whole fleet (default: as fast as the server answers).")
     var rate: Double?
 
-    @Option(help: "Stop generating new events after this long (e.g. 90s, 3m, 1h).")
+    @Option(help: "Stop generating new events after this long (e.g. 90s, 3m, 1h). Default: 60s unless --events is given.")
     var duration: DurationArgument?
 
     @Option(name: .customLong("events"), help: "Stop generating after this many new events (whichever limit comes first).")
