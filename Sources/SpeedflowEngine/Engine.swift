@@ -265,7 +265,7 @@ public final class Engine: Sendable {
         var c = StoreCommit(logOffset: snapshot.logOffset)
         c.cameras = snapshot.cameras
         c.buckets = snapshot.buckets.map { b in
-            (b.key, StoredBucket(state: b.state, ids: b.ids.sorted()))
+            (b.key, StoredBucket(state: b.state, ids: Array(b.ids)))
         }
         do {
             try store.commit(c)
