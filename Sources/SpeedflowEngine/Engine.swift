@@ -176,13 +176,15 @@ public final class Engine: Sendable {
             let nextFlush = flushState.withLock { $0.lastFlushMs } + configuration.flushIntervalMs
             let waitMs = max(1, nextFlush - clock())
             _ = wake.wait(timeout: .now() + .milliseconds(Int(min(waitMs, 1000))))
-            let (batch, closing) = intake.withLock { s -> ([Pending], Bool) in
+            let (batch, queued, closing) = intake.withLock { s -> ([Pending], Int, Bool) in
                 let b = s.pending
+                let n = s.pendingEvents
                 s.pending.removeAll(keepingCapacity: true)
                 s.pendingEvents = 0
-                return (b, s.closing)
+                return (b, n, s.closing)
             }
-            queueGauge.record(0)
+            // Events that waited for this group commit: the queue depth as the log sees it.
+            queueGauge.record(queued)
             if !batch.isEmpty { commitBatch(batch) }
             maybeStartFlush()
             if closing && intake.withLock({ $0.pending.isEmpty }) { break }
