@@ -77,7 +77,9 @@ public final class SegmentLog: Log {
         var segments = try Self.listSegments(directory)
         if segments.isEmpty {
             let url = directory.appendingPathComponent(Self.name(0))
-            FileManager.default.createFile(atPath: url.path, contents: nil)
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+                throw LogError(.io, "cannot create \(url.path)")
+            }
             segments = [Segment(base: 0, size: 0, url: url)]
             Self.fsyncDirectory(directory)
         }
