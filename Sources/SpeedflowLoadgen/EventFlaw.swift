@@ -1,7 +1,7 @@
 /// A deliberate defect that must make the server reject an event, one per rejection reason of the contract.
 enum EventFlaw: UInt8, CaseIterable, Sendable {
     case missingField
-    case invalidField
+    case invalidSpeed
     case invalidKvfvId
     case invalidTimestamp
     case invalidEventId
@@ -14,7 +14,7 @@ enum EventFlaw: UInt8, CaseIterable, Sendable {
     var reason: String {
         switch self {
         case .missingField: "missing_field"
-        case .invalidField: "invalid_field"
+        case .invalidSpeed: "invalid_speed"
         case .invalidKvfvId: "invalid_kvfv_id"
         case .invalidTimestamp: "invalid_timestamp"
         case .invalidEventId: "invalid_event_id"

@@ -53,7 +53,7 @@ struct EventEncoder: Sendable {
         switch event.flaw {
         case .missingField:
             break
-        case .invalidField:
+        case .invalidSpeed:
             out.append(contentsOf: #","vehicle_speed":"fast""#.utf8)
         default:
             out.append(contentsOf: #","vehicle_speed":"#.utf8)

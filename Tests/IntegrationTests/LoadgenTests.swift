@@ -54,6 +54,7 @@ struct LoadgenTests {
         let details = "\(report.text())\n--- server log tail ---\n\(server.logTail())"
         #expect(report.anomalies.validRejected == 0, "\(details)")
         #expect(report.anomalies.invalidAccepted == 0, "\(details)")
+        #expect(report.anomalies.reasonMismatches == 0, "\(details)")
         #expect(report.anomalies.countMismatches == 0, "\(details)")
         #expect(report.anomalies.badAnswers == 0, "\(details)")
         #expect(report.unacknowledged == 0, "\(details)")

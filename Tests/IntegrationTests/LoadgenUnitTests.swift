@@ -81,7 +81,7 @@ struct LoadgenUnitTests {
         let object = try #require(parsed as? [String: Any])
         switch flaw {
         case .missingField: #expect(object["vehicle_speed"] == nil)
-        case .invalidField: #expect(object["vehicle_speed"] is String)
+        case .invalidSpeed: #expect(object["vehicle_speed"] is String)
         case .invalidKvfvId: #expect((object["kvfv_id"] as? String)?.contains(" ") == true)
         case .invalidTimestamp: #expect(UTCTime.parseMillis(object["timestamp"] as? String ?? "") == nil)
         case .invalidEventId: #expect(((object["event_id"] as? String)?.count ?? 0) > 128)
