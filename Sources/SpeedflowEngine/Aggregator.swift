@@ -194,14 +194,16 @@ struct Aggregator {
     }
 
     /// Drops persisted buckets untouched for `idleMs`, and more (least recently touched first) while over
-    /// `maxIdentities`. Dirty buckets always stay: they are not in the store yet.
-    mutating func evict(nowMs: Int64, idleMs: Int64, maxIdentities: Int) {
+    /// `maxIdentities` — but never one touched within `workingSetMs`: evicting the buckets being written
+    /// would only reload them at once (thrash); memory then overshoots the budget by the working set.
+    /// Dirty buckets always stay: they are not in the store yet.
+    mutating func evict(nowMs: Int64, idleMs: Int64, maxIdentities: Int, workingSetMs: Int64) {
         var candidates: [(touch: Int64, key: BucketKey, ids: Int)] = []
         for (camera, buckets) in hot {
             for (bucket, e) in buckets where e.isClean {
                 if nowMs - e.lastTouchMs >= idleMs {
                     remove(BucketKey(camera: camera, bucket: bucket), ids: e.ids.count)
-                } else if hotIdentities > maxIdentities {
+                } else if hotIdentities > maxIdentities && nowMs - e.lastTouchMs >= workingSetMs {
                     candidates.append((e.lastTouchMs, BucketKey(camera: camera, bucket: bucket), e.ids.count))
                 }
             }

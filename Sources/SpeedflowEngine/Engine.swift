@@ -81,6 +81,7 @@ public final class Engine: Sendable {
         guard start < end else { return }
         logger.info("Replaying log", metadata: ["log.offset.from": "\(start)", "log.offset.to": "\(end)"])
         var events = 0
+        var lastFlush = clock()
         var lastReport = DispatchTime.now().uptimeNanoseconds
         try log.read(from: LogOffset(start)) { payload, endOffset in
             var record = try EventRecord.decode(payload)
@@ -90,8 +91,12 @@ public final class Engine: Sendable {
             try aggregator.withLock { a in
                 _ = try a.apply(record, endOffset: endOffset.value, nowMs: now)
             }
-            if aggregator.withLock({ $0.hotIdentities > configuration.maxHotIdentities }) {
+            // Over the memory budget: commit (so buckets become evictable), at most once per flush interval.
+            if now - lastFlush >= configuration.flushIntervalMs,
+                aggregator.withLock({ $0.hotIdentities > configuration.maxHotIdentities })
+            {
                 try flushSynchronously()
+                lastFlush = now
             }
             let t = DispatchTime.now().uptimeNanoseconds
             if t - lastReport > 1_000_000_000 {
@@ -110,7 +115,9 @@ public final class Engine: Sendable {
         try commit(snapshot)
         let now = clock()
         aggregator.withLock {
-            $0.evict(nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities)
+            $0.evict(
+                nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities,
+                workingSetMs: configuration.flushIntervalMs)
         }
     }
 
@@ -225,11 +232,9 @@ public final class Engine: Sendable {
 
     private func maybeStartFlush() {
         let now = clock()
-        let (due, overfull) = (
-            flushState.withLock { !$0.running && now - $0.lastFlushMs >= configuration.flushIntervalMs },
-            aggregator.withLock { $0.hotIdentities > configuration.maxHotIdentities }
-        )
-        guard due || (overfull && !flushState.withLock { $0.running }) else { return }
+        // One mechanism for time and memory: every flush is followed by eviction (idle, then over budget).
+        let due = flushState.withLock { !$0.running && now - $0.lastFlushMs >= configuration.flushIntervalMs }
+        guard due else { return }
         let snapshot = aggregator.withLock { $0.takeSnapshot() }
         flushState.withLock {
             $0.running = true
@@ -249,7 +254,9 @@ public final class Engine: Sendable {
             }
             let now = clock()
             aggregator.withLock {
-                $0.evict(nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities)
+                $0.evict(
+                nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities,
+                workingSetMs: configuration.flushIntervalMs)
             }
             maintenance(nowMs: now)
         }

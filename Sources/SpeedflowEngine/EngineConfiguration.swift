@@ -11,7 +11,8 @@ public struct EngineConfiguration: Sendable {
     public var maxPendingEvents: Int
     /// Buckets untouched this long are dropped from memory once persisted. Default: 10 minutes.
     public var hotIdleMs: Int64
-    /// Event identities kept in memory (8–16 bytes each) before clean buckets are evicted early. Default: 4,000,000.
+    /// Event identities kept in memory (~12 bytes each) before persisted, idle buckets are evicted early.
+    /// The buckets being written stay regardless. Default: 8,000,000 (~100 MB; 1 B events/day is 3.5 M per 5 min).
     public var maxHotIdentities: Int
     /// A camera with no arrival for this long is `silent`. Default: 15 minutes.
     public var silentAfterMs: Int64
@@ -20,7 +21,7 @@ public struct EngineConfiguration: Sendable {
 
     public init(
         policy: ValidationPolicy = .init(), flushIntervalMs: Int64 = 1000, maxPendingEvents: Int = 500_000,
-        hotIdleMs: Int64 = 600_000, maxHotIdentities: Int = 4_000_000, silentAfterMs: Int64 = 900_000,
+        hotIdleMs: Int64 = 600_000, maxHotIdentities: Int = 8_000_000, silentAfterMs: Int64 = 900_000,
         laggingAfterMs: Int64 = 300_000
     ) {
         self.policy = policy

@@ -36,7 +36,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Events queued for the log beyond which requests get 503 + Retry-After. Default: 500000.")
     var maxPendingEvents: Int?
 
-    @Option(help: "Event identities kept in memory before persisted buckets are evicted early. Default: 4000000.")
+    @Option(help: "Event identities kept in memory before persisted buckets are evicted early. Default: 8000000.")
     var maxHotIdentities: Int?
 
     func run() async throws {
@@ -50,7 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
         var engineConfiguration = EngineConfiguration(policy: try settings.policy(storage))
         engineConfiguration.flushIntervalMs = try settings.durationMs("flush_interval", flushInterval, default: "1s")
         engineConfiguration.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: 500_000)
-        engineConfiguration.maxHotIdentities = try settings.int("max_hot_identities", maxHotIdentities, default: 4_000_000)
+        engineConfiguration.maxHotIdentities = try settings.int("max_hot_identities", maxHotIdentities, default: 8_000_000)
         let server = ServerConfiguration(
             host: settings.string("host", host, default: "127.0.0.1"),
             port: try settings.int("port", port, default: 8080),
