@@ -1,3 +1,5 @@
+import SpeedflowModel
+
 /// RFC 3339 formatting and parsing on integer milliseconds, without `DateFormatter`
 /// (which would cost more than the rest of event generation together).
 enum UTCTime {
@@ -8,28 +10,14 @@ enum UTCTime {
         millis >= 0 ? millis / millisPerBucket : -((-millis + millisPerBucket - 1) / millisPerBucket)
     }
 
-    /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (H. Hinnant).
+    /// Days since 1970-01-01 to (year, month, day): the calendar math lives in SpeedflowModel's `Timestamp`.
     static func civil(fromDays days: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let y = yoe + era * 400
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (m <= 2 ? y + 1 : y, m, d)
+        let (y, m, d) = Timestamp.civilFromDays(Int(days))
+        return (Int64(y), Int64(m), Int64(d))
     }
 
     static func days(fromCivil year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = month > 2 ? month - 3 : month + 9
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
+        Int64(Timestamp.daysFromCivil(year: Int(year), month: Int(month), day: Int(day)))
     }
 
     /// Appends `YYYY-MM-DDTHH:MM:SS.mmm` followed by `Z` or `±HH:MM` for a local offset.
