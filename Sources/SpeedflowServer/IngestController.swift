@@ -40,9 +40,6 @@ struct IngestController: Sendable {
         } catch {
             throw APIError(.badRequest, error.reason, error.message)
         }
-        engine.stats.record(rejections: batch.rejections, nowMs: arrivalMs)
-        engine.noteRejections(batch.rejections.compactMap { r in r.kvfvId.map { ($0, r.reason) } })
-
         let outcome: IngestOutcome
         do {
             outcome = try await engine.ingest(batch.events, arrivalMs: arrivalMs)
@@ -56,6 +53,10 @@ struct IngestController: Sendable {
                 throw APIError(.serviceUnavailable, error.code.description, error.message, retryAfterSeconds: 5)
             }
         }
+
+        // Counted only once the request is answered 200: a 503'd request will be retried and counted then.
+        engine.stats.record(rejections: batch.rejections, nowMs: arrivalMs)
+        engine.noteRejections(batch.rejections.compactMap { r in r.kvfvId.map { ($0, r.reason) } })
 
         var json = JSONWriter(capacity: 64 + batch.rejections.count * 48)
         json.raw("{\"accepted\":")
