@@ -6,6 +6,8 @@ import SpeedflowStore
 struct HotBucket {
     var state: BucketState
     var ids: Set<UInt64>
+    /// Identities added since the last snapshot: the next flush appends just these to the store.
+    var pendingIds: [UInt64] = []
     /// Bumped on every change; the store holds `persistedVersion`.
     var version: UInt64
     var persistedVersion: UInt64
@@ -116,7 +118,9 @@ struct Aggregator {
     /// Dedup, then merge: the only place an event changes a bucket.
     private static func add(_ event: CameraEvent, to entry: inout HotBucket, nowMs: Int64) -> Bool {
         entry.lastTouchMs = nowMs
-        guard entry.ids.insert(event.identity).inserted else { return false }
+        let id = event.identity
+        guard entry.ids.insert(id).inserted else { return false }
+        entry.pendingIds.append(id)
         entry.state.add(event.speed)
         entry.version += 1
         return true
@@ -153,7 +157,7 @@ struct Aggregator {
 
     /// A consistent cut of everything changed since the last snapshot, for the store.
     struct Snapshot: Sendable {
-        var buckets: [(key: BucketKey, state: BucketState, ids: Set<UInt64>, version: UInt64)] = []
+        var buckets: [(key: BucketKey, state: BucketState, addedIds: [UInt64], version: UInt64)] = []
         var cameras: [CameraRecord] = []
         var logOffset: UInt64 = 0
 
@@ -166,7 +170,8 @@ struct Aggregator {
         s.buckets.reserveCapacity(dirty.count)
         for key in dirty {
             guard let e = hot[key.camera]?[key.bucket] else { continue }
-            s.buckets.append((key, e.state, e.ids, e.version))
+            s.buckets.append((key, e.state, e.pendingIds, e.version))
+            hot[key.camera]![key.bucket]!.pendingIds = []
         }
         dirty.removeAll(keepingCapacity: true)
         for (id, live) in cameras where live.dirty {
@@ -189,7 +194,11 @@ struct Aggregator {
 
     /// After a failed commit: everything in the snapshot is dirty again.
     mutating func failed(_ snapshot: Snapshot) {
-        for b in snapshot.buckets { dirty.insert(b.key) }
+        for b in snapshot.buckets {
+            dirty.insert(b.key)
+            // Not evicted meanwhile: its version is ahead of the store, so it is not clean.
+            hot[b.key.camera]?[b.key.bucket]?.pendingIds.append(contentsOf: b.addedIds)
+        }
         for c in snapshot.cameras { cameras[c.id]?.dirty = true }
     }
 

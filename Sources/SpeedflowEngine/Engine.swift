@@ -273,9 +273,7 @@ public final class Engine: Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         var c = StoreCommit(logOffset: snapshot.logOffset)
         c.cameras = snapshot.cameras
-        c.buckets = snapshot.buckets.map { b in
-            (b.key, StoredBucket(state: b.state, ids: Array(b.ids)))
-        }
+        c.buckets = snapshot.buckets.map { StoreCommit.Bucket(key: $0.key, state: $0.state, addedIds: $0.addedIds) }
         do {
             try store.commit(c)
         } catch {

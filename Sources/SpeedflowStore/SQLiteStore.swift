@@ -6,8 +6,8 @@ import SpeedflowAggregation
 /// The embedded store: one SQLite database (WAL) holding bucket states, dedup identities, cameras and the
 /// log offset, every flush in one transaction.
 ///
-/// Bucket aggregates and identity sets live in separate tables so a query's range scan reads only the small
-/// aggregate rows (~100 bytes), never the identity blobs (8 bytes per event).
+/// Bucket aggregates and identities live in separate tables so a query's range scan reads only the small
+/// aggregate rows (~100 bytes), never the identity blobs (8 bytes per event, appended in chunks per flush).
 public final class SQLiteStore: Store {
     let pool: DatabasePool
     let path: String
@@ -58,6 +58,17 @@ public final class SQLiteStore: Store {
                     INSERT INTO checkpoint (name, log_offset) VALUES ('aggregator', 0);
                     """)
         }
+        // Identities are appended per flush as chunks instead of rewriting a bucket's whole set every flush
+        // (which wrote in proportion to bucket size: quadratic over a bucket's five minutes).
+        m.registerMigration("v2-dedup-chunks") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE dedup_chunk (camera INTEGER NOT NULL, bucket INTEGER NOT NULL, ids BLOB NOT NULL);
+                    CREATE INDEX dedup_chunk_key ON dedup_chunk (camera, bucket);
+                    INSERT INTO dedup_chunk (camera, bucket, ids) SELECT camera, bucket, ids FROM dedup;
+                    DROP TABLE dedup;
+                    """)
+        }
         return m
     }
 
@@ -78,18 +89,16 @@ public final class SQLiteStore: Store {
     public func loadBucket(_ key: BucketKey) throws -> StoredBucket? {
         try pool.read { db -> StoredBucket? in
             guard
-                let row = try Row.fetchOne(
-                    db,
-                    sql: """
-                        SELECT b.state, d.ids FROM bucket b LEFT JOIN dedup d ON d.camera = b.camera AND d.bucket = b.bucket
-                        WHERE b.camera = ? AND b.bucket = ?
-                        """,
-                    arguments: [key.camera, key.bucket])
+                let stateData = try Data.fetchOne(
+                    db, sql: "SELECT state FROM bucket WHERE camera = ? AND bucket = ?", arguments: [key.camera, key.bucket])
             else { return nil }
-            let stateData: Data = row[0]
-            let idsData: Data? = row[1]
             let state = try stateData.withUnsafeBytes { try BucketState.decode($0) }
-            return StoredBucket(state: state, ids: idsData.map(Self.decodeIds) ?? [])
+            var ids: [UInt64] = []
+            ids.reserveCapacity(Int(state.count))
+            let chunks = try Data.fetchCursor(
+                db, sql: "SELECT ids FROM dedup_chunk WHERE camera = ? AND bucket = ?", arguments: [key.camera, key.bucket])
+            while let chunk = try chunks.next() { Self.appendIds(chunk, to: &ids) }
+            return StoredBucket(state: state, ids: ids)
         }
     }
 
@@ -104,10 +113,12 @@ public final class SQLiteStore: Store {
                 try cam.execute(arguments: [c.id, c.kvfvId, c.lastEventMs, c.lastArrivalMs])
             }
             let bucket = try db.cachedStatement(sql: "INSERT OR REPLACE INTO bucket (camera, bucket, state) VALUES (?, ?, ?)")
-            let dedup = try db.cachedStatement(sql: "INSERT OR REPLACE INTO dedup (camera, bucket, ids) VALUES (?, ?, ?)")
-            for (key, b) in commit.buckets {
-                try bucket.execute(arguments: [key.camera, key.bucket, Data(b.state.encoded())])
-                try dedup.execute(arguments: [key.camera, key.bucket, Self.encodeIds(b.ids)])
+            let chunk = try db.cachedStatement(sql: "INSERT INTO dedup_chunk (camera, bucket, ids) VALUES (?, ?, ?)")
+            for b in commit.buckets {
+                try bucket.execute(arguments: [b.key.camera, b.key.bucket, Data(b.state.encoded())])
+                if !b.addedIds.isEmpty {
+                    try chunk.execute(arguments: [b.key.camera, b.key.bucket, Self.encodeIds(b.addedIds)])
+                }
             }
             try db.execute(
                 sql: "UPDATE checkpoint SET log_offset = ? WHERE name = 'aggregator'", arguments: [Int64(commit.logOffset)])
@@ -145,7 +156,7 @@ public final class SQLiteStore: Store {
     public func reset(fromBucket: Int64, logOffset: UInt64) throws {
         try pool.write { db in
             try db.execute(sql: "DELETE FROM bucket WHERE bucket >= ?", arguments: [fromBucket])
-            try db.execute(sql: "DELETE FROM dedup WHERE bucket >= ?", arguments: [fromBucket])
+            try db.execute(sql: "DELETE FROM dedup_chunk WHERE bucket >= ?", arguments: [fromBucket])
             try db.execute(
                 sql: "UPDATE checkpoint SET log_offset = ? WHERE name = 'aggregator'", arguments: [Int64(logOffset)])
         }
@@ -153,7 +164,7 @@ public final class SQLiteStore: Store {
 
     public func pruneIdentities(before bucket: Int64) throws -> Int {
         try pool.write { db in
-            try db.execute(sql: "DELETE FROM dedup WHERE bucket < ?", arguments: [bucket])
+            try db.execute(sql: "DELETE FROM dedup_chunk WHERE bucket < ?", arguments: [bucket])
             return db.changesCount
         }
     }
@@ -172,9 +183,11 @@ public final class SQLiteStore: Store {
         return data
     }
 
-    static func decodeIds(_ data: Data) -> [UInt64] {
+    static func appendIds(_ data: Data, to ids: inout [UInt64]) {
         data.withUnsafeBytes { raw in
-            (0..<(raw.count / 8)).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+            for i in 0..<(raw.count / 8) {
+                ids.append(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))
+            }
         }
     }
 }

@@ -33,8 +33,7 @@ public struct CameraRecord: Sendable, Hashable {
 /// A bucket's full persisted state: the aggregate and the identities already counted in it.
 public struct StoredBucket: Sendable {
     public var state: BucketState
-    /// Distinct identity hashes of the events counted in `state`, in no particular order (they become a `Set`
-    /// again when loaded; sorting them on every flush cost a tenth of the ingest CPU).
+    /// Distinct identity hashes of the events counted in `state`, in no particular order.
     public var ids: [UInt64]
 
     public init(state: BucketState, ids: [UInt64]) {
@@ -43,9 +42,23 @@ public struct StoredBucket: Sendable {
     }
 }
 
-/// One atomic flush: bucket states and dedup sets, camera metadata, and the log offset they reflect.
+/// One atomic flush: bucket states, the identities added to them, camera metadata, and the log offset they reflect.
 public struct StoreCommit: Sendable {
-    public var buckets: [(key: BucketKey, bucket: StoredBucket)] = []
+    /// A changed bucket: its whole new aggregate, and only the identities added since its previous commit, so a
+    /// flush writes in proportion to new events, not to bucket size.
+    public struct Bucket: Sendable {
+        public var key: BucketKey
+        public var state: BucketState
+        public var addedIds: [UInt64]
+
+        public init(key: BucketKey, state: BucketState, addedIds: [UInt64]) {
+            self.key = key
+            self.state = state
+            self.addedIds = addedIds
+        }
+    }
+
+    public var buckets: [Bucket] = []
     public var cameras: [CameraRecord] = []
     /// Everything in the log before this offset is reflected by the store after this commit.
     public var logOffset: UInt64

@@ -12,7 +12,9 @@ import Glibc
 final class SpeedflowProcess {
     let binary: String
     let directory: URL
-    let port: Int
+    /// Chosen anew at every start: a port freed by `kill -9` may meanwhile be taken as the local port of some
+    /// outgoing connection on this machine.
+    private(set) var port: Int
     let extraArguments: [String]
     private(set) var process: Process?
     private var restarts = 0
@@ -32,8 +34,9 @@ final class SpeedflowProcess {
         self.extraArguments = extraArguments
     }
 
-    /// Starts the server and waits until `/health` answers (or the process dies, or 60 s pass).
+    /// Starts the server and waits until `/health` answers (or the process dies, or 120 s pass).
     func start() async throws {
+        if process != nil { port = try Self.freeLoopbackPort() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments =
@@ -44,19 +47,19 @@ final class SpeedflowProcess {
         process.standardError = log
         try process.run()
         self.process = process
-        let deadline = ContinuousClock.now + .seconds(60)
+        let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
                 throw ProcessError("speedflow serve exited (\(process.terminationStatus)):\n\(logTail())")
             }
-            if let r = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(2)),
-                r.status == .ok
-            {
-                return
+            if let r = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(2)) {
+                // Always read the body: an unread body keeps the pooled connection busy.
+                _ = try? await r.body.collect(upTo: 1 << 16)
+                if r.status == .ok { return }
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw ProcessError("speedflow serve did not become healthy within 60 s:\n\(logTail())")
+        throw ProcessError("speedflow serve did not become healthy within 120 s:\n\(logTail())")
     }
 
     /// `kill -9`: no shutdown hook, no flush, whatever was in flight is cut.

@@ -46,7 +46,7 @@ struct Populate: AsyncParsableCommand {
             var commit = StoreCommit(logOffset: 0)
             commit.cameras = [CameraRecord(id: Int64(c), kvfvId: String(format: "KV%05d", c), lastEventMs: now, lastArrivalMs: now)]
             for b in firstBucket...lastBucket {
-                commit.buckets.append((BucketKey(camera: Int64(c), bucket: b), StoredBucket(state: templates[Int(b & 255)], ids: [])))
+                commit.buckets.append(.init(key: BucketKey(camera: Int64(c), bucket: b), state: templates[Int(b & 255)], addedIds: []))
             }
             try store.commit(commit)
             written += commit.buckets.count
