@@ -8,6 +8,8 @@ struct HotBucket {
     var ids: Set<UInt64>
     /// Identities added since the last snapshot: the next flush appends just these to the store.
     var pendingIds: [UInt64] = []
+    /// Loaded from many chunks: the next flush writes the whole set as one chunk instead.
+    var compactIds = false
     /// Bumped on every change; the store holds `persistedVersion`.
     var version: UInt64
     var persistedVersion: UInt64
@@ -106,11 +108,16 @@ struct Aggregator {
         return isNew
     }
 
+    /// A bucket read back from more chunks than this is rewritten as one chunk when next flushed.
+    static let maxChunks = 16
+
     /// A bucket not in memory: from the store (a late event for an evicted bucket), or a new one.
     private mutating func loadBucket(_ key: BucketKey, nowMs: Int64) throws -> HotBucket {
         if let stored = try store.loadBucket(key) {
             hotIdentities += stored.ids.count
-            return HotBucket(state: stored.state, ids: Set(stored.ids), version: 1, persistedVersion: 1, lastTouchMs: nowMs)
+            var entry = HotBucket(state: stored.state, ids: Set(stored.ids), version: 1, persistedVersion: 1, lastTouchMs: nowMs)
+            entry.compactIds = stored.chunkCount > Self.maxChunks
+            return entry
         }
         return HotBucket(state: BucketState(), ids: [], version: 0, persistedVersion: 0, lastTouchMs: nowMs)
     }
@@ -157,7 +164,7 @@ struct Aggregator {
 
     /// A consistent cut of everything changed since the last snapshot, for the store.
     struct Snapshot: Sendable {
-        var buckets: [(key: BucketKey, state: BucketState, addedIds: [UInt64], version: UInt64)] = []
+        var buckets: [(key: BucketKey, state: BucketState, addedIds: [UInt64], replacesIds: Bool, version: UInt64)] = []
         var cameras: [CameraRecord] = []
         var logOffset: UInt64 = 0
 
@@ -170,7 +177,12 @@ struct Aggregator {
         s.buckets.reserveCapacity(dirty.count)
         for key in dirty {
             guard let e = hot[key.camera]?[key.bucket] else { continue }
-            s.buckets.append((key, e.state, e.pendingIds, e.version))
+            if e.compactIds {
+                s.buckets.append((key, e.state, Array(e.ids), true, e.version))
+                hot[key.camera]![key.bucket]!.compactIds = false
+            } else {
+                s.buckets.append((key, e.state, e.pendingIds, false, e.version))
+            }
             hot[key.camera]![key.bucket]!.pendingIds = []
         }
         dirty.removeAll(keepingCapacity: true)
@@ -197,7 +209,11 @@ struct Aggregator {
         for b in snapshot.buckets {
             dirty.insert(b.key)
             // Not evicted meanwhile: its version is ahead of the store, so it is not clean.
-            hot[b.key.camera]?[b.key.bucket]?.pendingIds.append(contentsOf: b.addedIds)
+            if b.replacesIds {
+                hot[b.key.camera]?[b.key.bucket]?.compactIds = true
+            } else {
+                hot[b.key.camera]?[b.key.bucket]?.pendingIds.append(contentsOf: b.addedIds)
+            }
         }
         for c in snapshot.cameras { cameras[c.id]?.dirty = true }
     }

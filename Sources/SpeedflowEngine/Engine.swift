@@ -109,8 +109,20 @@ public final class Engine: Sendable {
         logger.info("Replay done", metadata: ["replay.events": "\(events)"])
     }
 
-    /// Commits everything changed, now, on the calling thread.
+    /// Commits everything changed, now, on the calling thread (after any background flush in flight, and
+    /// keeping new ones from starting meanwhile, so "everything" really is in the store on return).
     public func flushSynchronously() throws {
+        while !flushState.withLock({ s -> Bool in
+            guard !s.running else { return false }
+            s.running = true
+            return true
+        }) {
+            flushDone.wait()
+        }
+        defer {
+            flushState.withLock { $0.running = false }
+            flushDone.signal()
+        }
         let snapshot = aggregator.withLock { $0.takeSnapshot() }
         try commit(snapshot)
         let now = clock()
@@ -169,7 +181,6 @@ public final class Engine: Sendable {
         wake.signal()
         stoppedSignal.wait()
         do {
-            try waitForFlusher()
             try flushSynchronously()
             try log.close()
             logger.info("Engine stopped cleanly")
@@ -264,16 +275,14 @@ public final class Engine: Sendable {
         thread.start()
     }
 
-    private func waitForFlusher() throws {
-        while flushState.withLock({ $0.running }) { flushDone.wait() }
-    }
-
     private func commit(_ snapshot: Aggregator.Snapshot) throws {
         guard !snapshot.isEmpty || snapshot.logOffset != aggregator.withLock({ $0.committedOffset }) else { return }
         let start = DispatchTime.now().uptimeNanoseconds
         var c = StoreCommit(logOffset: snapshot.logOffset)
         c.cameras = snapshot.cameras
-        c.buckets = snapshot.buckets.map { StoreCommit.Bucket(key: $0.key, state: $0.state, addedIds: $0.addedIds) }
+        c.buckets = snapshot.buckets.map {
+            StoreCommit.Bucket(key: $0.key, state: $0.state, addedIds: $0.addedIds, replacesIds: $0.replacesIds)
+        }
         do {
             try store.commit(c)
         } catch {

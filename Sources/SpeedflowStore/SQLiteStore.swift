@@ -97,8 +97,12 @@ public final class SQLiteStore: Store {
             ids.reserveCapacity(Int(state.count))
             let chunks = try Data.fetchCursor(
                 db, sql: "SELECT ids FROM dedup_chunk WHERE camera = ? AND bucket = ?", arguments: [key.camera, key.bucket])
-            while let chunk = try chunks.next() { Self.appendIds(chunk, to: &ids) }
-            return StoredBucket(state: state, ids: ids)
+            var chunkCount = 0
+            while let chunk = try chunks.next() {
+                Self.appendIds(chunk, to: &ids)
+                chunkCount += 1
+            }
+            return StoredBucket(state: state, ids: ids, chunkCount: chunkCount)
         }
     }
 
@@ -114,8 +118,10 @@ public final class SQLiteStore: Store {
             }
             let bucket = try db.cachedStatement(sql: "INSERT OR REPLACE INTO bucket (camera, bucket, state) VALUES (?, ?, ?)")
             let chunk = try db.cachedStatement(sql: "INSERT INTO dedup_chunk (camera, bucket, ids) VALUES (?, ?, ?)")
+            let clear = try db.cachedStatement(sql: "DELETE FROM dedup_chunk WHERE camera = ? AND bucket = ?")
             for b in commit.buckets {
                 try bucket.execute(arguments: [b.key.camera, b.key.bucket, Data(b.state.encoded())])
+                if b.replacesIds { try clear.execute(arguments: [b.key.camera, b.key.bucket]) }
                 if !b.addedIds.isEmpty {
                     try chunk.execute(arguments: [b.key.camera, b.key.bucket, Self.encodeIds(b.addedIds)])
                 }

@@ -35,10 +35,13 @@ public struct StoredBucket: Sendable {
     public var state: BucketState
     /// Distinct identity hashes of the events counted in `state`, in no particular order.
     public var ids: [UInt64]
+    /// How many flushes the identities are spread over (rows to read); many means "compact on next write".
+    public var chunkCount: Int
 
-    public init(state: BucketState, ids: [UInt64]) {
+    public init(state: BucketState, ids: [UInt64], chunkCount: Int = 1) {
         self.state = state
         self.ids = ids
+        self.chunkCount = chunkCount
     }
 }
 
@@ -50,11 +53,14 @@ public struct StoreCommit: Sendable {
         public var key: BucketKey
         public var state: BucketState
         public var addedIds: [UInt64]
+        /// When set, `addedIds` is the bucket's complete identity set and replaces its chunks (compaction).
+        public var replacesIds: Bool
 
-        public init(key: BucketKey, state: BucketState, addedIds: [UInt64]) {
+        public init(key: BucketKey, state: BucketState, addedIds: [UInt64], replacesIds: Bool = false) {
             self.key = key
             self.state = state
             self.addedIds = addedIds
+            self.replacesIds = replacesIds
         }
     }
 

@@ -219,6 +219,35 @@ struct EngineTests {
         engine.shutdown()
     }
 
+    @Test("identity chunks of a bucket read back from many flushes are compacted into one; dedup stays exact")
+    func chunkCompaction() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let engine = try makeEngine(dir) {
+            $0.flushIntervalMs = 3_600_000  // flushes only when the test says
+            $0.hotIdleMs = 0  // every flush evicts, so every ingest reloads the bucket from its chunks
+        }
+        engine.start()
+        let bucketStart = engine.now.floorDiv(300_000) * 300_000 - 600_000
+        let events = (0..<40).map {
+            CameraEvent(kvfvId: "KVCH", timestampMs: bucketStart + Int64($0), speed: 40 + Double($0), eventId: "c\($0)")
+        }
+        var maxChunks = 0
+        for e in events {
+            _ = try await engine.ingest([e], arrivalMs: engine.now)
+            try engine.flushSynchronously()
+            let stored = try #require(try engine.store.loadBucket(BucketKey(camera: 1, bucket: bucketStart / 300_000)))
+            maxChunks = max(maxChunks, stored.chunkCount)
+        }
+        #expect(maxChunks <= 17, "without compaction there would be 40 chunks")
+        let stored = try #require(try engine.store.loadBucket(BucketKey(camera: 1, bucket: bucketStart / 300_000)))
+        #expect(Set(stored.ids) == Set(events.map(\.identity)))
+        #expect(stored.ids.count == 40 && stored.state.count == 40)
+        let again = try await engine.ingest(events, arrivalMs: engine.now)
+        #expect(again.accepted == 0 && again.duplicates == 40)
+        engine.shutdown()
+    }
+
     @Test("an unknown camera answers nil, not empty windows")
     func unknownCamera() async throws {
         let dir = temporaryDirectory()
