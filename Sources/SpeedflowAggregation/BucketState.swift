@@ -96,11 +96,8 @@ extension BucketState {
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(EventRecord.FormatError) -> BucketState {
         var r = ByteReader(bytes)
-        guard try r.byte() == 1 else { throw EventRecord.FormatError() }
         var s = BucketState()
-        let count = try r.varint()
-        guard count <= UInt64(Int64.max) else { throw EventRecord.FormatError() }
-        s.count = Int64(count)
+        s.count = try readHeader(&r)
         s.sum = try r.double()
         s.sumInverse = try r.double()
         s.min = try r.double()
@@ -109,6 +106,20 @@ extension BucketState {
         s.m2 = try r.double()
         s.histogram = try SpeedHistogram.decode(&r)
         return s
+    }
+
+    /// Just the event count of an encoded state (it leads the encoding), without decoding the histogram.
+    public static func decodeCount(_ bytes: UnsafeRawBufferPointer) throws(EventRecord.FormatError) -> Int64 {
+        var r = ByteReader(bytes)
+        return try readHeader(&r)
+    }
+
+    /// Format version and count: the leading fields of every encoded state.
+    private static func readHeader(_ r: inout ByteReader) throws(EventRecord.FormatError) -> Int64 {
+        guard try r.byte() == 1 else { throw EventRecord.FormatError() }
+        let count = try r.varint()
+        guard count <= UInt64(Int64.max) else { throw EventRecord.FormatError() }
+        return Int64(count)
     }
 
     public static func decode(_ bytes: [UInt8]) throws(EventRecord.FormatError) -> BucketState {

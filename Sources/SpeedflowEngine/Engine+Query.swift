@@ -59,34 +59,35 @@ extension Engine {
         let currentBucket = Bucket.index(ofTimestamp: now)
         let dayStart = Bucket.index(ofTimestamp: now - now.floorDivMod(86_400_000).1)
         let hourStart = Bucket.index(ofTimestamp: now - 3_600_000) + 1
-        struct Row { var live: CameraLive; var hotToday: [Int64: BucketState] }
+        let lowest = min(dayStart, hourStart)
+        // Counts are all the day needs; the full state (histogram and all) only for the current bucket.
+        struct Row { var live: CameraLive; var hotCounts: [Int64: Int64]; var hotCurrent: BucketState? }
         let rows: [Int64: Row] = aggregator.withLock { a in
             var rows: [Int64: Row] = [:]
             for (id, live) in a.cameras {
-                var hotToday: [Int64: BucketState] = [:]
-                for (bucket, e) in a.hot[id] ?? [:] where bucket >= min(dayStart, hourStart) {
-                    hotToday[bucket] = e.state
-                }
-                rows[id] = Row(live: live, hotToday: hotToday)
+                var counts: [Int64: Int64] = [:]
+                for (bucket, e) in a.hot[id] ?? [:] where bucket >= lowest { counts[bucket] = e.state.count }
+                rows[id] = Row(live: live, hotCounts: counts, hotCurrent: a.hot[id]?[currentBucket]?.state)
             }
             return rows
         }
-        let lowest = min(dayStart, hourStart)
-        let stored = try await store.statesByCamera(buckets: lowest..<(currentBucket + 1))
+        let storedCounts = try await store.countsByCamera(buckets: lowest..<(currentBucket + 1))
+        let storedCurrent = try await store.statesByCamera(buckets: currentBucket..<(currentBucket + 1))
         return rows.map { id, row in
             var today: Int64 = 0, lastHour: Int64 = 0
-            var merged = stored[id] ?? [:]
-            for (b, s) in row.hotToday { merged[b] = s }
-            for (b, s) in merged {
-                if b >= dayStart { today += s.count }
-                if b >= hourStart { lastHour += s.count }
+            var counts = storedCounts[id] ?? [:]
+            for (b, n) in row.hotCounts { counts[b] = n }
+            for (b, n) in counts {
+                if b >= dayStart { today += n }
+                if b >= hourStart { lastHour += n }
             }
             let live = row.live
             return CameraStatus(
                 kvfvId: live.record.kvfvId, health: health(live, nowMs: now),
                 lastEventMs: live.record.lastEventMs, lastArrivalMs: live.record.lastArrivalMs, lagMs: live.lagMs,
                 eventsLastHour: lastHour, eventsToday: today,
-                currentWindowStartMs: Bucket.start(ofIndex: currentBucket), current: merged[currentBucket] ?? BucketState(),
+                currentWindowStartMs: Bucket.start(ofIndex: currentBucket),
+                current: row.hotCurrent ?? storedCurrent[id]?[currentBucket] ?? BucketState(),
                 accepted: live.accepted, duplicates: live.duplicates, rejected: live.rejected)
         }.sorted { $0.kvfvId < $1.kvfvId }
     }

@@ -12,14 +12,15 @@ public struct EventRecord: Sendable, Hashable {
         self.events = events
     }
 
-    static let version: UInt8 = 1
+    /// 2: event time stored as lateness (arrival − time) only; 1 also stored the absolute time.
+    static let version: UInt8 = 2
 
     public func encode(into out: inout [UInt8]) {
         out.append(Self.version)
         out.appendVarint(zigzag: arrivalMs)
         out.appendVarint(UInt64(events.count))
         for e in events {
-            out.appendVarint(zigzag: e.timestampMs)
+            // Event time as its lateness against the record's arrival: small, so one to three bytes.
             out.appendVarint(zigzag: arrivalMs - e.timestampMs)
             withUnsafeBytes(of: e.speed.bitPattern.littleEndian) { out.append(contentsOf: $0) }
             var flags: UInt8 = 0
@@ -56,8 +57,7 @@ public struct EventRecord: Sendable, Hashable {
         var events = [CameraEvent]()
         events.reserveCapacity(Int(n))
         for _ in 0..<n {
-            let ts = try r.zigzag()
-            _ = try r.zigzag()  // arrival - timestamp, redundant with arrivalMs; kept for per-event arrival later
+            let ts = arrival &- (try r.zigzag())
             let speed = Double(bitPattern: UInt64(littleEndian: try r.uint64()))
             let flags = try r.byte()
             let kvfv = try r.string()

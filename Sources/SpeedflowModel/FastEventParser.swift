@@ -228,6 +228,18 @@ enum FastEventParser {
         case .quote:
             guard let s = parseString(p, &i, end, &scratch) else { return nil }
             return .value(s)
+        default:
+            return otherValue(p, &i, end)
+        }
+    }
+
+    /// A value that is not the field's own type: `null` is `.null`, any other scalar `.wrongType`; objects,
+    /// arrays and garbage decline (`nil`) so JSONDecoder decides.
+    @inline(__always)
+    static func otherValue<T>(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> RawEvent.Field<T>? {
+        switch p[i] {
+        case .quote:
+            return skipPlainString(p, &i, end) ? .wrongType : nil
         case UInt8(ascii: "n"):
             return literal(p, &i, end, "null") ? .null : nil
         case UInt8(ascii: "t"):
@@ -237,7 +249,7 @@ enum FastEventParser {
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return scanNumber(p, &i, end) != nil ? .wrongType : nil
         default:
-            return nil  // objects, arrays, garbage: JSONDecoder decides
+            return nil
         }
     }
 
@@ -255,16 +267,8 @@ enum FastEventParser {
             }
             guard let d = parseDouble(p + start, i - start) else { return nil }
             return .value(d)
-        case .quote:
-            return skipPlainString(p, &i, end) ? .wrongType : nil
-        case UInt8(ascii: "n"):
-            return literal(p, &i, end, "null") ? .null : nil
-        case UInt8(ascii: "t"):
-            return literal(p, &i, end, "true") ? .wrongType : nil
-        case UInt8(ascii: "f"):
-            return literal(p, &i, end, "false") ? .wrongType : nil
         default:
-            return nil
+            return otherValue(p, &i, end)
         }
     }
 
@@ -285,16 +289,8 @@ enum FastEventParser {
             guard d == d.rounded(.towardZero) else { return .wrongType }
             guard d.magnitude < 9.0e15, let v = Int(exactly: d) else { return nil }
             return .value(v)
-        case .quote:
-            return skipPlainString(p, &i, end) ? .wrongType : nil
-        case UInt8(ascii: "n"):
-            return literal(p, &i, end, "null") ? .null : nil
-        case UInt8(ascii: "t"):
-            return literal(p, &i, end, "true") ? .wrongType : nil
-        case UInt8(ascii: "f"):
-            return literal(p, &i, end, "false") ? .wrongType : nil
         default:
-            return nil
+            return otherValue(p, &i, end)
         }
     }
 

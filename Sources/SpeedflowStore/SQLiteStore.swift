@@ -159,6 +159,20 @@ public final class SQLiteStore: Store {
         }
     }
 
+    public func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
+        try await pool.read { db in
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT camera, bucket, state FROM bucket WHERE bucket >= ? AND bucket < ?",
+                arguments: [range.lowerBound, range.upperBound])
+            var result: [Int64: [Int64: Int64]] = [:]
+            while let row = try rows.next() {
+                let data: Data = row[2]
+                result[row[0], default: [:]][row[1]] = try data.withUnsafeBytes { try BucketState.decodeCount($0) }
+            }
+            return result
+        }
+    }
+
     public func reset(fromBucket: Int64, logOffset: UInt64) throws {
         try pool.write { db in
             try db.execute(sql: "DELETE FROM bucket WHERE bucket >= ?", arguments: [fromBucket])

@@ -82,8 +82,11 @@ public protocol Store: Sendable {
     func commit(_ commit: StoreCommit) throws
     /// Aggregates of `camera` for bucket numbers in `range`, ascending; absent buckets are omitted.
     func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)]
-    /// Aggregates of every camera for bucket numbers in `range` (for the fleet view: last hour, today).
+    /// Aggregates of every camera for bucket numbers in `range` (for the fleet view: the current window).
     func statesByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]]
+    /// Event counts of every camera per bucket in `range` (for the fleet view: last hour, today), without
+    /// decoding whole aggregates.
+    func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]]
     /// Forgets buckets numbered `fromBucket` or later and sets the offset, atomically (for `rebuild`).
     func reset(fromBucket: Int64, logOffset: UInt64) throws
     /// Drops dedup identities of buckets before `bucket`: events that old are rejected as too late anyway.

@@ -25,14 +25,14 @@ struct RebuildCommand: AsyncParsableCommand {
         let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
         let policy = try settings.policy(storage)
         let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
-        let engine = try openEngine(dataDir: dataDir, configuration: EngineConfiguration(policy: policy), logger: logger)
+        let (log, store) = try openStorage(dataDir: dataDir, logger: logger)
 
         // If retention removed segments, the log covers event times from (oldest retained arrival − skew) on.
-        let start = engine.log.startOffset
+        let start = log.startOffset
         var firstBucket = Int64.min
         if start.value > 0 {
             var firstArrival: Int64?
-            try? engine.log.read(from: start) { payload, _ in
+            try? log.read(from: start) { payload, _ in
                 if firstArrival == nil { firstArrival = (try? EventRecord.decode(payload))?.arrivalMs }
                 throw CancellationError()
             }
@@ -40,12 +40,13 @@ struct RebuildCommand: AsyncParsableCommand {
                 firstBucket = Bucket.index(ofTimestamp: firstArrival + policy.maxClockSkewMs + Bucket.durationMs - 1)
             }
         }
-        try engine.store.reset(fromBucket: firstBucket, logOffset: start.value)
-        let fresh = try Engine(log: engine.log, store: engine.store, configuration: engine.configuration, logger: logger)
+        // Reset first, then build the engine: it loads its state from the reset store.
+        try store.reset(fromBucket: firstBucket, logOffset: start.value)
+        let engine = try Engine(log: log, store: store, configuration: EngineConfiguration(policy: policy), logger: logger)
         let cutoff = firstBucket == .min ? Int64.min : Bucket.start(ofIndex: firstBucket)
         let maxSpeed = policy.maxSpeed
         let began = Date()
-        try fresh.recover(
+        try engine.recover(
             filter: { $0.timestampMs >= cutoff && $0.speed <= maxSpeed },
             progress: { done, total, events in
                 let pct = total == 0 ? 100 : Double(done) * 100 / Double(total)
@@ -54,7 +55,7 @@ struct RebuildCommand: AsyncParsableCommand {
                     "rebuild: \(String(format: "%.1f", pct))% of \(total) log bytes, \(events) events (\(Int(rate))/s)\n"
                         .data(using: .utf8)!)
             })
-        try engine.log.close()
+        try log.close()
         print("rebuild done: \(dataDir) recomputed from the log in \(String(format: "%.1f", Date().timeIntervalSince(began))) s")
     }
 }

@@ -89,11 +89,17 @@ func bootstrapLogging(_ level: String) -> Logger {
     return logger
 }
 
-/// Opens (creating if needed) the log and the store under `dataDir` and the engine over them.
-func openEngine(dataDir: String, configuration: EngineConfiguration, logger: Logger) throws -> Engine {
+/// Opens (creating if needed) the log and the store under `dataDir`.
+func openStorage(dataDir: String, logger: Logger) throws -> (log: SegmentLog, store: SQLiteStore) {
     let root = URL(fileURLWithPath: dataDir, isDirectory: true)
     try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
     let log = try SegmentLog(directory: root.appendingPathComponent("log", isDirectory: true), logger: logger)
     let store = try SQLiteStore(path: root.appendingPathComponent("store.sqlite").path, logger: logger)
+    return (log, store)
+}
+
+/// The log, the store, and the engine over them.
+func openEngine(dataDir: String, configuration: EngineConfiguration, logger: Logger) throws -> Engine {
+    let (log, store) = try openStorage(dataDir: dataDir, logger: logger)
     return try Engine(log: log, store: store, configuration: configuration, logger: logger)
 }

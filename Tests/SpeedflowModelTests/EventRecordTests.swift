@@ -72,18 +72,18 @@ struct EventRecordTests {
     @Test("An unknown version or an absurd event count throws")
     func badHeader() throws {
         var bytes = EventRecord(arrivalMs: 5, events: [CameraEvent(kvfvId: "KV1", timestampMs: 1, speed: 50)]).encoded()
-        bytes[0] = 2
+        bytes[0] = 3
         #expect(throws: EventRecord.FormatError.self) { try decodeRecord(bytes) }
-        // version 1, arrival 0, count 2^40 with a tiny body
-        var huge: [UInt8] = [1, 0]
+        // version 2, arrival 0, count 2^40 with a tiny body
+        var huge: [UInt8] = [2, 0]
         huge.appendVarint(1 << 40)
         #expect(throws: EventRecord.FormatError.self) { try decodeRecord(huge) }
         // A varint longer than 64 bits.
-        #expect(throws: EventRecord.FormatError.self) { try decodeRecord([1] + [UInt8](repeating: 0xff, count: 11)) }
+        #expect(throws: EventRecord.FormatError.self) { try decodeRecord([2] + [UInt8](repeating: 0xff, count: 11)) }
     }
 
-    /// version 1, arrival 0, one event: ts 0, delta 0, speed 0.0, flags 0, then the kvfv_id's length varint.
-    static let headerUpToKvfvLength: [UInt8] = [1, 0, 1, 0, 0] + [UInt8](repeating: 0, count: 8) + [0]
+    /// version 2, arrival 0, one event: lateness 0, speed 0.0, flags 0, then the kvfv_id's length varint.
+    static let headerUpToKvfvLength: [UInt8] = [2, 0, 1, 0] + [UInt8](repeating: 0, count: 8) + [0]
 
     @Test("A string length of 2^64 − 1 throws instead of trapping (Int(UInt64) conversion)")
     func hugeStringLength() async {
@@ -103,7 +103,7 @@ struct EventRecordTests {
 
     @Test("A lane varint ≥ 2^63 throws instead of trapping")
     func hugeLane() async {
-        var bytes: [UInt8] = [1, 0, 1, 0, 0] + [UInt8](repeating: 0, count: 8) + [2]  // flags: lane present
+        var bytes: [UInt8] = [2, 0, 1, 0] + [UInt8](repeating: 0, count: 8) + [2]  // flags: lane present
         bytes.appendString("KV1")
         bytes.appendVarint(.max)
         // Decoding corrupt bytes must throw, never trap (a trap would crash the whole test run).

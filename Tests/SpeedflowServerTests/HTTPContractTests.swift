@@ -254,12 +254,17 @@ struct HTTPContractTests {
     @Test("camera list, stats, health, metrics and the OpenAPI document")
     func operations() async throws {
         try await Self.withServer { client, _ in
-            try await client.execute(uri: "/events", method: .post, body: ByteBuffer(string: "[\(Self.event("KVS", Self.now - 1000, 50, id: "s")), 1]")) { _ in }
+            let t = Self.now - 1000
+            try await client.execute(uri: "/events", method: .post, body: ByteBuffer(string: "[\(Self.event("KVS", t, 50, id: "s")), 1]")) { _ in }
             try await client.execute(uri: "/kvfv", method: .get) { r in
                 let cameras = try #require(try Self.json(r.body)["cameras"] as? [[String: Any]])
                 #expect(cameras.count == 1)
                 #expect(cameras[0]["kvfv_id"] as? String == "KVS")
-                #expect(cameras[0]["events_today"] as? Int == 1 || cameras[0]["events_today"] as? Int == 0)  // 0 only across midnight
+                // "Today" is the server's current UTC day at query time.
+                let today = t.floorDiv(86_400_000) == Self.now.floorDiv(86_400_000) ? 1 : 0
+                #expect(cameras[0]["events_today"] as? Int == today)
+                #expect(cameras[0]["events_last_hour"] as? Int == 1)
+                #expect(cameras[0]["current_count"] as? Int == (t.floorDiv(300_000) == Self.now.floorDiv(300_000) ? 1 : 0))
                 #expect(cameras[0]["health"] as? String == "live")
             }
             try await client.execute(uri: "/stats", method: .get) { r in
