@@ -42,6 +42,14 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // The ClickHouse store: bucket deltas + identities + raw events over ClickHouse's HTTP interface.
+        .target(name: "SpeedflowClickHouse", dependencies: [
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowStore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         // The pipeline: log append (group commit) -> dedup -> buckets -> store; queries.
         .target(name: "SpeedflowEngine", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore",
@@ -70,6 +78,7 @@ let package = Package(
         // The one executable: parses configuration, builds services, runs them.
         .executableTarget(name: "speedflow", dependencies: [
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
+            "SpeedflowClickHouse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -88,7 +97,10 @@ let package = Package(
         .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel"]),
         .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel"]),
         .testTarget(name: "SpeedflowLogTests", dependencies: ["SpeedflowLog"]),
-        .testTarget(name: "SpeedflowEngineTests", dependencies: ["SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation"]),
+        .testTarget(name: "SpeedflowEngineTests", dependencies: [
+            "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowClickHouse",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
             "SpeedflowServer", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -10,6 +10,9 @@ struct HotBucket {
     var pendingIds: [UInt64] = []
     /// Loaded from many chunks: the next flush writes the whole set as one chunk instead.
     var compactIds = false
+    /// Only when the store records deltas: the aggregate and the events added since the last snapshot.
+    var delta = BucketState()
+    var pendingEvents: [CameraEvent] = []
     /// Bumped on every change; the store holds `persistedVersion`.
     var version: UInt64
     var persistedVersion: UInt64
@@ -52,6 +55,8 @@ struct CameraLive {
 /// store, so memory stays bounded while dedup stays exact.
 struct Aggregator {
     let store: any Store
+    /// The store appends deltas (ClickHouse): keep each bucket's delta and new events until the next snapshot.
+    let recordsDeltas: Bool
     var cameraIds: [String: Int64] = [:]
     var cameras: [Int64: CameraLive] = [:]
     /// Hot buckets per camera, so a query touches only its camera's entries.
@@ -66,6 +71,7 @@ struct Aggregator {
 
     init(store: any Store) throws {
         self.store = store
+        self.recordsDeltas = store.recordsDeltas
         self.appliedOffset = try store.logOffset()
         self.committedOffset = appliedOffset
         for c in try store.cameras() {
@@ -97,9 +103,16 @@ struct Aggregator {
         let camera = cameraId(for: event.kvfvId)
         let bucket = Bucket.index(ofTimestamp: event.timestampMs)
         if hot[camera]?[bucket] == nil {
-            hot[camera, default: [:]][bucket] = try loadBucket(BucketKey(camera: camera, bucket: bucket), nowMs: nowMs)
+            // Newer than the camera's newest counted event: the store cannot have it, so no read (and no
+            // dependency on the store being up for live traffic).
+            if let newest = cameras[camera]!.record.lastEventMs, bucket <= Bucket.index(ofTimestamp: newest) {
+                hot[camera, default: [:]][bucket] = try loadBucket(BucketKey(camera: camera, bucket: bucket), nowMs: nowMs)
+            } else {
+                hot[camera, default: [:]][bucket] = HotBucket(
+                    state: BucketState(), ids: [], version: 0, persistedVersion: 0, lastTouchMs: nowMs)
+            }
         }
-        let isNew = Self.add(event, to: &hot[camera]![bucket]!, nowMs: nowMs)
+        let isNew = Self.add(event, to: &hot[camera]![bucket]!, nowMs: nowMs, recordsDeltas: recordsDeltas)
         if isNew {
             hotIdentities += 1
             dirty.insert(BucketKey(camera: camera, bucket: bucket))
@@ -123,12 +136,16 @@ struct Aggregator {
     }
 
     /// Dedup, then merge: the only place an event changes a bucket.
-    private static func add(_ event: CameraEvent, to entry: inout HotBucket, nowMs: Int64) -> Bool {
+    private static func add(_ event: CameraEvent, to entry: inout HotBucket, nowMs: Int64, recordsDeltas: Bool) -> Bool {
         entry.lastTouchMs = nowMs
         let id = event.identity
         guard entry.ids.insert(id).inserted else { return false }
         entry.pendingIds.append(id)
         entry.state.add(event.speed)
+        if recordsDeltas {
+            entry.delta.add(event.speed)
+            entry.pendingEvents.append(event)
+        }
         entry.version += 1
         return true
     }
@@ -164,26 +181,44 @@ struct Aggregator {
 
     /// A consistent cut of everything changed since the last snapshot, for the store.
     struct Snapshot: Sendable {
-        var buckets: [(key: BucketKey, state: BucketState, addedIds: [UInt64], replacesIds: Bool, version: UInt64)] = []
+        struct Bucket: Sendable {
+            var key: BucketKey
+            var state: BucketState
+            var addedIds: [UInt64]
+            var replacesIds: Bool
+            var version: UInt64
+            var delta: BucketState
+            var events: [CameraEvent]
+        }
+        var buckets: [Bucket] = []
         var cameras: [CameraRecord] = []
         var logOffset: UInt64 = 0
+        var timeMs: Int64 = 0
 
         var isEmpty: Bool { buckets.isEmpty && cameras.isEmpty }
     }
 
     /// Takes the changed buckets (copy-on-write copies: cheap until the next change) and clears the dirty set.
-    mutating func takeSnapshot() -> Snapshot {
-        var s = Snapshot(logOffset: appliedOffset)
+    mutating func takeSnapshot(nowMs: Int64) -> Snapshot {
+        var s = Snapshot(logOffset: appliedOffset, timeMs: nowMs)
         s.buckets.reserveCapacity(dirty.count)
         for key in dirty {
             guard let e = hot[key.camera]?[key.bucket] else { continue }
             if e.compactIds {
-                s.buckets.append((key, e.state, Array(e.ids), true, e.version))
+                s.buckets.append(.init(
+                    key: key, state: e.state, addedIds: Array(e.ids), replacesIds: true, version: e.version,
+                    delta: e.delta, events: e.pendingEvents))
                 hot[key.camera]![key.bucket]!.compactIds = false
             } else {
-                s.buckets.append((key, e.state, e.pendingIds, false, e.version))
+                s.buckets.append(.init(
+                    key: key, state: e.state, addedIds: e.pendingIds, replacesIds: false, version: e.version,
+                    delta: e.delta, events: e.pendingEvents))
             }
             hot[key.camera]![key.bucket]!.pendingIds = []
+            if recordsDeltas {
+                hot[key.camera]![key.bucket]!.delta = BucketState()
+                hot[key.camera]![key.bucket]!.pendingEvents = []
+            }
         }
         dirty.removeAll(keepingCapacity: true)
         for (id, live) in cameras where live.dirty {
@@ -204,7 +239,8 @@ struct Aggregator {
         }
     }
 
-    /// After a failed commit: everything in the snapshot is dirty again.
+    /// After a failed commit to a store that overwrites whole states: everything in the snapshot is dirty again.
+    /// (Delta stores retry the failed snapshot verbatim instead; see `Engine.commit`.)
     mutating func failed(_ snapshot: Snapshot) {
         for b in snapshot.buckets {
             dirty.insert(b.key)

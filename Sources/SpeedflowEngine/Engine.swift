@@ -39,6 +39,10 @@ public final class Engine: Sendable {
         var running = false
         var lastFlushMs: Int64 = 0
         var lastMaintenanceMs: Int64 = 0
+        /// Delta stores only: commits that failed, retried verbatim (same content, same offset) before any newer
+        /// one. Merging a failed delta into the next one instead could count it twice when part of the failed
+        /// commit did land (one ClickHouse shard written, the other not).
+        var retryQueue: [Aggregator.Snapshot] = []
     }
 
     let intake = Mutex(Intake())
@@ -123,7 +127,7 @@ public final class Engine: Sendable {
             flushState.withLock { $0.running = false }
             flushDone.signal()
         }
-        let snapshot = aggregator.withLock { $0.takeSnapshot() }
+        let snapshot = aggregator.withLock { $0.takeSnapshot(nowMs: clock()) }
         try commit(snapshot)
         let now = clock()
         aggregator.withLock {
@@ -246,7 +250,7 @@ public final class Engine: Sendable {
         // One mechanism for time and memory: every flush is followed by eviction (idle, then over budget).
         let due = flushState.withLock { !$0.running && now - $0.lastFlushMs >= configuration.flushIntervalMs }
         guard due else { return }
-        let snapshot = aggregator.withLock { $0.takeSnapshot() }
+        let snapshot = aggregator.withLock { $0.takeSnapshot(nowMs: clock()) }
         flushState.withLock {
             $0.running = true
             $0.lastFlushMs = now
@@ -276,17 +280,35 @@ public final class Engine: Sendable {
     }
 
     private func commit(_ snapshot: Aggregator.Snapshot) throws {
+        guard store.recordsDeltas else { return try commitOne(snapshot, requeueOnFailure: false) }
+        // Flushes are serialised (`running`), so only one flush touches the queue at a time.
+        let queue = flushState.withLock { $0.retryQueue } + [snapshot]
+        for (i, s) in queue.enumerated() {
+            do {
+                try commitOne(s, requeueOnFailure: true)
+            } catch {
+                // Its buckets stay unpersisted (so never evicted) until the verbatim retry lands.
+                flushState.withLock { $0.retryQueue = Array(queue[i...]) }
+                throw error
+            }
+        }
+        flushState.withLock { $0.retryQueue = [] }
+    }
+
+    private func commitOne(_ snapshot: Aggregator.Snapshot, requeueOnFailure: Bool) throws {
         guard !snapshot.isEmpty || snapshot.logOffset != aggregator.withLock({ $0.committedOffset }) else { return }
         let start = DispatchTime.now().uptimeNanoseconds
-        var c = StoreCommit(logOffset: snapshot.logOffset)
+        var c = StoreCommit(logOffset: snapshot.logOffset, timeMs: snapshot.timeMs)
         c.cameras = snapshot.cameras
         c.buckets = snapshot.buckets.map {
-            StoreCommit.Bucket(key: $0.key, state: $0.state, addedIds: $0.addedIds, replacesIds: $0.replacesIds)
+            StoreCommit.Bucket(
+                key: $0.key, state: $0.state, addedIds: $0.addedIds, replacesIds: $0.replacesIds,
+                delta: $0.delta, events: $0.events)
         }
         do {
             try store.commit(c)
         } catch {
-            aggregator.withLock { $0.failed(snapshot) }
+            if !requeueOnFailure { aggregator.withLock { $0.failed(snapshot) } }
             throw error
         }
         aggregator.withLock { $0.persisted(snapshot) }
@@ -310,6 +332,9 @@ public final class Engine: Sendable {
             if segments > 0 || pruned > 0 {
                 logger.info("Retention", metadata: ["log.segments.removed": "\(segments)", "dedup.buckets.pruned": "\(pruned)"])
             }
+            if let done = try store.maintain(nowMs: nowMs) {
+                logger.info("Store retention", metadata: ["store.retention": "\(done)"])
+            }
         } catch {
             logger.error("Retention failed", metadata: ["error": "\(error)"])
         }
@@ -318,4 +343,7 @@ public final class Engine: Sendable {
     // MARK: - Introspection
 
     public var queueDepth: Int { intake.withLock { $0.pendingEvents } }
+
+    /// Log offset after the last record applied to memory (the store catches up to it on the next flush).
+    public var appliedLogOffset: UInt64 { aggregator.withLock { $0.appliedOffset } }
 }

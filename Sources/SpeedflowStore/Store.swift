@@ -1,4 +1,5 @@
 import SpeedflowAggregation
+import SpeedflowModel
 
 /// Identifies a bucket: the camera's numeric id (assigned by the store on first sight) and the bucket number.
 public struct BucketKey: Hashable, Sendable, Comparable {
@@ -55,12 +56,21 @@ public struct StoreCommit: Sendable {
         public var addedIds: [UInt64]
         /// When set, `addedIds` is the bucket's complete identity set and replaces its chunks (compaction).
         public var replacesIds: Bool
+        /// Only for stores that record deltas (`Store.recordsDeltas`): the aggregate of just the events added
+        /// since the bucket's previous commit, and those events themselves.
+        public var delta: BucketState
+        public var events: [CameraEvent]
 
-        public init(key: BucketKey, state: BucketState, addedIds: [UInt64], replacesIds: Bool = false) {
+        public init(
+            key: BucketKey, state: BucketState, addedIds: [UInt64], replacesIds: Bool = false,
+            delta: BucketState = BucketState(), events: [CameraEvent] = []
+        ) {
             self.key = key
             self.state = state
             self.addedIds = addedIds
             self.replacesIds = replacesIds
+            self.delta = delta
+            self.events = events
         }
     }
 
@@ -68,13 +78,21 @@ public struct StoreCommit: Sendable {
     public var cameras: [CameraRecord] = []
     /// Everything in the log before this offset is reflected by the store after this commit.
     public var logOffset: UInt64
+    /// When the engine cut this commit (ms): part of its content, so a retried commit is byte-identical.
+    public var timeMs: Int64
 
-    public init(logOffset: UInt64) { self.logOffset = logOffset }
+    public init(logOffset: UInt64, timeMs: Int64 = 0) {
+        self.logOffset = logOffset
+        self.timeMs = timeMs
+    }
 }
 
 /// Where aggregated state lives. Every commit is atomic: state, dedup identities and offset move together,
 /// which together with idempotent identities is what makes replay after a crash exact.
 public protocol Store: Sendable {
+    /// Whether commits must carry each bucket's delta and new events (an append-only store such as
+    /// ClickHouse adds deltas; SQLite overwrites whole states and leaves this `false`).
+    var recordsDeltas: Bool { get }
     /// The log offset the stored state reflects (0 for a new store).
     func logOffset() throws -> UInt64
     func cameras() throws -> [CameraRecord]
@@ -93,4 +111,11 @@ public protocol Store: Sendable {
     func pruneIdentities(before bucket: Int64) throws -> Int
     /// Bytes on disk.
     func sizeInBytes() -> Int64
+    /// Periodic housekeeping at `nowMs` (retention); returns a short description of what it did, if anything.
+    func maintain(nowMs: Int64) throws -> String?
+}
+
+extension Store {
+    public var recordsDeltas: Bool { false }
+    public func maintain(nowMs: Int64) throws -> String? { nil }
 }

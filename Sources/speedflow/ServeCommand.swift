@@ -21,6 +21,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var storage: StorageOptions
 
+    @OptionGroup var storeOptions: StoreOptions
+
     @Option(help: "Address to bind. Default: 127.0.0.1. Env: SPEEDFLOW_HOST.")
     var host: String?
 
@@ -57,7 +59,8 @@ struct ServeCommand: AsyncParsableCommand {
             maxBodyBytes: try settings.bytes("max_body_size", maxBodySize, default: "64MiB"))
 
         let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
-        let engine = try openEngine(dataDir: dataDir, configuration: engineConfiguration, logger: logger)
+        let engine = try settings.openEngine(
+            dataDir: dataDir, store: storeOptions, configuration: engineConfiguration, logger: logger)
         try engine.recover(progress: { done, total, events in
             logger.info("Replaying log", metadata: ["replay.bytes": "\(done)/\(total)", "replay.events": "\(events)"])
         })

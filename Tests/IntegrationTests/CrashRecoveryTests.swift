@@ -70,9 +70,24 @@ struct CrashRecoveryTests {
         return response.status == .ok
     }
 
-    @Test("kill -9 mid-stream four times, resend everything not acknowledged: every window is exact")
-    func killNineRepeatedly() async throws {
-        let server = try SpeedflowProcess(extraArguments: ["--flush-interval", "250ms"])
+    /// The embedded SQLite store, and the ClickHouse store (single node, 2×2 cluster) when `scripts/test`
+    /// started them.
+    static var stores: [[String]] {
+        let env = ProcessInfo.processInfo.environment
+        var variants: [[String]] = [[]]
+        for key in ["SPEEDFLOW_TEST_CLICKHOUSE", "SPEEDFLOW_TEST_CLICKHOUSE_CLUSTER"] {
+            guard let url = env[key] else { continue }
+            let database = "sfcrash_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+            variants.append(["--store", "clickhouse", "--clickhouse-url", url, "--clickhouse-database", database])
+        }
+        return variants
+    }
+
+    @Test(
+        "kill -9 mid-stream (and mid-flush) four times, resend everything not acknowledged: every window is exact",
+        arguments: stores)
+    func killNineRepeatedly(store: [String]) async throws {
+        let server = try SpeedflowProcess(extraArguments: ["--flush-interval", "250ms"] + store)
         defer { server.remove() }
         try await server.start()
         let now = Int64(Date().timeIntervalSince1970 * 1000)

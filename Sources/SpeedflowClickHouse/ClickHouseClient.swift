@@ -1,0 +1,195 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// Where the data lives: shards (data split by camera) of replicas (copies of one shard).
+///
+/// Written as `--clickhouse-url "http://a:8123,http://b:8123;http://c:8123,http://d:8123"`: shards separated
+/// by `;`, a shard's replicas by `,`. One URL is a single node.
+public struct ClickHouseTopology: Sendable, CustomStringConvertible {
+    public var shards: [[String]]
+
+    public init(shards: [[String]]) { self.shards = shards }
+
+    public init(parsing spec: String) throws(ClickHouseError) {
+        let shards = spec.split(separator: ";").map {
+            $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                .map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        }.filter { !$0.isEmpty }
+        guard !shards.isEmpty else { throw ClickHouseError(kind: .configuration, message: "no ClickHouse URL in '\(spec)'") }
+        for url in shards.joined() where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw ClickHouseError(kind: .configuration, message: "'\(url)' is not an http(s) URL of ClickHouse's HTTP interface")
+        }
+        self.shards = shards
+    }
+
+    /// Replicated tables (ZooKeeper) as soon as any shard has more than one replica.
+    public var isReplicated: Bool { shards.contains { $0.count > 1 } }
+
+    /// The shard holding a camera: a stable hash (FNV-1a 64) of its id, so every process agrees.
+    public func shard(of kvfvId: String) -> Int {
+        guard shards.count > 1 else { return 0 }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in kvfvId.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        return Int(h % UInt64(shards.count))
+    }
+
+    public var description: String { shards.map { $0.joined(separator: ",") }.joined(separator: ";") }
+}
+
+public struct ClickHouseError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable { case configuration, unreachable, server, format }
+    public var kind: Kind
+    public var message: String
+
+    public init(kind: Kind, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// ClickHouse's HTTP interface over AsyncHTTPClient, with per-shard replica failover.
+///
+/// Blocking callers (the engine's flusher and commit threads) wait on the future; async callers await it.
+/// Neither runs on an event loop.
+public final class ClickHouseClient: Sendable {
+    public let topology: ClickHouseTopology
+    let http: HTTPClient
+    let logger: Logger
+    /// Per shard, the replica that answered last: tried first next time, so reads follow writes.
+    private let preferred: Mutex<[Int]>
+
+    public init(topology: ClickHouseTopology, logger: Logger) {
+        self.topology = topology
+        self.logger = logger
+        var config = HTTPClient.Configuration()
+        config.timeout = .init(connect: .seconds(2), read: .seconds(60))
+        config.connectionPool = .init(idleTimeout: .seconds(30))
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        self.preferred = Mutex(Array(repeating: 0, count: topology.shards.count))
+    }
+
+    private let isShutDown = Mutex(false)
+
+    public func shutdown() {
+        guard !isShutDown.withLock({ s in defer { s = true }; return s }) else { return }
+        try? http.syncShutdown()
+    }
+
+    deinit { shutdown() }
+
+    /// Runs `sql` on one node; with `body`, the SQL goes in the URL and the body is the data (INSERT).
+    func execute(
+        node: String, sql: String, body: [UInt8]? = nil, settings: [String: String] = [:], timeout: TimeAmount = .seconds(30)
+    ) -> EventLoopFuture<[UInt8]> {
+        var components = URLComponents(string: node + "/")!
+        // Settings go in the URL: 18.16 has no SETTINGS clause for INSERT.
+        var items = [URLQueryItem(name: "database", value: "default")]
+            + settings.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+        let request: HTTPClient.Request
+        do {
+            if let body {
+                items.append(URLQueryItem(name: "query", value: sql))
+                components.queryItems = items
+                request = try HTTPClient.Request(
+                    url: components.url!.absoluteString, method: .POST, body: .byteBuffer(ByteBuffer(bytes: body)))
+            } else {
+                components.queryItems = items
+                request = try HTTPClient.Request(
+                    url: components.url!.absoluteString, method: .POST, body: .string(sql))
+            }
+        } catch {
+            return http.eventLoopGroup.any().makeFailedFuture(ClickHouseError(kind: .configuration, message: "\(error)"))
+        }
+        return http.execute(request: request, deadline: .now() + timeout).flatMapThrowing { response in
+            let bytes = response.body.map { Array($0.readableBytesView) } ?? []
+            guard response.status == .ok else {
+                let text = String(decoding: bytes.prefix(2000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                throw ClickHouseError(kind: .server, message: "\(node): HTTP \(response.status.code): \(text)")
+            }
+            return bytes
+        }.flatMapErrorThrowing { error in
+            if let e = error as? ClickHouseError { throw e }
+            throw ClickHouseError(kind: .unreachable, message: "\(node): \(error)")
+        }
+    }
+
+    /// Runs on the shard's preferred replica, failing over to the others in turn.
+    public func run(
+        shard: Int, sql: String, body: [UInt8]? = nil, settings: [String: String] = [:], timeout: TimeAmount = .seconds(30)
+    ) throws -> [UInt8] {
+        let replicas = topology.shards[shard]
+        let first = preferred.withLock { $0[shard] }
+        var lastError: (any Error)?
+        for attempt in 0..<replicas.count {
+            let r = (first + attempt) % replicas.count
+            do {
+                let result = try execute(node: replicas[r], sql: sql, body: body, settings: settings, timeout: timeout).wait()
+                if attempt > 0 {
+                    preferred.withLock { $0[shard] = r }
+                    logger.warning("ClickHouse failover", metadata: ["shard": "\(shard + 1)", "replica": "\(replicas[r])"])
+                }
+                return result
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
+    }
+
+    /// Async form of `run`, for queries on the cooperative pool.
+    public func query(shard: Int, sql: String, timeout: TimeAmount = .seconds(30)) async throws -> [UInt8] {
+        let replicas = topology.shards[shard]
+        let first = preferred.withLock { $0[shard] }
+        var lastError: (any Error)?
+        for attempt in 0..<replicas.count {
+            let r = (first + attempt) % replicas.count
+            do {
+                let result = try await execute(node: replicas[r], sql: sql, timeout: timeout).get()
+                if attempt > 0 { preferred.withLock { $0[shard] = r } }
+                return result
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
+    }
+
+    /// Runs on every replica of every shard (DDL); returns the nodes that failed.
+    public func runEverywhere(_ sql: String) -> [(node: String, error: any Error)] {
+        var failures: [(String, any Error)] = []
+        for node in topology.shards.joined() {
+            do {
+                _ = try execute(node: node, sql: sql).wait()
+            } catch {
+                failures.append((node, error))
+            }
+        }
+        return failures
+    }
+}
+
+/// A string literal for ClickHouse SQL (18.16 has no query parameters).
+func sqlString(_ s: String) -> String {
+    var out = "'"
+    for ch in s.unicodeScalars {
+        switch ch {
+        case "\\": out += "\\\\"
+        case "'": out += "\\'"
+        case "\0": out += "\\0"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default: out.unicodeScalars.append(ch)
+        }
+    }
+    return out + "'"
+}

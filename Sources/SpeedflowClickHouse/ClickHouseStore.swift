@@ -1,0 +1,385 @@
+import Dispatch
+import Foundation
+import Logging
+import SpeedflowAggregation
+import SpeedflowModel
+import SpeedflowStore
+import Synchronization
+
+/// The ClickHouse store: bucket aggregates, dedup identities and raw events in ClickHouse, sharded by camera.
+///
+/// ClickHouse has no multi-table transactions; an INSERT of one block into one table is atomic. So each flush
+/// writes, per shard, one block to `bucket_delta` holding
+///   - per changed bucket, the *delta* (aggregate of just the events new since the last flush) together with
+///     their identities, and
+///   - a marker row (`kvfv_id = ''`) carrying the log offset the flush reaches.
+/// A bucket's state is the merge of its deltas; its dedup set the union of their identities. Because a delta
+/// and its identities land together or not at all, the identities stored always describe exactly the events
+/// counted — whatever crashed when. Restart replays the log from the lowest marker of all shards; events
+/// already counted on a shard are found in its identities and skipped. A failed flush is retried verbatim
+/// (same rows, same `flush` number), and rows are unique per (camera, bucket, writer, flush) — collapsed by
+/// ReplacingMergeTree, read with FINAL, and dropped at insert by replicated block dedup — so a retry of a
+/// flush that did land in part cannot count twice.
+///
+/// Camera rows go in before the block (so a camera with counted deltas is always known) and raw events
+/// too (deduplicated by identity in their sorting key, so replays and retries collapse).
+public final class ClickHouseStore: Store {
+    public let client: ClickHouseClient
+    public let schema: ClickHouseSchema
+    /// Whose offsets the markers carry: "embedded" for `serve`'s own log.
+    public let writer: String
+    let retentionDays: Int?
+    let logger: Logger
+    let db: String
+
+    struct Names {
+        var byId: [Int64: String] = [:]
+        var byName: [String: Int64] = [:]
+        var nextId: Int64 = 1
+    }
+    private let names = Mutex(Names())
+    private let cachedSize = Mutex<(bytes: Int64, atMs: Int64)>((0, 0))
+
+    public var recordsDeltas: Bool { true }
+
+    public init(
+        client: ClickHouseClient, database: String = "speedflow", writer: String = "embedded",
+        retentionDays: Int? = nil, logger: Logger = Logger(label: "speedflow.clickhouse")
+    ) throws {
+        self.client = client
+        self.db = database
+        self.schema = ClickHouseSchema(database: database, replicated: client.topology.isReplicated)
+        self.writer = writer
+        self.retentionDays = retentionDays
+        self.logger = logger
+        _ = try schema.migrate(client, logger: logger)
+    }
+
+    var shardCount: Int { client.topology.shards.count }
+
+    // MARK: - Recovery
+
+    /// The lowest of the shards' newest markers: every shard holds everything before it.
+    public func logOffset() throws -> UInt64 {
+        var lowest = UInt64.max
+        for shard in 0..<shardCount {
+            try waitForInflightInserts(shard: shard)
+            // The newest marker any reachable replica has (one that missed replication is behind, not wrong).
+            var best: UInt64?
+            var lastError: (any Error)?
+            for node in client.topology.shards[shard] {
+                do {
+                    let out = try client.execute(
+                        node: node,
+                        sql: "SELECT max(flush) FROM \(db).bucket_delta WHERE kvfv_id = '' AND writer = \(sqlString(writer)) FORMAT RowBinary"
+                    ).wait()
+                    var r = RowBinaryReader(out)
+                    let v = try r.uint64()
+                    best = max(best ?? 0, v)
+                } catch {
+                    lastError = error
+                }
+            }
+            guard let best else { throw lastError ?? ClickHouseError(kind: .unreachable, message: "shard \(shard + 1) unreachable") }
+            lowest = min(lowest, best)
+        }
+        return lowest == .max ? 0 : lowest
+    }
+
+    /// An INSERT a killed predecessor sent completely may still be committing; reading offsets before it lands
+    /// would replay (and count) its events again. Wait until no INSERT into our tables is running.
+    func waitForInflightInserts(shard: Int) throws {
+        let sql = """
+            SELECT count() FROM system.processes
+            WHERE query LIKE 'INSERT INTO \(db).%' AND query NOT LIKE '%system.processes%' FORMAT RowBinary
+            """
+        for node in client.topology.shards[shard] {
+            let deadline = DispatchTime.now() + .seconds(60)
+            while DispatchTime.now() < deadline {
+                guard let out = try? client.execute(node: node, sql: sql).wait() else { break }
+                var r = RowBinaryReader(out)
+                if (try? r.uint64()) == 0 { break }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+    }
+
+    public func cameras() throws -> [CameraRecord] {
+        var latest: [String: (event: Int64, arrival: Int64)] = [:]
+        for shard in 0..<shardCount {
+            let out = try client.run(
+                shard: shard,
+                sql: "SELECT kvfv_id, max(last_event_ms), max(last_arrival_ms) FROM \(db).camera GROUP BY kvfv_id FORMAT RowBinary")
+            var r = RowBinaryReader(out)
+            while !r.isAtEnd {
+                let name = try r.string()
+                let event = try r.int64()
+                let arrival = try r.int64()
+                let old = latest[name]
+                latest[name] = (max(old?.event ?? .min, event), max(old?.arrival ?? .min, arrival))
+            }
+        }
+        return names.withLock { n in
+            latest.keys.sorted().map { name in
+                let id = n.byName[name] ?? {
+                    let id = n.nextId
+                    n.nextId += 1
+                    n.byName[name] = id
+                    n.byId[id] = name
+                    return id
+                }()
+                let t = latest[name]!
+                return CameraRecord(
+                    id: id, kvfvId: name, lastEventMs: t.event == 0 ? nil : t.event,
+                    lastArrivalMs: t.arrival == 0 ? nil : t.arrival)
+            }
+        }
+    }
+
+    private func name(of camera: Int64) -> String? { names.withLock { $0.byId[camera] } }
+
+    // MARK: - Buckets
+
+    public func loadBucket(_ key: BucketKey) throws -> StoredBucket? {
+        guard let name = name(of: key.camera) else { return nil }
+        let out = try client.run(
+            shard: client.topology.shard(of: name),
+            sql: """
+                SELECT state, ids FROM \(db).bucket_delta FINAL
+                WHERE kvfv_id = \(sqlString(name)) AND bucket = \(key.bucket)
+                ORDER BY writer, flush FORMAT RowBinary
+                """, timeout: .seconds(5))
+        var r = RowBinaryReader(out)
+        var state = BucketState()
+        var ids: [UInt64] = []
+        var rows = 0
+        while !r.isAtEnd {
+            let blob = try r.blob()
+            state.merge(try blob.withUnsafeBytes { try BucketState.decode($0) })
+            ids.append(contentsOf: try r.uint64Array())
+            rows += 1
+        }
+        return rows == 0 ? nil : StoredBucket(state: state, ids: ids, chunkCount: 1)
+    }
+
+    public func commit(_ commit: StoreCommit) throws {
+        names.withLock { n in
+            for c in commit.cameras where n.byId[c.id] == nil {
+                n.byId[c.id] = c.kvfvId
+                n.byName[c.kvfvId] = c.id
+                n.nextId = max(n.nextId, c.id + 1)
+            }
+        }
+        let topology = client.topology
+        var cameraRows = Array(repeating: RowBinaryWriter(), count: shardCount)
+        var eventRows = Array(repeating: RowBinaryWriter(), count: shardCount)
+        var eventCounts = Array(repeating: 0, count: shardCount)
+        var deltaRows = Array(repeating: RowBinaryWriter(), count: shardCount)
+
+        for c in commit.cameras {
+            let s = topology.shard(of: c.kvfvId)
+            cameraRows[s].string(c.kvfvId)
+            cameraRows[s].int64(c.lastEventMs ?? 0)
+            cameraRows[s].int64(c.lastArrivalMs ?? 0)
+        }
+        for b in commit.buckets where b.delta.count > 0 {
+            guard let name = name(of: b.key.camera) else {
+                throw ClickHouseError(kind: .format, message: "bucket of camera #\(b.key.camera), which this store does not know")
+            }
+            let s = topology.shard(of: name)
+            var w = deltaRows[s]
+            w.date(ms: b.key.bucket * Bucket.durationMs)
+            w.string(name)
+            w.int64(b.key.bucket)
+            w.string(writer)
+            w.uint64(commit.logOffset)
+            w.uint64(UInt64(b.delta.count))
+            w.float64(b.delta.sum)
+            w.float64(b.delta.min)
+            w.float64(b.delta.max)
+            w.blob(b.delta.encoded())
+            w.uint64Array(b.addedIds)
+            deltaRows[s] = w
+            var e = eventRows[s]
+            for event in b.events {
+                e.date(ms: event.timestampMs)
+                e.string(name)
+                e.int64(event.timestampMs)
+                e.uint64(event.identity)
+                e.float64(event.speed)
+                e.nullableString(event.eventId)
+                e.nullableInt32(event.lane.map { Int32(clamping: $0) })
+                e.nullableString(event.plate)
+                e.nullableString(event.extra)
+            }
+            eventCounts[s] += b.events.count
+            eventRows[s] = e
+        }
+        for s in 0..<shardCount {
+            if !cameraRows[s].bytes.isEmpty {
+                _ = try client.run(shard: s, sql: "INSERT INTO \(db).camera FORMAT RowBinary", body: cameraRows[s].bytes)
+            }
+            if eventCounts[s] > 0 {
+                _ = try client.run(shard: s, sql: "INSERT INTO \(db).events FORMAT RowBinary", body: eventRows[s].bytes)
+            }
+            // The marker: this shard holds everything before `logOffset`. Last row of the same atomic block.
+            var w = deltaRows[s]
+            w.date(ms: commit.timeMs)
+            w.string("")
+            w.int64(Bucket.index(ofTimestamp: commit.timeMs))
+            w.string(writer)
+            w.uint64(commit.logOffset)
+            w.uint64(0)
+            w.float64(0)
+            w.float64(0)
+            w.float64(0)
+            w.blob([])
+            w.uint64Array([])
+            // One block, however many rows: the insert is atomic only within a block.
+            _ = try client.run(
+                shard: s,
+                sql: "INSERT INTO \(db).bucket_delta FORMAT RowBinary", body: w.bytes,
+                settings: ["max_insert_block_size": "1000000000"], timeout: .seconds(120))
+        }
+        refreshSizeIfStale(nowMs: commit.timeMs)
+    }
+
+    // MARK: - Queries
+
+    private func mergeRows(_ out: [UInt8]) throws -> [(bucket: Int64, state: BucketState)] {
+        var r = RowBinaryReader(out)
+        var result: [(bucket: Int64, state: BucketState)] = []
+        while !r.isAtEnd {
+            let bucket = try r.int64()
+            let blob = try r.blob()
+            let state = try blob.withUnsafeBytes { try BucketState.decode($0) }
+            if let last = result.last, last.bucket == bucket {
+                result[result.count - 1].state.merge(state)
+            } else {
+                result.append((bucket, state))
+            }
+        }
+        return result
+    }
+
+    public func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)] {
+        guard let name = name(of: camera), !range.isEmpty else { return [] }
+        let out = try await client.query(
+            shard: client.topology.shard(of: name),
+            sql: """
+                SELECT bucket, state FROM \(db).bucket_delta FINAL
+                WHERE kvfv_id = \(sqlString(name)) AND bucket >= \(range.lowerBound) AND bucket < \(range.upperBound)
+                ORDER BY bucket, writer, flush FORMAT RowBinary
+                """)
+        return try mergeRows(out)
+    }
+
+    /// `WHERE` for a bucket range over all cameras: the `day` bound lets ClickHouse skip other partitions.
+    private func rangeFilter(_ range: Range<Int64>) -> String {
+        let firstDay = (range.lowerBound * Bucket.durationMs).floorDiv(86_400_000)
+        let lastDay = ((range.upperBound - 1) * Bucket.durationMs).floorDiv(86_400_000)
+        return """
+            kvfv_id != '' AND day >= toDate(\(firstDay * 86_400)) AND day <= toDate(\(lastDay * 86_400))
+            AND bucket >= \(range.lowerBound) AND bucket < \(range.upperBound)
+            """
+    }
+
+    public func statesByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
+        guard !range.isEmpty else { return [:] }
+        var result: [Int64: [Int64: BucketState]] = [:]
+        for shard in 0..<shardCount {
+            let out = try await client.query(
+                shard: shard,
+                sql: "SELECT kvfv_id, bucket, state FROM \(db).bucket_delta FINAL WHERE \(rangeFilter(range)) FORMAT RowBinary")
+            var r = RowBinaryReader(out)
+            let ids = names.withLock { $0.byName }
+            while !r.isAtEnd {
+                let name = try r.string()
+                let bucket = try r.int64()
+                let blob = try r.blob()
+                guard let id = ids[name] else { continue }
+                let state = try blob.withUnsafeBytes { try BucketState.decode($0) }
+                result[id, default: [:]][bucket, default: BucketState()].merge(state)
+            }
+        }
+        return result
+    }
+
+    public func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
+        guard !range.isEmpty else { return [:] }
+        var result: [Int64: [Int64: Int64]] = [:]
+        for shard in 0..<shardCount {
+            let out = try await client.query(
+                shard: shard,
+                sql: """
+                    SELECT kvfv_id, bucket, sum(events) FROM \(db).bucket_delta FINAL WHERE \(rangeFilter(range))
+                    GROUP BY kvfv_id, bucket FORMAT RowBinary
+                    """)
+            var r = RowBinaryReader(out)
+            let ids = names.withLock { $0.byName }
+            while !r.isAtEnd {
+                let name = try r.string()
+                let bucket = try r.int64()
+                let count = try r.uint64()
+                guard let id = ids[name] else { continue }
+                result[id, default: [:]][bucket] = Int64(count)
+            }
+        }
+        return result
+    }
+
+    // MARK: - Maintenance
+
+    public func reset(fromBucket: Int64, logOffset: UInt64) throws {
+        throw ClickHouseError(
+            kind: .configuration,
+            message: "rebuild works on the SQLite store; for ClickHouse, drop the database and replay into a new one")
+    }
+
+    /// Identities live in the delta rows and go with their day's partition (see `maintain`).
+    public func pruneIdentities(before bucket: Int64) throws -> Int { 0 }
+
+    /// Retention: drops day partitions older than `retentionDays` from every table, on every shard.
+    public func maintain(nowMs: Int64) throws -> String? {
+        guard let retentionDays else { return nil }
+        let cutoffDay = nowMs.floorDiv(86_400_000) - Int64(retentionDays)
+        var dropped: [String] = []
+        for shard in 0..<shardCount {
+            let out = try client.run(
+                shard: shard,
+                sql: """
+                    SELECT DISTINCT table, partition FROM system.parts
+                    WHERE database = \(sqlString(db)) AND table IN ('bucket_delta', 'events') AND active
+                    AND toDate(partition) < toDate(\(cutoffDay * 86_400))
+                    FORMAT TabSeparated
+                    """)
+            for line in String(decoding: out, as: UTF8.self).split(separator: "\n") {
+                let parts = line.split(separator: "\t")
+                guard parts.count == 2 else { continue }
+                // On a replicated table one replica's DROP PARTITION replicates to the others.
+                _ = try client.run(shard: shard, sql: "ALTER TABLE \(db).\(parts[0]) DROP PARTITION \(sqlString(String(parts[1])))")
+                dropped.append("shard \(shard + 1) \(parts[0]) \(parts[1])")
+            }
+        }
+        return dropped.isEmpty ? nil : "dropped \(dropped.joined(separator: ", "))"
+    }
+
+    /// Bytes ClickHouse holds for this database (all shards, one replica each), refreshed at most every 30 s
+    /// by the flusher so `/stats` never waits on ClickHouse.
+    public func sizeInBytes() -> Int64 { cachedSize.withLock { $0.bytes } }
+
+    private func refreshSizeIfStale(nowMs: Int64) {
+        guard cachedSize.withLock({ nowMs - $0.atMs >= 30_000 }) else { return }
+        var total: Int64 = 0
+        for shard in 0..<shardCount {
+            guard
+                let out = try? client.run(
+                    shard: shard,
+                    sql: "SELECT sum(bytes) FROM system.parts WHERE database = \(sqlString(db)) AND active FORMAT RowBinary")
+            else { return }
+            var r = RowBinaryReader(out)
+            total += Int64(bitPattern: (try? r.uint64()) ?? 0)
+        }
+        cachedSize.withLock { $0 = (total, nowMs) }
+    }
+}

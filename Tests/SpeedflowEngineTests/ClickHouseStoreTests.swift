@@ -1,0 +1,266 @@
+import Foundation
+import Logging
+import SpeedflowAggregation
+import SpeedflowClickHouse
+import SpeedflowEngine
+import SpeedflowLog
+import SpeedflowModel
+import SpeedflowStore
+import Testing
+
+/// Real ClickHouse servers started by `scripts/test` (via `scripts/clickhouse`): a single node and a
+/// 2-shard × 2-replica cluster. Without them these tests are skipped (scripts/test always provides them).
+enum ClickHouseTestEnvironment {
+    static let env = ProcessInfo.processInfo.environment
+    static var single: String? { env["SPEEDFLOW_TEST_CLICKHOUSE"] }
+    static var cluster: String? { env["SPEEDFLOW_TEST_CLICKHOUSE_CLUSTER"] }
+    static var topologies: [String] { [single, cluster].compactMap { $0 } }
+
+    /// `scripts/clickhouse` of this checkout, for stopping and starting nodes.
+    static let script: String = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("scripts/clickhouse").path
+
+    static func node(_ action: String, _ name: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: script)
+        p.arguments = [action, name]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw ClickHouseError(kind: .unreachable, message: "scripts/clickhouse \(action) \(name) failed") }
+    }
+
+    /// A database of its own per test, so tests never see each other's rows.
+    static func freshDatabase() -> String { "sftest_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased() }
+}
+
+func makeClickHouseEngine(
+    _ dir: URL, topology: String, database: String, _ configure: (inout EngineConfiguration) -> Void = { _ in }
+) throws -> (Engine, ClickHouseStore) {
+    var configuration = EngineConfiguration()
+    configure(&configuration)
+    let log = try SegmentLog(directory: dir.appendingPathComponent("log"), configuration: .init(segmentBytes: 64 << 10))
+    var logger = Logger(label: "test.clickhouse")
+    logger.logLevel = .warning
+    let client = ClickHouseClient(topology: try ClickHouseTopology(parsing: topology), logger: logger)
+    let store = try ClickHouseStore(client: client, database: database, logger: logger)
+    return (try Engine(log: log, store: store, configuration: configuration, logger: logger), store)
+}
+
+/// Both engines answer every window the same: counts, min/max and percentiles exactly, means to 1e-9
+/// (the ClickHouse store merges per-flush deltas, so sums are added in a different order).
+func expectSameAnswers(_ a: Engine, _ b: Engine, cameras: [String], nowMs: Int64) async throws {
+    for camera in cameras {
+        let windows = try WindowPlanner.windows(fromMs: nowMs - 4 * 86_400_000, toMs: nowMs + 600_000, interval: .fiveMinutes)
+        let sa = try #require(try await a.windowStates(kvfvId: camera, windows: windows))
+        let sb = try #require(try await b.windowStates(kvfvId: camera, windows: windows))
+        for (x, y) in zip(sa, sb) {
+            #expect(x.count == y.count)
+            #expect(x.minSpeed == y.minSpeed && x.maxSpeed == y.maxSpeed && x.percentile(85) == y.percentile(85))
+            if let m = y.averageSpeed { #expect(close(x.averageSpeed, m)) }
+            if let s = y.standardDeviation { #expect(close(x.standardDeviation, s, tolerance: 1e-6)) }
+        }
+    }
+}
+
+@Suite("ClickHouse store: same answers as SQLite, exactly once, failover", .serialized)
+struct ClickHouseStoreTests {
+    @Test(
+        "late, resent, shuffled stream: ClickHouse answers equal SQLite's and the oracle's, also after reopening",
+        .enabled(if: !ClickHouseTestEnvironment.topologies.isEmpty),
+        arguments: ClickHouseTestEnvironment.topologies)
+    func sameAnswersAsSQLite(topology: String) async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let database = ClickHouseTestEnvironment.freshDatabase()
+        // A small memory budget: buckets are evicted and read back from ClickHouse for late events.
+        let tight: (inout EngineConfiguration) -> Void = {
+            $0.flushIntervalMs = 50
+            $0.maxHotIdentities = 200
+            $0.hotIdleMs = 0
+        }
+        let sqlite = try makeEngine(dir.appendingPathComponent("sqlite"), tight)
+        var (clickhouse, _) = try makeClickHouseEngine(dir.appendingPathComponent("ch"), topology: topology, database: database, tight)
+        sqlite.start()
+        clickhouse.start()
+        let now = sqlite.now
+        var oracle = Oracle()
+        let batches = randomStream(seed: 11, cameras: 6, events: 3000, nowMs: now)
+        for (i, batch) in batches.enumerated() {
+            for e in batch { _ = oracle.add(e) }
+            let a = try await sqlite.ingest(batch, arrivalMs: now)
+            let b = try await clickhouse.ingest(batch, arrivalMs: now)
+            #expect(a.accepted == b.accepted && a.duplicates == b.duplicates)
+            if i % 40 == 0 { try await Task.sleep(for: .milliseconds(60)) }  // let flushes and evictions happen
+        }
+        try await expectExact(clickhouse, oracle, nowMs: now)
+        try await expectSameAnswers(clickhouse, sqlite, cameras: oracle.buckets.keys.sorted(), nowMs: now)
+        clickhouse.shutdown()
+        sqlite.shutdown()
+
+        // Reopened: nothing to replay, nothing in memory; every answer now comes from ClickHouse alone.
+        (clickhouse, _) = try makeClickHouseEngine(dir.appendingPathComponent("ch"), topology: topology, database: database)
+        try clickhouse.recover()
+        clickhouse.start()
+        try await expectExact(clickhouse, oracle, nowMs: now)
+        // Resending the whole stream to the reopened engine counts nothing twice (identities come from ClickHouse).
+        for batch in batches {
+            let o = try await clickhouse.ingest(batch, arrivalMs: now)
+            #expect(o.accepted == 0)
+        }
+        try await expectExact(clickhouse, oracle, nowMs: now)
+        clickhouse.shutdown()
+    }
+
+    @Test(
+        "a fresh log replayed into ClickHouse after part of it landed counts each event once",
+        .enabled(if: ClickHouseTestEnvironment.single != nil))
+    func replayOverPartiallyWrittenStore() async throws {
+        let topology = try #require(ClickHouseTestEnvironment.single)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let database = ClickHouseTestEnvironment.freshDatabase()
+        var (engine, _) = try makeClickHouseEngine(dir, topology: topology, database: database) { $0.flushIntervalMs = 20 }
+        engine.start()
+        let now = engine.now
+        var oracle = Oracle()
+        for batch in randomStream(seed: 5, cameras: 4, events: 2000, nowMs: now) {
+            for e in batch { _ = oracle.add(e) }
+            _ = try await engine.ingest(batch, arrivalMs: now)
+        }
+        engine.shutdown()
+        // Same ClickHouse rows, but the markers say nothing was written: the whole log replays through the
+        // identities stored with the deltas (what a crash between a delta block and a later marker leaves).
+        let admin = ClickHouseClient(topology: try ClickHouseTopology(parsing: topology), logger: Logger(label: "admin"))
+        defer { admin.shutdown() }
+        #expect(admin.runEverywhere("ALTER TABLE \(database).bucket_delta DELETE WHERE kvfv_id = ''").isEmpty)
+        let probe = try ClickHouseStore(
+            client: ClickHouseClient(topology: try ClickHouseTopology(parsing: topology), logger: Logger(label: "probe")),
+            database: database)
+        try await waitUntil(timeout: .seconds(30)) { try probe.logOffset() == 0 }
+        (engine, _) = try makeClickHouseEngine(dir, topology: topology, database: database)
+        try engine.recover()
+        engine.start()
+        try await expectExact(engine, oracle, nowMs: now)
+        engine.shutdown()
+    }
+
+    @Test(
+        "one replica of each shard down: writes and reads fail over and stay exact",
+        .enabled(if: ClickHouseTestEnvironment.cluster != nil))
+    func replicaDown() async throws {
+        let topology = try #require(ClickHouseTestEnvironment.cluster)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let database = ClickHouseTestEnvironment.freshDatabase()
+        var (engine, _) = try makeClickHouseEngine(dir, topology: topology, database: database) {
+            $0.flushIntervalMs = 50
+            $0.maxHotIdentities = 200
+            $0.hotIdleMs = 0
+        }
+        engine.start()
+        let now = engine.now
+        var oracle = Oracle()
+        let batches = randomStream(seed: 23, cameras: 6, events: 2000, nowMs: now)
+        let half = batches.count / 2
+        for batch in batches[..<half] {
+            for e in batch { _ = oracle.add(e) }
+            _ = try await engine.ingest(batch, arrivalMs: now)
+        }
+        try engine.flushSynchronously()
+        try ClickHouseTestEnvironment.node("stop-node", "s1r1")
+        try ClickHouseTestEnvironment.node("stop-node", "s2r2")
+        defer {
+            try? ClickHouseTestEnvironment.node("start-node", "s1r1")
+            try? ClickHouseTestEnvironment.node("start-node", "s2r2")
+        }
+        for batch in batches[half...] {
+            for e in batch { _ = oracle.add(e) }
+            let o = try await engine.ingest(batch, arrivalMs: now)
+            #expect(o.accepted + o.duplicates == batch.count)
+        }
+        try engine.flushSynchronously()
+        try await expectExact(engine, oracle, nowMs: now)
+        engine.shutdown()
+        // Everything the surviving replicas hold is the whole truth.
+        (engine, _) = try makeClickHouseEngine(dir, topology: topology, database: database)
+        try engine.recover()
+        engine.start()
+        try await expectExact(engine, oracle, nowMs: now)
+        engine.shutdown()
+    }
+
+    @Test(
+        "ClickHouse down for a while under load: ingest keeps accepting, the store catches up, exact",
+        .enabled(if: ClickHouseTestEnvironment.single != nil))
+    func outageUnderLoad() async throws {
+        let topology = try #require(ClickHouseTestEnvironment.single)
+        let outage = Double(ClickHouseTestEnvironment.env["SPEEDFLOW_TEST_CLICKHOUSE_OUTAGE_SECONDS"] ?? "60") ?? 60
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let database = ClickHouseTestEnvironment.freshDatabase()
+        let (engine, store) = try makeClickHouseEngine(dir, topology: topology, database: database) { $0.flushIntervalMs = 200 }
+        engine.start()
+        var oracle = Oracle()
+        var sent = 0
+        var failures = 0
+        var rng = SplitMix(seed: 99)
+        func load(for seconds: Double) async throws {
+            let end = Date().addingTimeInterval(seconds)
+            while Date() < end {
+                let now = engine.now
+                // Live traffic of 20 cameras, with resends.
+                var batch: [CameraEvent] = []
+                for _ in 0..<50 {
+                    let camera = "KV\(rng.next() % 20)"
+                    sent += 1
+                    batch.append(CameraEvent(
+                        kvfvId: camera, timestampMs: now - Int64(rng.next() % 5_000),
+                        speed: 30 + Double(rng.next() % 9_000) / 100, eventId: "\(camera)-\(sent)"))
+                    if rng.next() % 10 == 0 { batch.append(batch.last!) }
+                }
+                do {
+                    _ = try await engine.ingest(batch, arrivalMs: now)
+                    for e in batch { _ = oracle.add(e) }
+                } catch {
+                    failures += 1
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        try await load(for: 2)
+        try ClickHouseTestEnvironment.node("stop-node", "single")
+        var restarted = false
+        defer { if !restarted { try? ClickHouseTestEnvironment.node("start-node", "single") } }
+        try await load(for: outage)
+        #expect(failures == 0, "ingest must keep accepting while ClickHouse is down")
+        try ClickHouseTestEnvironment.node("start-node", "single")
+        restarted = true
+        try await load(for: 2)
+        #expect(failures == 0)
+        // The store catches up: its markers reach what the engine applied.
+        let applied = engine.appliedLogOffset
+        try await waitUntil(timeout: .seconds(60)) { try store.logOffset() >= applied }
+        try await expectExact(engine, oracle, nowMs: engine.now)
+        engine.shutdown()
+        let (reopened, _) = try makeClickHouseEngine(dir, topology: topology, database: database)
+        try reopened.recover()
+        reopened.start()
+        try await expectExact(reopened, oracle, nowMs: reopened.now)
+        reopened.shutdown()
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes (then fails the test).
+func waitUntil(
+    timeout: Duration, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
+) async throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while clock.now < deadline {
+        if (try? await condition()) == true { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    Issue.record("condition not met within \(timeout)", sourceLocation: sourceLocation)
+    throw CancellationError()
+}
