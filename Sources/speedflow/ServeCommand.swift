@@ -23,6 +23,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
 
+    @OptionGroup(title: "PostgreSQL source (see `speedflow source postgres --help`)") var postgresSource: PostgresSourceOptions
+
     @Option(help: "Address to bind. Default: 127.0.0.1. Env: SPEEDFLOW_HOST.")
     var host: String?
 
@@ -73,7 +75,9 @@ struct ServeCommand: AsyncParsableCommand {
         // The HTTP server is listed last so it is stopped first: intake ends before the engine drains.
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: EngineService(engine: engine)), .init(service: app)],
+                services: [.init(service: EngineService(engine: engine))]
+                    + (try postgresSource.services(settings: settings, engine: engine, dataDir: dataDir, logger: logger))
+                    + [.init(service: app)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -1,0 +1,123 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// (Copied from IntegrationTests/SpeedflowProcess.swift: test targets do not share sources.)
+/// A real `speedflow serve` child process (binary from `SPEEDFLOW_BIN`) on a loopback port, with a data
+/// directory that survives restarts, so tests can `kill -9` it and start it again on the same data.
+final class SpeedflowProcess {
+    let binary: String
+    let directory: URL
+    /// Chosen anew at every start: a port freed by `kill -9` may meanwhile be taken as the local port of some
+    /// outgoing connection on this machine.
+    private(set) var port: Int
+    let extraArguments: [String]
+    private(set) var process: Process?
+    private var restarts = 0
+
+    var url: String { "http://127.0.0.1:\(port)" }
+    var dataDirectory: URL { directory.appendingPathComponent("data") }
+    var logFile: URL { directory.appendingPathComponent("server.log") }
+
+    static var binaryPath: String? { ProcessInfo.processInfo.environment["SPEEDFLOW_BIN"] }
+
+    init(extraArguments: [String] = []) throws {
+        binary = try #require(Self.binaryPath, "SPEEDFLOW_BIN must point at the speedflow binary")
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-it-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: directory.appendingPathComponent("server.log").path, contents: nil)
+        port = try Self.freeLoopbackPort()
+        self.extraArguments = extraArguments
+    }
+
+    /// Starts the server and waits until `/health` answers (or the process dies, or 120 s pass).
+    func start() async throws {
+        if process != nil { port = try Self.freeLoopbackPort() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments =
+            ["serve", "--data-dir", dataDirectory.path, "--host", "127.0.0.1", "--port", "\(port)"] + extraArguments
+        let log = try FileHandle(forWritingTo: logFile)
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        self.process = process
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else {
+                throw ProcessError("speedflow serve exited (\(process.terminationStatus)):\n\(logTail())")
+            }
+            if let r = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(2)) {
+                // Always read the body: an unread body keeps the pooled connection busy.
+                _ = try? await r.body.collect(upTo: 1 << 16)
+                if r.status == .ok { return }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ProcessError("speedflow serve did not become healthy within 120 s:\n\(logTail())")
+    }
+
+    /// `kill -9`: no shutdown hook, no flush, whatever was in flight is cut.
+    func kill9() {
+        guard let process, process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        waitForExit(process)
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    func stop() {
+        guard let process, process.isRunning else { return }
+        process.terminate()
+        waitForExit(process)
+    }
+
+    /// Polls instead of `waitUntilExit()`, which never returns if another reaper in the test process (e.g. an
+    /// exit-test monitor) collected the child first; a vanished pid counts as exited. Gives up after 60 s.
+    private func waitForExit(_ process: Process) {
+        let pid = process.processIdentifier
+        for _ in 0..<6000 {
+            if !process.isRunning || Glibc.kill(pid, 0) != 0 { return }
+            usleep(10_000)
+        }
+    }
+
+    func remove() {
+        stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    func logTail(_ bytes: Int = 4000) -> String {
+        guard let data = try? Data(contentsOf: logFile) else { return "" }
+        return String(decoding: data.suffix(bytes), as: UTF8.self)
+    }
+
+    struct ProcessError: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
+    }
+
+    /// Binds port 0 on 127.0.0.1 and returns the port the kernel picked.
+    static func freeLoopbackPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ProcessError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw ProcessError("bind() failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
