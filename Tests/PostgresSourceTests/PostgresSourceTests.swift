@@ -44,6 +44,15 @@ struct PostgresSourceTests {
         if mode == "notify" { arguments += ["--source-postgres-notify-fallback-interval", "120s"] }
         let server = try SpeedflowProcess(extraArguments: arguments)
         defer { server.remove() }
+        do {
+            try await stream(mode: mode, table: table, appName: appName, server: server)
+        } catch {
+            Issue.record("speedflow log tail:\n\(server.logTail(8000))")
+            throw error
+        }
+    }
+
+    func stream(mode: String, table: String, appName: String, server: SpeedflowProcess) async throws {
         try await server.start()
 
         let nowS = Int64(Date().timeIntervalSince1970)
@@ -117,12 +126,21 @@ struct PostgresSourceTests {
         // 5. logical: updates and deletes are counted and ignored; the aggregate stays as it was.
         if mode == "logical" {
             try await TestDatabase.execute("UPDATE \(table) SET note = 'checked' WHERE id % 10 = 0")
-            try await TestDatabase.execute("DELETE FROM \(table) WHERE NOT (speed > 0 AND speed <= 300)")
             let updated = try await Self.count(table, "note = 'checked'")
-            try await waitFor("updates and deletes counted as ignored", timeout: .seconds(60)) {
-                let metrics = try await API.metrics(server)
-                return Self.metric(metrics, "speedflow_source_postgres_changes_ignored_total", "action=\"update\"") == Double(updated)
-                    && Self.metric(metrics, "speedflow_source_postgres_changes_ignored_total", "action=\"delete\"") == Double(invalid.count)
+            try await TestDatabase.execute("DELETE FROM \(table) WHERE NOT (speed > 0 AND speed <= 300)")
+            var seen: (Double?, Double?) = (nil, nil)
+            do {
+                try await waitFor("updates and deletes counted as ignored", timeout: .seconds(60)) {
+                    let metrics = try await API.metrics(server)
+                    seen = (
+                        Self.metric(metrics, "speedflow_source_postgres_changes_ignored_total", "action=\"update\""),
+                        Self.metric(metrics, "speedflow_source_postgres_changes_ignored_total", "action=\"delete\"")
+                    )
+                    return seen.0 == Double(updated) && seen.1 == Double(invalid.count)
+                }
+            } catch {
+                Issue.record("ignored updates/deletes: \(String(describing: seen)), expected \(updated)/\(invalid.count)")
+                throw error
             }
             #expect(try await API.total(server, cameras: allCameras, from: from, to: to) == expectedTotal)
             server.stop()
