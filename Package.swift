@@ -9,6 +9,11 @@ let package = Package(
     products: [
         .executable(name: "speedflow", targets: ["speedflow"]),
     ],
+    traits: [
+        // Kafka transport (librdkafka, Debian librdkafka-dev): `swift build --traits Kafka`. Off by default so the
+        // default build needs no system library.
+        .trait(name: "Kafka", description: "Kafka log transport through librdkafka (needs librdkafka-dev)."),
+    ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -51,6 +56,13 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // librdkafka (Debian: librdkafka-dev), including the mock cluster API (rdkafka_mock.h).
+        .systemLibrary(name: "Crdkafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // Kafka client layer: idempotent producer, consumer-group member, mock cluster. Only with the Kafka trait.
+        .target(name: "SpeedflowKafka", dependencies: [
+            .target(name: "Crdkafka", condition: .when(traits: ["Kafka"])),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         // The pipeline: log append (group commit) -> dedup -> buckets -> store; queries.
         .target(name: "SpeedflowEngine", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore",
@@ -88,6 +100,7 @@ let package = Package(
         .executableTarget(name: "speedflow", dependencies: [
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
             "SpeedflowClickHouse",
+            .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             "SpeedflowPostgres",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Configuration", package: "swift-configuration"),
@@ -107,6 +120,10 @@ let package = Package(
         .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel"]),
         .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel"]),
         .testTarget(name: "SpeedflowLogTests", dependencies: ["SpeedflowLog"]),
+        .testTarget(name: "SpeedflowKafkaTests", dependencies: [
+            .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SpeedflowEngineTests", dependencies: [
             "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowClickHouse",
             .product(name: "Logging", package: "swift-log"),
