@@ -52,8 +52,9 @@ final class RDKafkaClient: @unchecked Sendable {
         rd_kafka_conf_set_opaque(conf, context.opaque)
         rd_kafka_conf_set_log_cb(conf) { rk, level, facility, message in
             guard let context = RDKafkaContext.from(rd_kafka_opaque(rk)) else { return }
-            // syslog levels: 0-3 error, 4 warning, 5-6 info/notice, 7 debug.
-            let swiftLevel: Logger.Level = level <= 3 ? .error : level == 4 ? .warning : level <= 6 ? .info : .debug
+            // syslog levels. librdkafka logs retried, transient trouble (a refused connection) at 3 (LOG_ERR):
+            // a warning here; failures that matter reach the caller as errors (delivery reports, error_cb).
+            let swiftLevel: Logger.Level = level <= 2 ? .error : level <= 4 ? .warning : level <= 6 ? .info : .debug
             context.logger.log(level: swiftLevel, "\(String(cString: message!))",
                                metadata: ["kafka.facility": "\(String(cString: facility!))"])
         }
