@@ -22,6 +22,8 @@ public final class PostgresSource: Service {
     let metrics: SourceMetrics
     /// Totals since start, for the command's summary and for tests of the service in process.
     public let totals = Mutex(Totals())
+    /// Position of the last rejected row on record: rows re-read after a crash are not recorded twice.
+    let lastRejected: Mutex<SourcePosition?>
 
     public struct Totals: Sendable {
         public var rowsRead = 0
@@ -36,6 +38,7 @@ public final class PostgresSource: Service {
         self.configuration = configuration
         self.engine = engine
         self.state = try SourceStateFiles(dataDir: dataDir, sourceName: configuration.sourceName)
+        self.lastRejected = Mutex(state.lastRejectedPosition())
         var logger = logger
         logger[metadataKey: "source"] = "postgres:\(configuration.sourceName)"
         self.logger = logger
@@ -152,7 +155,7 @@ public final class PostgresSource: Service {
         if !batch.rejections.isEmpty {
             engine.stats.record(rejections: batch.rejections, nowMs: nowMs)
             engine.noteRejections(batch.rejections.compactMap { r in r.kvfvId.map { ($0, r.reason) } })
-            let last = state.lastRejectedPosition()
+            let last = lastRejected.withLock { $0 }
             let at = Timestamp.format(nowMs)
             var records: [RejectedRow] = []
             for r in batch.rejections {
@@ -166,6 +169,7 @@ public final class PostgresSource: Service {
             }
             do {
                 try state.appendRejected(records)
+                if let newest = records.last?.position { lastRejected.withLock { $0 = newest } }
             } catch {
                 metrics.errors(.position)
                 throw error
