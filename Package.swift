@@ -111,7 +111,8 @@ let package = Package(
         ], swiftSettings: strict),
         // Benchmarks that print figures (never timed tests).
         .executableTarget(name: "speedflow-bench", dependencies: [
-            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowStore", "SpeedflowEngine", "SpeedflowLog",
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowStore", "SpeedflowEngine", "SpeedflowLog", "SpeedflowClickHouse",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -4,6 +4,7 @@
 #   bench/run.sh                       # everything, release build
 #   DURATION=10s REPEAT=3 bench/run.sh
 #   QUERY_CAMERAS=1000 QUERY_DAYS=30 bench/run.sh query
+#   STORE=clickhouse bench/run.sh ingest|query   # the same against a local ClickHouse (scripts/clickhouse)
 #
 # Load comes from wrk (Debian) on the same 2-core machine as the server, so the server gets roughly one core:
 # figures are lower bounds of what the server does alone.
@@ -16,6 +17,9 @@ CAMERAS=${CAMERAS:-1000}
 QUERY_CAMERAS=${QUERY_CAMERAS:-1000}
 QUERY_DAYS=${QUERY_DAYS:-30}
 WHAT=${1:-all}
+STORE=${STORE:-sqlite}
+# In-process camera-day queries: ClickHouse answers each in milliseconds, not microseconds, so fewer of them.
+if [ "$STORE" = clickhouse ]; then QUERIES=${QUERIES:-500}; else QUERIES=${QUERIES:-20000}; fi
 export CAMERAS
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
@@ -27,14 +31,28 @@ BENCH=$SCRATCH/release/speedflow-bench
 
 WORK=$(mktemp -d /tmp/speedflow-bench.XXXXXX)
 PID=
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$WORK"; }
+STORE_ARGS=()
+BENCH_STORE_ARGS=()
+if [ "$STORE" = clickhouse ]; then
+  # A throwaway single node on loopback, stopped on exit; a fresh database per run.
+  export SPEEDFLOW_CH_DIR=$WORK/clickhouse
+  CH_URL=$(scripts/clickhouse start single)
+  DB="bench_$(date +%s)"
+  STORE_ARGS=(--store clickhouse --clickhouse-url "$CH_URL" --clickhouse-database "$DB")
+  BENCH_STORE_ARGS=(--clickhouse-url "$CH_URL" --clickhouse-database "${DB}_q")
+fi
+cleanup() {
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  [ "$STORE" = clickhouse ] && scripts/clickhouse stop
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 start_server() {  # $1 = data dir
   PORT=$(free_port)
-  "$BIN" serve --data-dir "$1" --port "$PORT" --log-level warning > "$WORK/server.log" 2>&1 &
+  "$BIN" serve --data-dir "$1" --port "$PORT" --log-level warning "${STORE_ARGS[@]}" > "$WORK/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && return 0; sleep 0.1; done
   echo "server did not start"; cat "$WORK/server.log"; exit 1
@@ -62,6 +80,7 @@ run_wrk() {  # $1 = name, $2 = script, $3 = connections, $4 = events per request
     "$REPEAT" "$DURATION" "$3"
 }
 
+echo "store: $STORE"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); load generator shares the cores"
 
 if [ "$WHAT" = all ] || [ "$WHAT" = ingest ]; then
@@ -85,8 +104,9 @@ fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = query ]; then
   echo "== query: one camera-day at 5m with $QUERY_CAMERAS cameras × $QUERY_DAYS days stored"
-  "$BENCH" populate --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --days "$QUERY_DAYS" 2> "$WORK/populate.log"
-  "$BENCH" query --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS"
+  "$BENCH" populate --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --days "$QUERY_DAYS" "${BENCH_STORE_ARGS[@]}" 2> "$WORK/populate.log"
+  "$BENCH" query --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --queries "$QUERIES" "${BENCH_STORE_ARGS[@]}"
+  [ "$STORE" = clickhouse ] && STORE_ARGS=(--store clickhouse --clickhouse-url "$CH_URL" --clickhouse-database "${DB}_q")
   CAMERAS=$QUERY_CAMERAS start_server "$WORK/query"
   CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day, 1 connection (latency)" query.lua 1 1
   CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day, 4 connections (throughput)" query.lua 4 1

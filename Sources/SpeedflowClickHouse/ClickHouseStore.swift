@@ -106,17 +106,30 @@ public final class ClickHouseStore: Store {
 
     public func cameras() throws -> [CameraRecord] {
         var latest: [String: (event: Int64, arrival: Int64)] = [:]
+        // Every reachable replica: one that lags its peer must not hide a camera or make its newest event older.
         for shard in 0..<shardCount {
-            let out = try client.run(
-                shard: shard,
-                sql: "SELECT kvfv_id, max(last_event_ms), max(last_arrival_ms) FROM \(db).camera GROUP BY kvfv_id FORMAT RowBinary")
-            var r = RowBinaryReader(out)
-            while !r.isAtEnd {
-                let name = try r.string()
-                let event = try r.int64()
-                let arrival = try r.int64()
-                let old = latest[name]
-                latest[name] = (max(old?.event ?? .min, event), max(old?.arrival ?? .min, arrival))
+            var outs: [[UInt8]] = []
+            var lastError: (any Error)?
+            for node in client.topology.shards[shard] {
+                do {
+                    outs.append(try client.execute(
+                        node: node,
+                        sql: "SELECT kvfv_id, max(last_event_ms), max(last_arrival_ms) FROM \(db).camera GROUP BY kvfv_id FORMAT RowBinary"
+                    ).wait())
+                } catch {
+                    lastError = error
+                }
+            }
+            if outs.isEmpty { throw lastError ?? ClickHouseError(kind: .unreachable, message: "shard \(shard + 1) unreachable") }
+            for out in outs {
+                var r = RowBinaryReader(out)
+                while !r.isAtEnd {
+                    let name = try r.string()
+                    let event = try r.int64()
+                    let arrival = try r.int64()
+                    let old = latest[name]
+                    latest[name] = (max(old?.event ?? .min, event), max(old?.arrival ?? .min, arrival))
+                }
             }
         }
         return names.withLock { n in
@@ -140,26 +153,48 @@ public final class ClickHouseStore: Store {
 
     // MARK: - Buckets
 
+    /// A bucket's deltas and identities, from every reachable replica of its shard, each flush counted once:
+    /// a replica that missed parts written to its peer during a failover (replication is asynchronous) must
+    /// not make already-counted events look new.
     public func loadBucket(_ key: BucketKey) throws -> StoredBucket? {
         guard let name = name(of: key.camera) else { return nil }
-        let out = try client.run(
-            shard: client.topology.shard(of: name),
-            sql: """
-                SELECT state, ids FROM \(db).bucket_delta FINAL
-                WHERE kvfv_id = \(sqlString(name)) AND bucket = \(key.bucket)
-                ORDER BY writer, flush FORMAT RowBinary
-                """, timeout: .seconds(5))
-        var r = RowBinaryReader(out)
+        let sql = """
+            SELECT writer, flush, state, ids FROM \(db).bucket_delta FINAL
+            WHERE kvfv_id = \(sqlString(name)) AND bucket = \(key.bucket)
+            FORMAT RowBinary
+            """
+        var rows: [String: (state: BucketState, ids: [UInt64])] = [:]
+        var reached = 0
+        var lastError: (any Error)?
+        for node in client.topology.shards[client.topology.shard(of: name)] {
+            let out: [UInt8]
+            do {
+                out = try client.execute(node: node, sql: sql, timeout: .seconds(5)).wait()
+            } catch {
+                lastError = error
+                continue
+            }
+            reached += 1
+            var r = RowBinaryReader(out)
+            while !r.isAtEnd {
+                let writer = try r.string()
+                let flush = try r.uint64()
+                let blob = try r.blob()
+                let ids = try r.uint64Array()
+                let key = "\(writer)|\(flush)"
+                guard rows[key] == nil else { continue }
+                rows[key] = (try blob.withUnsafeBytes { try BucketState.decode($0) }, ids)
+            }
+        }
+        if reached == 0 { throw lastError ?? ClickHouseError(kind: .unreachable, message: "no replica reachable") }
+        guard !rows.isEmpty else { return nil }
         var state = BucketState()
         var ids: [UInt64] = []
-        var rows = 0
-        while !r.isAtEnd {
-            let blob = try r.blob()
-            state.merge(try blob.withUnsafeBytes { try BucketState.decode($0) })
-            ids.append(contentsOf: try r.uint64Array())
-            rows += 1
+        for key in rows.keys.sorted() {
+            state.merge(rows[key]!.state)
+            ids.append(contentsOf: rows[key]!.ids)
         }
-        return rows == 0 ? nil : StoredBucket(state: state, ids: ids, chunkCount: 1)
+        return StoredBucket(state: state, ids: ids, chunkCount: 1)
     }
 
     public func commit(_ commit: StoreCommit) throws {

@@ -12,6 +12,9 @@ extension Engine {
     public func windowStates(kvfvId: String, windows: [Window]) async throws -> [BucketState]? {
         guard let first = windows.first, let last = windows.last else { return [] }
         let range = first.buckets.lowerBound..<max(first.buckets.lowerBound, last.buckets.upperBound)
+        if configuration.followsStore && aggregator.withLock({ $0.cameraIds[kvfvId] == nil }) {
+            refreshIfFollowing(unknownCamera: true)
+        }
         let hot: (camera: Int64, states: [Int64: BucketState])? = aggregator.withLock { a in
             guard let camera = a.cameraIds[kvfvId] else { return nil }
             var states: [Int64: BucketState] = [:]
@@ -55,6 +58,7 @@ extension Engine {
 
     /// Every camera with its health and recent figures.
     public func cameraStatuses() async throws -> [CameraStatus] {
+        refreshIfFollowing()
         let now = clock()
         let currentBucket = Bucket.index(ofTimestamp: now)
         let dayStart = Bucket.index(ofTimestamp: now - now.floorDivMod(86_400_000).1)

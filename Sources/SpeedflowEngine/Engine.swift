@@ -43,9 +43,12 @@ public final class Engine: Sendable {
         /// one. Merging a failed delta into the next one instead could count it twice when part of the failed
         /// commit did land (one ClickHouse shard written, the other not).
         var retryQueue: [Aggregator.Snapshot] = []
+        var lastCameraRefreshMs: Int64 = 0
     }
 
     let intake = Mutex(Intake())
+    /// Delta stores: events applied in memory whose snapshot has not landed in the store yet.
+    let storeBacklog = Atomic<Int>(0)
     let wake = DispatchSemaphore(value: 0)
     let aggregator: Mutex<Aggregator>
     let flushState = Mutex(FlushState())
@@ -54,6 +57,7 @@ public final class Engine: Sendable {
 
     private let queueGauge = Gauge(label: "speedflow_ingest_queue_events")
     private let hotGauge = Gauge(label: "speedflow_hot_buckets")
+    private let backlogGauge = Gauge(label: "speedflow_store_backlog_events")
     private let flushTimer = Timer(label: "speedflow_store_flush_seconds")
 
     public init(
@@ -93,7 +97,8 @@ public final class Engine: Sendable {
             events += record.events.count
             let now = clock()
             try aggregator.withLock { a in
-                _ = try a.apply(record, endOffset: endOffset.value, nowMs: now)
+                let outcome = try a.apply(record, endOffset: endOffset.value, nowMs: now)
+                if a.recordsDeltas { storeBacklog.add(outcome.accepted, ordering: .relaxed) }
             }
             // Over the memory budget: commit (so buckets become evictable), at most once per flush interval.
             if now - lastFlush >= configuration.flushIntervalMs,
@@ -157,6 +162,10 @@ public final class Engine: Sendable {
                 if s.closing { return IngestError(.shuttingDown, "the server is shutting down") }
                 if s.pendingEvents > 0 && s.pendingEvents + events.count > configuration.maxPendingEvents {
                     return IngestError(.overloaded, "\(s.pendingEvents) events are waiting for the log")
+                }
+                let backlog = storeBacklog.load(ordering: .relaxed)
+                if backlog > configuration.maxStoreBacklogEvents {
+                    return IngestError(.overloaded, "the store is \(backlog) events behind (unreachable or slow)")
                 }
                 s.pending.append(Pending(record: record, payload: payload, continuation: c))
                 s.pendingEvents += events.count
@@ -229,12 +238,19 @@ public final class Engine: Sendable {
         outcomes.reserveCapacity(batch.count)
         aggregator.withLock { a in
             for (p, end) in zip(batch, ends) {
+                guard configuration.aggregates else {
+                    // An ingest node: the log (Kafka) is the product; aggregators downstream dedup and count.
+                    outcomes.append(.success(IngestOutcome(accepted: p.record.events.count)))
+                    continue
+                }
                 do {
-                    outcomes.append(.success(try a.apply(p.record, endOffset: end.value, nowMs: now)))
+                    let outcome = try a.apply(p.record, endOffset: end.value, nowMs: now)
+                    if a.recordsDeltas { storeBacklog.add(outcome.accepted, ordering: .relaxed) }
+                    outcomes.append(.success(outcome))
                 } catch {
                     // The events are durable in the log; the store could not be read. Replay will count them.
-                    logger.error("Apply failed; events are in the log and will be applied on replay", metadata: ["error": "\(error)"])
-                    outcomes.append(.failure(IngestError(.logFailure, "stored but not yet applied: \(error)")))
+                    logger.error("Apply failed: the store could not be read; the client is asked to resend", metadata: ["error": "\(error)"])
+                    outcomes.append(.failure(IngestError(.storeUnavailable, "the store could not be read; retry: \(error)")))
                 }
             }
         }
@@ -245,7 +261,7 @@ public final class Engine: Sendable {
 
     // MARK: - Flushing
 
-    private func maybeStartFlush() {
+    func maybeStartFlush() {
         let now = clock()
         // One mechanism for time and memory: every flush is followed by eviction (idle, then over budget).
         let due = flushState.withLock { !$0.running && now - $0.lastFlushMs >= configuration.flushIntervalMs }
@@ -256,6 +272,7 @@ public final class Engine: Sendable {
             $0.lastFlushMs = now
         }
         hotGauge.record(aggregator.withLock { $0.hotBucketCount })
+        backlogGauge.record(storeBacklog.load(ordering: .relaxed))
         let thread = Thread { [self] in
             defer {
                 flushState.withLock { $0.running = false }
@@ -312,6 +329,9 @@ public final class Engine: Sendable {
             throw error
         }
         aggregator.withLock { $0.persisted(snapshot) }
+        if store.recordsDeltas {
+            storeBacklog.subtract(snapshot.buckets.reduce(0) { $0 + $1.events.count }, ordering: .relaxed)
+        }
         flushTimer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
     }
 

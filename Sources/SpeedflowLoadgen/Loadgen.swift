@@ -65,7 +65,8 @@ public enum Loadgen {
         let encoder = EventEncoder(cameraIds: cameraIds.map { Array($0.utf8) }, cameraOffsetMinutes: offsets,
                                    runTag: Array(configuration.runTag.utf8))
         let workerCount = min(configuration.concurrency, configuration.cameras)
-        let probe = configuration.freshnessInterval.map { FreshnessProbe(client: client, baseURL: configuration.url, interval: $0) }
+        let queryURL = configuration.queryURL ?? configuration.url
+        let probe = configuration.freshnessInterval.map { FreshnessProbe(client: client, baseURL: queryURL, interval: $0) }
         let clock = ContinuousClock()
         let startedAt = clock.now
         let shared = FleetWorker.Shared(configuration: configuration, client: client, encoder: encoder, probe: probe,
@@ -125,7 +126,7 @@ public enum Loadgen {
         var verification: VerificationReport?
         if configuration.verify {
             let oracles = finished.sorted { $0.index < $1.index }.map { (id: cameraIds[Int($0.index)], oracle: $0.oracle) }
-            var v = await Verifier(client: client, baseURL: configuration.url, parallelism: 8).verify(oracles: oracles)
+            var v = await Verifier(client: client, baseURL: queryURL, parallelism: 8).verify(oracles: oracles)
             v.ingestAnomalies = total.anomalies.failing
             v.unacknowledged = total.unacknowledged
             if v.ingestAnomalies > 0 || v.unacknowledged > 0 { v.passed = false }

@@ -27,6 +27,8 @@ public struct LoadgenConfiguration: Sendable {
     public var httpClient: HTTPClientKind = .raw
     /// Base URL of the server. Default: `http://127.0.0.1:8080`.
     public var url: String = "http://127.0.0.1:8080"
+    /// Where queries go (freshness probe, `--verify`): an API node in a scale-out deployment. Default: `url`.
+    public var queryURL: String?
     /// Number of simulated cameras. Default: 1,000.
     public var cameras: Int = 1000
     /// Camera id prefix; ids are the prefix and a 5-digit number (`KV00001`).

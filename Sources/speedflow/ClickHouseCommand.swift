@@ -47,14 +47,20 @@ extension Settings {
         }
     }
 
-    func clickHouseStore(_ options: StoreOptions, logger: Logger) throws -> ClickHouseStore {
+    /// The ClickHouse store; `writer` names the log whose offsets it records (`embedded`, or a Kafka partition),
+    /// `client` lets several stores (one per partition) share connections.
+    func clickHouseStore(
+        _ options: StoreOptions, writer: String = "embedded", client: ClickHouseClient? = nil, logger: Logger
+    ) throws -> ClickHouseStore {
         let topology = try clickHouseTopology(options)
-        let client = ClickHouseClient(topology: topology, logger: logger)
+        let client = client ?? ClickHouseClient(topology: topology, logger: logger)
         let retention = try int("clickhouse_retention_days", options.clickhouseRetentionDays, default: 0)
-        logger.info("Using the ClickHouse store", metadata: ["clickhouse": "\(topology)", "replicated": "\(topology.isReplicated)"])
+        logger.info(
+            "Using the ClickHouse store",
+            metadata: ["clickhouse": "\(topology)", "replicated": "\(topology.isReplicated)", "writer": "\(writer)"])
         return try ClickHouseStore(
             client: client, database: string("clickhouse_database", options.clickhouseDatabase, default: "speedflow"),
-            retentionDays: retention > 0 ? retention : nil, logger: logger)
+            writer: writer, retentionDays: retention > 0 ? retention : nil, logger: logger)
     }
 
     /// The embedded log under `dataDir` and the chosen store.

@@ -39,6 +39,9 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the server.")
     var url = "http://127.0.0.1:8080"
 
+    @Option(help: "Base URL for queries (freshness probe, --verify) when it differs from --url: an `speedflow api` node in a scale-out deployment.")
+    var queryUrl: String?
+
     @Option(help: "Number of simulated cameras.")
     var cameras = 1000
 
@@ -132,6 +135,7 @@ struct LoadgenCommand: AsyncParsableCommand {
     func makeConfiguration() -> LoadgenConfiguration {
         var c = LoadgenConfiguration()
         c.url = url
+        c.queryURL = queryUrl
         c.cameras = cameras
         c.cameraPrefix = cameraPrefix
         c.mode = mode

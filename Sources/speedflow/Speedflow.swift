@@ -14,15 +14,15 @@ struct Speedflow: AsyncParsableCommand {
             SPEEDFLOW_MAX_SPEED=250) or in a JSON file given by --config (e.g. {"port": 9090, "max_speed": 250}). \
             Precedence: flag, then environment, then file, then the default.
             """,
-        subcommands: [ServeCommand.self, RebuildCommand.self, LoadgenCommand.self, ClickHouseCommand.self, SourceCommand.self] + Self.kafkaCommands,
+        subcommands: [ServeCommand.self, RebuildCommand.self, LoadgenCommand.self, ClickHouseCommand.self, SourceCommand.self] + [ApiCommand.self] + Self.kafkaCommands,
         defaultSubcommand: nil)
 }
 
 extension Speedflow {
-    /// Commands that need librdkafka: only with the `Kafka` package trait.
+    /// Scale-out commands that need librdkafka: only with the `Kafka` package trait.
     static var kafkaCommands: [any ParsableCommand.Type] {
         #if Kafka
-        [DevCommand.self]
+        [IngestCommand.self, AggregateCommand.self, DevCommand.self]
         #else
         []
         #endif

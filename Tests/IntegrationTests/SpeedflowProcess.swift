@@ -16,6 +16,8 @@ final class SpeedflowProcess {
     /// outgoing connection on this machine.
     private(set) var port: Int
     let extraArguments: [String]
+    /// `serve`, or a scale-out role: `ingest`, `aggregate`, `api`.
+    let subcommand: String
     private(set) var process: Process?
     private var restarts = 0
 
@@ -25,7 +27,8 @@ final class SpeedflowProcess {
 
     static var binaryPath: String? { ProcessInfo.processInfo.environment["SPEEDFLOW_BIN"] }
 
-    init(extraArguments: [String] = []) throws {
+    init(subcommand: String = "serve", extraArguments: [String] = []) throws {
+        self.subcommand = subcommand
         binary = try #require(Self.binaryPath, "SPEEDFLOW_BIN must point at the speedflow binary")
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-it-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -40,7 +43,7 @@ final class SpeedflowProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments =
-            ["serve", "--data-dir", dataDirectory.path, "--host", "127.0.0.1", "--port", "\(port)"] + extraArguments
+            [subcommand, "--data-dir", dataDirectory.path, "--host", "127.0.0.1", "--port", "\(port)"] + extraArguments
         let log = try FileHandle(forWritingTo: logFile)
         log.seekToEndOfFile()
         process.standardOutput = log
@@ -50,7 +53,7 @@ final class SpeedflowProcess {
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline {
             guard process.isRunning else {
-                throw ProcessError("speedflow serve exited (\(process.terminationStatus)):\n\(logTail())")
+                throw ProcessError("speedflow \(subcommand) exited (\(process.terminationStatus)):\n\(logTail())")
             }
             if let r = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(2)) {
                 // Always read the body: an unread body keeps the pooled connection busy.
@@ -59,7 +62,7 @@ final class SpeedflowProcess {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw ProcessError("speedflow serve did not become healthy within 120 s:\n\(logTail())")
+        throw ProcessError("speedflow \(subcommand) did not become healthy within 120 s:\n\(logTail())")
     }
 
     /// `kill -9`: no shutdown hook, no flush, whatever was in flight is cut.
@@ -86,9 +89,12 @@ final class SpeedflowProcess {
         }
     }
 
+    /// Stops the process and deletes its directory (kept when SPEEDFLOW_TEST_KEEP is set, for post-mortems).
     func remove() {
         stop()
-        try? FileManager.default.removeItem(at: directory)
+        if ProcessInfo.processInfo.environment["SPEEDFLOW_TEST_KEEP"] == nil {
+            try? FileManager.default.removeItem(at: directory)
+        }
     }
 
     func logTail(_ bytes: Int = 4000) -> String {

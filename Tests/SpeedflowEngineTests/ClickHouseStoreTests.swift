@@ -145,6 +145,12 @@ struct ClickHouseStoreTests {
         engine.shutdown()
     }
 
+}
+
+/// Tests that stop and start ClickHouse nodes. `scripts/test` runs them on their own, after everything else,
+/// so no other test sees its servers vanish.
+@Suite("ClickHouse failover: nodes stopped and started", .serialized)
+struct ClickHouseFailoverTests {
     @Test(
         "one replica of each shard down: writes and reads fail over and stay exact",
         .enabled(if: ClickHouseTestEnvironment.cluster != nil))
@@ -232,12 +238,23 @@ struct ClickHouseStoreTests {
         try ClickHouseTestEnvironment.node("stop-node", "single")
         var restarted = false
         defer { if !restarted { try? ClickHouseTestEnvironment.node("start-node", "single") } }
+        // A late event for a bucket neither in memory nor readable: refused with a reason, to be resent.
+        let late = CameraEvent(kvfvId: "KV0", timestampMs: engine.now - 3 * 3_600_000, speed: 77, eventId: "late-1")
+        await #expect(throws: IngestError.self) { _ = try await engine.ingest([late], arrivalMs: engine.now) }
+        do {
+            _ = try await engine.ingest([late], arrivalMs: engine.now)
+        } catch {
+            #expect(error.code == .storeUnavailable)
+        }
         try await load(for: outage)
         #expect(failures == 0, "ingest must keep accepting while ClickHouse is down")
         try ClickHouseTestEnvironment.node("start-node", "single")
         restarted = true
         try await load(for: 2)
         #expect(failures == 0)
+        // Resent once ClickHouse is back, the late event counts once.
+        #expect(try await engine.ingest([late], arrivalMs: engine.now).accepted == 1)
+        _ = oracle.add(late)
         // The store catches up: its markers reach what the engine applied.
         let applied = engine.appliedLogOffset
         try await waitUntil(timeout: .seconds(60)) { try store.logOffset() >= applied }

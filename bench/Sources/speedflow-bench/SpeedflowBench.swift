@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import Logging
 import SpeedflowAggregation
+import SpeedflowClickHouse
 import SpeedflowEngine
 import SpeedflowLog
 import SpeedflowModel
@@ -16,6 +18,26 @@ struct SpeedflowBench: AsyncParsableCommand {
         subcommands: [Populate.self, Query.self, Aggregate.self])
 }
 
+/// Which store a benchmark reads or fills: the data dir's SQLite, or ClickHouse with `--clickhouse-url`.
+struct BenchStore: ParsableArguments {
+    @Option(help: "ClickHouse URL(s) (as for serve); without it the SQLite store in --data-dir.") var clickhouseUrl: String?
+    @Option var clickhouseDatabase = "speedflow_bench"
+
+    var name: String { clickhouseUrl == nil ? "SQLite" : "ClickHouse" }
+
+    func open(dataDir: String) throws -> any Store {
+        if let clickhouseUrl {
+            var logger = Logger(label: "bench")
+            logger.logLevel = .warning
+            let client = ClickHouseClient(topology: try ClickHouseTopology(parsing: clickhouseUrl), logger: logger)
+            return try ClickHouseStore(client: client, database: clickhouseDatabase, logger: logger)
+        }
+        let root = URL(fileURLWithPath: dataDir)
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        return try SQLiteStore(path: root.appendingPathComponent("store.sqlite").path)
+    }
+}
+
 /// Writes `cameras × days` of 5-minute buckets straight into a data directory's store, as the engine would.
 struct Populate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Fill a store with synthetic buckets (default 1,000 cameras × 30 days).")
@@ -24,11 +46,10 @@ struct Populate: AsyncParsableCommand {
     @Option var cameras = 1000
     @Option var days = 30
     @Option(help: "Events per 5-minute bucket (1 M/day/camera ≈ 3,472).") var eventsPerBucket = 100
+    @OptionGroup var target: BenchStore
 
     func run() async throws {
-        let root = URL(fileURLWithPath: dataDir)
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let store = try SQLiteStore(path: root.appendingPathComponent("store.sqlite").path)
+        let store = try target.open(dataDir: dataDir)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let lastBucket = Bucket.index(ofTimestamp: now)
         let firstBucket = lastBucket - Int64(days * 288)
@@ -43,10 +64,11 @@ struct Populate: AsyncParsableCommand {
         let began = Date()
         var written = 0
         for c in 1...cameras {
-            var commit = StoreCommit(logOffset: 0)
+            var commit = StoreCommit(logOffset: UInt64(c), timeMs: now)
             commit.cameras = [CameraRecord(id: Int64(c), kvfvId: String(format: "KV%05d", c), lastEventMs: now, lastArrivalMs: now)]
             for b in firstBucket...lastBucket {
-                commit.buckets.append(.init(key: BucketKey(camera: Int64(c), bucket: b), state: templates[Int(b & 255)], addedIds: []))
+                let state = templates[Int(b & 255)]
+                commit.buckets.append(.init(key: BucketKey(camera: Int64(c), bucket: b), state: state, addedIds: [], delta: state))
             }
             try store.commit(commit)
             written += commit.buckets.count
@@ -66,12 +88,15 @@ struct Query: AsyncParsableCommand {
     @Option var dataDir: String
     @Option var queries = 20_000
     @Option var cameras = 1000
+    @Option(help: "Queries of all cameras over one day.") var fleetQueries = 20
+    @OptionGroup var target: BenchStore
 
     func run() async throws {
         let root = URL(fileURLWithPath: dataDir)
         let log = try SegmentLog(directory: root.appendingPathComponent("log"))
-        let store = try SQLiteStore(path: root.appendingPathComponent("store.sqlite").path)
+        let store = try target.open(dataDir: dataDir)
         let engine = try Engine(log: log, store: store)
+        let storeName = target.name
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var latencies: [Double] = []
         latencies.reserveCapacity(queries)
@@ -88,8 +113,23 @@ struct Query: AsyncParsableCommand {
         }
         latencies.sort()
         func p(_ q: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * q))] }
-        print(String(format: "query one camera-day at 5m (in-process, %d queries): p50 %.3f ms, p99 %.3f ms, max %.3f ms (checksum %lld)",
+        print("\(storeName): " + String(format: "query one camera-day at 5m (in-process, %d queries): p50 %.3f ms, p99 %.3f ms, max %.3f ms (checksum %lld)",
                      queries, p(0.5), p(0.99), latencies.last ?? 0, checksum))
+
+        // All cameras over one day: every camera's 288 bucket aggregates (the store's fleet read).
+        var fleet: [Double] = []
+        var buckets = 0
+        for _ in 0..<fleetQueries {
+            let day = now.floorDiv(86_400_000) - Int64.random(in: 1...28)
+            let range = Bucket.index(ofTimestamp: day * 86_400_000)..<Bucket.index(ofTimestamp: (day + 1) * 86_400_000)
+            let start = DispatchTime.now().uptimeNanoseconds
+            let states = try await store.statesByCamera(buckets: range)
+            fleet.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            buckets = states.values.reduce(0) { $0 + $1.count }
+        }
+        fleet.sort()
+        print("\(storeName): " + String(format: "all cameras over one day (%d bucket states, %d queries): median %.1f ms, max %.1f ms",
+                     buckets, fleetQueries, fleet[fleet.count / 2], fleet.last ?? 0))
     }
 }
 

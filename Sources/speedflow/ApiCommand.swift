@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import SpeedflowEngine
+import SpeedflowLog
+import SpeedflowServer
+import SpeedflowStore
+
+func bootstrapPrometheus() -> PrometheusCollectorRegistry {
+    let registry = PrometheusCollectorRegistry()
+    var factory = PrometheusMetricsFactory(registry: registry)
+    factory.defaultValueHistogramBuckets = IngestStats.latenessBounds
+    MetricsSystem.bootstrap(factory)
+    return registry
+}
+
+struct ApiCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "api",
+        abstract: "Query API and dashboard on top of the store that aggregators write (no ingest).",
+        discussion: """
+            Answers GET /kvfv/{id}/avg-speed, /kvfv, the dashboard, /metrics from the store (ClickHouse, or a \
+            SQLite store written by a single aggregator). Cameras new to the store appear within a second. \
+            POST /events answers 503: send events to an ingest node.
+            """)
+
+    @OptionGroup var storage: StorageOptions
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Option(help: "Address to bind. Default: 127.0.0.1.") var host: String?
+    @Option(help: "Port; 0 picks a free port. Default: 8080.") var port: Int?
+
+    func run() async throws {
+        let settings = try await Settings.load(configFile: storage.configFile)
+        let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
+        let registry = bootstrapPrometheus()
+        var configuration = EngineConfiguration(policy: try settings.policy(storage))
+        configuration.followsStore = true
+        let store: any Store
+        switch try settings.storeKind(storeOptions) {
+        case .clickhouse:
+            store = try settings.clickHouseStore(storeOptions, writer: "api", logger: logger)
+        case .sqlite:
+            let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
+            store = try SQLiteStore(path: URL(fileURLWithPath: dataDir).appendingPathComponent("store.sqlite").path, logger: logger)
+        }
+        let engine = try Engine(log: ExternalLog(), store: store, configuration: configuration, logger: logger)
+        try engine.refreshCamerasFromStore()
+        let server = ServerConfiguration(
+            host: settings.string("host", host, default: "127.0.0.1"), port: try settings.int("port", port, default: 8080))
+        let app = SpeedflowHTTP.application(
+            engine: engine, configuration: server, prometheus: registry, logger: logger,
+            onServerRunning: { port in
+                FileHandle.standardOutput.write(Data("speedflow api listening on http://\(server.host):\(port)\n".utf8))
+            })
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: EngineService(engine: engine)), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,343 @@
+#if Kafka
+import ArgumentParser
+import Dispatch
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import SpeedflowClickHouse
+import SpeedflowEngine
+import SpeedflowKafka
+import SpeedflowLog
+import SpeedflowModel
+import SpeedflowServer
+import SpeedflowStore
+import Synchronization
+
+// Scale-out: `ingest` nodes (HTTP → Kafka) · `aggregate` members of a consumer group (Kafka → store) ·
+// `api` nodes (store → HTTP). Built only with the `Kafka` package trait.
+
+struct KafkaOptions: ParsableArguments {
+    @Option(help: "The log between ingest and aggregation: kafka (the only choice for these commands). Default: kafka.")
+    var log: String?
+
+    @Option(help: "Kafka bootstrap servers, host:port[,host:port...]. Env: SPEEDFLOW_BROKERS.")
+    var brokers: String?
+
+    @Option(help: "Topic of camera events (keyed by kvfv_id, so a camera lives in one partition). Default: speedflow-events.")
+    var topic: String?
+
+    func resolve(_ settings: Settings) throws -> (brokers: String, topic: String) {
+        let log = settings.string("log", self.log, default: "kafka")
+        guard log == "kafka" else { throw ValidationError("--log must be kafka for this command, not '\(log)'") }
+        let brokers = settings.string("brokers", self.brokers, default: "")
+        guard !brokers.isEmpty else { throw ValidationError("--brokers is required (e.g. 127.0.0.1:9092)") }
+        return (brokers, settings.string("topic", topic, default: "speedflow-events"))
+    }
+}
+
+/// Runs `body` on a thread of its own: blocking work (librdkafka-backed waits, ClickHouse over HTTP, flushes)
+/// never occupies the cooperative pool.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+        Thread.detachNewThread { c.resume(with: Result { try body() }) }
+    }
+}
+
+
+/// The log of an ingest node: appending produces to Kafka — one message per camera per request, keyed by
+/// `kvfv_id`, value an `EventRecord` — and returns only when every delivery report says it is in Kafka
+/// (idempotent producer, `acks=all`). It runs on the engine's commit thread, which is meant to block.
+final class KafkaLog: Log {
+    let producer: KafkaProducer
+    let topic: String
+    private let appended = Atomic<UInt64>(0)
+    private let bytes = Atomic<Int64>(0)
+
+    init(producer: KafkaProducer, topic: String) {
+        self.producer = producer
+        self.topic = topic
+    }
+
+    func append(_ payloads: [[UInt8]]) throws -> [LogOffset] {
+        var messages: [KafkaProducerMessage] = []
+        var size: Int64 = 0
+        for payload in payloads {
+            let record = try payload.withUnsafeBytes { try EventRecord.decode($0) }
+            // Keep each camera's events in request order; one message per camera.
+            var order: [String] = []
+            var byCamera: [String: [CameraEvent]] = [:]
+            for e in record.events {
+                if byCamera[e.kvfvId] == nil { order.append(e.kvfvId) }
+                byCamera[e.kvfvId, default: []].append(e)
+            }
+            for camera in order {
+                let value = EventRecord(arrivalMs: record.arrivalMs, events: byCamera[camera]!).encoded()
+                size += Int64(value.count)
+                messages.append(KafkaProducerMessage(topic: topic, key: Array(camera.utf8), value: value))
+            }
+        }
+        let outcome = DeliveryOutcome()
+        let done = DispatchSemaphore(value: 0)
+        let producer = self.producer
+        let batch = messages
+        Task {
+            do {
+                try await producer.send(batch)
+            } catch {
+                outcome.error.withLock { $0 = error }
+            }
+            done.signal()
+        }
+        done.wait()
+        if let error = outcome.error.withLock({ $0 }) {
+            throw LogError(.io, "Kafka did not confirm delivery: \(error)")
+        }
+        bytes.add(size, ordering: .relaxed)
+        let base = appended.add(UInt64(payloads.count), ordering: .relaxed).newValue - UInt64(payloads.count)
+        return (1...payloads.count).map { LogOffset(base + UInt64($0)) }
+    }
+
+    var endOffset: LogOffset { LogOffset(appended.load(ordering: .relaxed)) }
+    var startOffset: LogOffset { .zero }
+    var sizeInBytes: Int64 { bytes.load(ordering: .relaxed) }
+
+    func read(from offset: LogOffset, _ body: (UnsafeRawBufferPointer, LogOffset) throws -> Void) throws {
+        // Ingest nodes keep no state to replay: aggregators read Kafka.
+    }
+
+    func removeSegments(consumedUpTo consumed: LogOffset, lastWrittenBeforeMs cutoffMs: Int64) throws -> Int { 0 }
+    func close() throws {}
+}
+
+final class DeliveryOutcome: Sendable {
+    let error = Mutex<(any Error)?>(nil)
+}
+
+struct IngestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingest",
+        abstract: "Stateless HTTP ingest node: POST /events (same contract) into Kafka, answered once Kafka has them.",
+        discussion: """
+            Validates exactly as `serve` does, then produces the valid events to the topic keyed by kvfv_id with the \
+            idempotent producer (acks=all), and answers 200 only after the delivery reports say every one is in \
+            Kafka. Broker trouble: 503 + Retry-After, never a lost acknowledgement. Dedup happens downstream in the \
+            aggregators, so "accepted" counts every valid event and "duplicates" is 0. Run as many as you like \
+            behind a load balancer.
+            """)
+
+    @OptionGroup var storage: StorageOptions
+    @OptionGroup var kafka: KafkaOptions
+
+    @Option(help: "Address to bind. Default: 127.0.0.1.") var host: String?
+    @Option(help: "Port; 0 picks a free port (printed on stdout). Default: 8080.") var port: Int?
+    @Option(help: "Largest request body. Default: 64MiB.") var maxBodySize: String?
+    @Option(help: "Events waiting for Kafka beyond which requests get 503. Default: 500000.") var maxPendingEvents: Int?
+
+    func run() async throws {
+        let settings = try await Settings.load(configFile: storage.configFile)
+        let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
+        let registry = bootstrapPrometheus()
+        let (brokers, topic) = try kafka.resolve(settings)
+        var configuration = EngineConfiguration(policy: try settings.policy(storage))
+        configuration.aggregates = false
+        configuration.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: 500_000)
+        let server = ServerConfiguration(
+            host: settings.string("host", host, default: "127.0.0.1"), port: try settings.int("port", port, default: 8080),
+            maxBodyBytes: try settings.bytes("max_body_size", maxBodySize, default: "64MiB"))
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: brokers), logger: logger)
+        let engine = try Engine(
+            log: KafkaLog(producer: producer, topic: topic), store: NullStore(), configuration: configuration, logger: logger)
+        let app = SpeedflowHTTP.application(
+            engine: engine, configuration: server, prometheus: registry, logger: logger,
+            onServerRunning: { port in
+                FileHandle.standardOutput.write(Data("speedflow ingest listening on http://\(server.host):\(port) (kafka \(brokers), topic \(topic))\n".utf8))
+            })
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: EngineService(engine: engine)), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        await producer.close()
+    }
+}
+
+struct AggregateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "aggregate",
+        abstract: "Consumer-group member: Kafka partitions → dedup + 5-minute buckets → the store, exactly once.",
+        discussion: """
+            Joins the consumer group and, for each partition assigned to it, opens the partition's state in the \
+            store (offsets and dedup identities; with ClickHouse the markers of writer "<topic>/<partition>") and \
+            consumes from the stored offset. Flushes write state and offset together (see the ClickHouse store), \
+            so a crash at any point is replayed exactly by whoever gets the partition next. On revocation it \
+            flushes before letting go. /health and /metrics on --port.
+            """)
+
+    @OptionGroup var storage: StorageOptions
+    @OptionGroup var kafka: KafkaOptions
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Option(help: "Consumer group. Default: speedflow-aggregators.") var group: String?
+    @Option(help: "Address for /health and /metrics. Default: 127.0.0.1.") var host: String?
+    @Option(help: "Port for /health and /metrics; 0 picks one. Default: 8081.") var port: Int?
+    @Option(help: "How often each partition's state and offset are committed to the store. Default: 250ms.")
+    var flushInterval: String?
+
+    func run() async throws {
+        let settings = try await Settings.load(configFile: storage.configFile)
+        let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
+        let registry = bootstrapPrometheus()
+        let (brokers, topic) = try kafka.resolve(settings)
+        var engineConfiguration = EngineConfiguration(policy: try settings.policy(storage))
+        engineConfiguration.flushIntervalMs = try settings.durationMs("flush_interval", flushInterval, default: "250ms")
+        let configuration = engineConfiguration
+        let kind = try settings.storeKind(storeOptions)
+        let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
+        let client = kind == .clickhouse
+            ? ClickHouseClient(topology: try settings.clickHouseTopology(storeOptions), logger: logger) : nil
+        let storeOptions = self.storeOptions
+
+        @Sendable func openPartition(_ p: KafkaPartition) throws -> Engine {
+            let store: any Store
+            switch kind {
+            case .clickhouse:
+                store = try settings.clickHouseStore(storeOptions, writer: "\(p.topic)/\(p.partition)", client: client, logger: logger)
+            case .sqlite:
+                let dir = URL(fileURLWithPath: dataDir).appendingPathComponent("aggregate", isDirectory: true)
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                store = try SQLiteStore(path: dir.appendingPathComponent("\(p.topic)-\(p.partition).sqlite").path, logger: logger)
+            }
+            return try Engine(log: ExternalLog(), store: store, configuration: configuration, logger: logger)
+        }
+
+        let engines = PartitionEngines()
+        let consumer = try KafkaConsumer(
+            configuration: .init(bootstrapServers: brokers, groupID: settings.string("group", group, default: "speedflow-aggregators"), topics: [topic]),
+            logger: logger,
+            startOffsets: { partitions in
+                try await offPool {
+                    var offsets: [KafkaPartition: Int64] = [:]
+                    for p in partitions {
+                        let engine = try openPartition(p)
+                        engines.set(p, engine)
+                        offsets[p] = Int64(engine.storedOffset)
+                    }
+                    logger.info("Partitions assigned", metadata: ["offsets": "\(offsets.sorted { $0.key < $1.key })"])
+                    return offsets
+                }
+            })
+
+        let router = Router()
+        router.get("/health") { _, _ in "{\"status\":\"ok\"}" }
+        router.get("/metrics") { _, _ -> Response in
+            var bytes = [UInt8]()
+            registry.emit(into: &bytes)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+        let host = settings.string("host", self.host, default: "127.0.0.1")
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(host, port: try settings.int("port", port, default: 8081))),
+            onServerRunning: { channel in
+                FileHandle.standardOutput.write(Data("speedflow aggregate listening on http://\(host):\(channel.localAddress?.port ?? 0) (kafka \(brokers), topic \(topic))\n".utf8))
+            }, logger: logger)
+        let service = AggregatorService(consumer: consumer, engines: engines, logger: logger)
+        let serviceGroup = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await serviceGroup.run()
+        client?.shutdown()
+    }
+}
+
+/// The engines of the partitions this aggregator owns.
+final class PartitionEngines: Sendable {
+    private let map = Mutex<[KafkaPartition: Engine]>([:])
+
+    subscript(_ p: KafkaPartition) -> Engine? { map.withLock { $0[p] } }
+    func set(_ p: KafkaPartition, _ e: Engine) { map.withLock { $0[p] = e } }
+    func remove(_ p: KafkaPartition) -> Engine? { map.withLock { $0.removeValue(forKey: p) } }
+    var all: [Engine] { map.withLock { Array($0.values) } }
+}
+
+/// The consume → apply → flush loop of one aggregator.
+struct AggregatorService: Service {
+    let consumer: KafkaConsumer
+    let engines: PartitionEngines
+    let logger: Logger
+
+    func run() async throws {
+        let engines = self.engines
+        let logger = self.logger
+        // Flushes are started by records arriving; this makes the last ones land when the topic goes quiet.
+        let ticker = Task {
+            while !Task.isCancelled {
+                for engine in engines.all { engine.tick() }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        defer { ticker.cancel() }
+        try await withGracefulShutdownHandler {
+            for try await event in consumer.events {
+                switch event {
+                case .assigned(let partitions):
+                    logger.info("Consuming", metadata: ["partitions": "\(partitions.keys.sorted())"])
+                case .messages(let messages):
+                    try await offPool { Self.apply(messages, engines: engines, logger: logger) }
+                case .revoked(let partitions):
+                    // Flush before letting go: the next owner starts from what is stored (a failed flush only
+                    // means it replays more).
+                    try await offPool {
+                        for p in partitions {
+                            guard let engine = engines.remove(p) else { continue }
+                            do {
+                                try engine.flushSynchronously()
+                            } catch {
+                                logger.warning("Flush on revoke failed; the next owner replays", metadata: ["partition": "\(p)", "error": "\(error)"])
+                            }
+                        }
+                        logger.info("Partitions revoked", metadata: ["partitions": "\(partitions.sorted())"])
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            Task { await consumer.close() }
+        }
+        // Leaving: commit what we have.
+        try await offPool {
+            for engine in engines.all { try? engine.flushSynchronously() }
+        }
+    }
+
+    /// Applies in partition order; a record whose late bucket cannot be read from the store is retried (its
+    /// already-applied events are duplicates on the retry, so it stays exact) until the store answers.
+    static func apply(_ messages: [KafkaConsumerMessage], engines: PartitionEngines, logger: Logger) {
+        for m in messages {
+            let partition = KafkaPartition(topic: m.topic, partition: m.partition)
+            guard let engine = engines[partition] else { continue }
+            let record: EventRecord
+            do {
+                record = try m.value.withUnsafeBytes { try EventRecord.decode($0) }
+            } catch {
+                logger.error("Skipping a message that is not an event record", metadata: ["partition": "\(partition)", "offset": "\(m.offset)", "error": "\(error)"])
+                continue
+            }
+            var delay = 0.05
+            while true {
+                do {
+                    _ = try engine.applyDurable(record, endOffset: UInt64(m.offset + 1))
+                    break
+                } catch {
+                    logger.warning("Apply failed; retrying", metadata: ["partition": "\(partition)", "offset": "\(m.offset)", "error": "\(error)"])
+                    Thread.sleep(forTimeInterval: delay)
+                    delay = min(delay * 2, 2)
+                }
+            }
+        }
+    }
+}
+
+#endif
