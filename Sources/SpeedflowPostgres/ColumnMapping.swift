@@ -41,76 +41,59 @@ struct ColumnMapping: Sendable {
     /// The fallback idempotency key of a row: stable, so a re-read row is a duplicate, never a second event.
     func fallbackEventId(_ id: String) -> String { "pg:\(tableName):\(id)" }
 
-    /// `json_build_object(...)::text` over alias `t`: PostgreSQL renders values as JSON (timestamptz as ISO 8601
-    /// with offset), and `EventBatch.decode` validates them as it does HTTP bodies.
-    func jsonExpression() -> String {
+    /// Where the values of the JSON expression come from.
+    enum ValueSource {
+        /// A table row, alias `t` (poll, notify).
+        case row
+        /// A wal2json change's columns as one `jsonb` object `{"column": value}`, alias `y.cols` (logical):
+        /// wal2json writes values as PostgreSQL prints them, so typed columns are cast back to their own type,
+        /// which cannot fail, before being rendered like a row's.
+        case change
+    }
+
+    /// `json_build_object(...)::text`: PostgreSQL renders values as JSON (timestamptz as ISO 8601 with offset),
+    /// and `EventBatch.decode` validates them as it does HTTP bodies.
+    func jsonExpression(_ source: ValueSource = .row) -> String {
+        func value(_ column: String) -> String {
+            switch source {
+            case .row: return "t." + SQL.identifier(column)
+            case .change: return "(y.cols -> \(SQL.literal(column)))"
+            }
+        }
+        func text(_ column: String) -> String {
+            switch source {
+            case .row: return "t.\(SQL.identifier(column))::text"
+            case .change: return "(y.cols ->> \(SQL.literal(column)))"
+            }
+        }
+        func typed(_ column: String, _ type: String) -> String {
+            switch source {
+            case .row: return "t." + SQL.identifier(column)
+            case .change: return "(y.cols ->> \(SQL.literal(column)))::\(type)"
+            }
+        }
         var parts: [String] = []
         for field in PostgresSourceConfiguration.fields {
-            let column = columns[field].map { "t." + SQL.identifier($0) }
+            let column = columns[field]
             switch field {
             case "event_id":
-                let fallback = "\(SQL.literal("pg:\(tableName):")) || t.\(SQL.identifier(idColumn))::text"
-                parts.append("'event_id', " + (column.map { "COALESCE(\($0)::text, \(fallback))" } ?? fallback))
+                let fallback = "\(SQL.literal("pg:\(tableName):")) || \(text(idColumn))"
+                parts.append("'event_id', " + (column.map { "COALESCE(\(text($0)), \(fallback))" } ?? fallback))
             case "timestamp":
                 guard let column else { continue }
-                // A timestamp without time zone is read as UTC.
-                let isLocal = types[columns[field]!] == "timestamp without time zone"
-                parts.append("'timestamp', " + (isLocal ? "(\(column) AT TIME ZONE 'UTC')" : column))
+                switch types[column] {
+                case "timestamp without time zone":  // read as UTC
+                    parts.append("'timestamp', (\(typed(column, "timestamp")) AT TIME ZONE 'UTC')")
+                case "timestamp with time zone":
+                    parts.append("'timestamp', \(typed(column, "timestamptz"))")
+                default:
+                    parts.append("'timestamp', \(value(column))")
+                }
             default:
                 guard let column else { continue }
-                parts.append("\(SQL.literal(field)), \(column)")
+                parts.append("\(SQL.literal(field)), \(value(column))")
             }
         }
         return "json_build_object(\(parts.joined(separator: ", ")))::text"
-    }
-
-    /// The same object built from a logical-decoding change (wal2json `columns`).
-    func jsonObject(fromChange values: [String: JSONValue]) -> (json: String, id: String) {
-        var object: [String: JSONValue] = [:]
-        let id: String
-        switch values[idColumn] {
-        case .integer(let i): id = String(i)
-        case .string(let s): id = s
-        case .number(let d): id = String(d)
-        default: id = ""
-        }
-        for field in PostgresSourceConfiguration.fields {
-            guard let column = columns[field] else { continue }
-            var value = values[column] ?? .null
-            switch field {
-            case "timestamp":
-                if case .string(let s) = value { value = .string(Self.rfc3339(fromPostgres: s)) }
-            case "event_id":
-                switch value {
-                case .integer(let i): value = .string(String(i))
-                case .number(let d): value = .string(String(d))
-                default: break
-                }
-            default: break
-            }
-            object[field] = value
-        }
-        if object["event_id"] == nil || object["event_id"] == .null { object["event_id"] = .string(fallbackEventId(id)) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let data = (try? encoder.encode(object)) ?? Data("{}".utf8)
-        return (String(decoding: data, as: UTF8.self), id)
-    }
-
-    /// `2026-11-22 10:15:30.123+00` (PostgreSQL's ISO output) → `2026-11-22T10:15:30.123+00:00`; no offset
-    /// (timestamp without time zone) → UTC. Anything else is passed on and rejected by validation.
-    static func rfc3339(fromPostgres s: String) -> String {
-        var chars = Array(s)
-        guard chars.count >= 19, chars[10] == " " else { return s }
-        chars[10] = "T"
-        var out = String(chars)
-        // The offset: a sign after the seconds (position ≥ 19), as ±HH, ±HH:MM or ±HH:MM:SS.
-        if let signIndex = chars.indices.dropFirst(19).first(where: { chars[$0] == "+" || chars[$0] == "-" }) {
-            let offset = chars.count - signIndex - 1
-            if offset == 2 { out += ":00" }
-        } else if !out.hasSuffix("Z") {
-            out += "Z"
-        }
-        return out
     }
 }

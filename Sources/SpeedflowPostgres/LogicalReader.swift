@@ -53,47 +53,41 @@ final class LogicalReader {
         }
     }
 
-    struct Change: Decodable {
-        struct Column: Decodable {
-            var name: String
-            var value: JSONValue?
-        }
-        var action: String
-        var schema: String?
-        var table: String?
-        var columns: [Column]?
-    }
-
     /// One peek: `(true, _)` when transactions were consumed (the slot advanced), `(_, true)` when the slot
     /// had nothing.
+    ///
+    /// PostgreSQL itself turns each wal2json insert into the event's JSON object (the same expression as the
+    /// row read of poll/notify, over the change's columns), so Swift only sees one short text per change.
     func readOnce() async throws -> (Bool, Bool) {
         let c = configuration
-        let table = "\(c.schemaName).\(c.tableName)"
-        let result = try await connection.rows(
+        var binds = PostgresBindings(capacity: 5)
+        binds.append(c.slotName)
+        binds.append(Int32(clamping: c.batchSize))
+        binds.append(wal2jsonTableName(c))
+        binds.append(c.schemaName)
+        binds.append(c.tableName)
+        let ours = "x.j ->> 'schema' = $4 AND x.j ->> 'table' = $5"
+        let sql = """
+            SELECT c.lsn::text, x.j ->> 'action', (\(ours)),
+              CASE WHEN x.j ->> 'action' = 'I' AND \(ours) THEN \(mapping.jsonExpression(.change)) END,
+              CASE WHEN x.j ->> 'action' = 'I' AND \(ours) THEN y.cols ->> \(SQL.literal(c.idColumn)) END
+            FROM pg_logical_slot_peek_changes($1, NULL, $2, 'format-version', '2', 'include-transaction', 'true',
+                   'include-types', 'false', 'add-tables', $3) WITH ORDINALITY AS c(lsn, xid, data, n)
+            CROSS JOIN LATERAL (SELECT c.data::jsonb AS j OFFSET 0) x  -- OFFSET 0: parse once, not per reference
+            CROSS JOIN LATERAL (SELECT jsonb_object_agg(e ->> 'name', e -> 'value') AS cols
+                                FROM jsonb_array_elements(x.j -> 'columns') e) y
+            ORDER BY c.n
             """
-            SELECT lsn::text, data FROM pg_logical_slot_peek_changes(\(c.slotName), NULL, \(Int32(clamping: c.batchSize)), \
-            'format-version', '2', 'include-transaction', 'true', 'include-types', 'false', \
-            'add-tables', \(wal2jsonTableName(c)))
-            """,
-            logger: source.logger)
-        let decoder = JSONDecoder()
+        let result = try await connection.rows(PostgresQuery(unsafeSQL: sql, binds: binds), logger: source.logger)
         var rows: [PostgresSource.SourceRow] = []
         var transaction: [(lsn: UInt64, row: PostgresSource.SourceRow)] = []
         var endLSN: String?
-        var sawAny = false
         for row in result {
-            let (lsnText, data) = try row.decode((String, String).self)
-            sawAny = true
+            let (lsnText, action, isOurs, json, id) = try row.decode((String, String, Bool?, String?, String?).self)
             guard let lsn = Self.parseLSN(lsnText) else {
                 throw PostgresSourceError(.decoding, "unexpected LSN '\(lsnText)'")
             }
-            let change: Change
-            do {
-                change = try decoder.decode(Change.self, from: Data(data.utf8))
-            } catch {
-                throw PostgresSourceError(.decoding, "wal2json change not understood: \(data.prefix(200))")
-            }
-            switch change.action {
+            switch action {
             case "B":
                 transaction.removeAll(keepingCapacity: true)
             case "C":
@@ -105,22 +99,19 @@ final class LogicalReader {
                 transaction.removeAll(keepingCapacity: true)
                 endLSN = lsnText
             case "I":
-                guard "\(change.schema ?? "").\(change.table ?? "")" == table else { continue }
-                var values: [String: JSONValue] = [:]
-                for column in change.columns ?? [] { values[column.name] = column.value ?? .null }
-                let (json, id) = mapping.jsonObject(fromChange: values)
-                transaction.append((lsn, .init(position: .start, rowId: id, json: json)))
+                guard isOurs == true, let json else { continue }
+                transaction.append((lsn, .init(position: .start, rowId: id ?? "", json: json)))
             case "U":
-                if "\(change.schema ?? "").\(change.table ?? "")" == table { source.noteIgnored("update") }
+                if isOurs == true { source.noteIgnored("update") }
             case "D":
-                if "\(change.schema ?? "").\(change.table ?? "")" == table { source.noteIgnored("delete") }
+                if isOurs == true { source.noteIgnored("delete") }
             case "T":
-                if "\(change.schema ?? "").\(change.table ?? "")" == table { source.noteIgnored("truncate") }
+                if isOurs == true { source.noteIgnored("truncate") }
             default:
                 source.noteIgnored("message")
             }
         }
-        guard let endLSN else { return (false, !sawAny) }
+        guard let endLSN else { return (false, result.isEmpty) }
         try await source.deliver(rows)
         // Durable: now the slot may forget these transactions.
         _ = try await connection.rows(
