@@ -5,7 +5,8 @@
 #   backlog    ROWS rows already committed; `speedflow source postgres --exit-when-caught-up` drains them
 #              (rows/s = rows / wall time of the command, engine start and fsyncs included)
 #   streaming  `speedflow serve` with the source running; WRITERS psql sessions insert ROWS rows in
-#              transactions of TXN rows; rows/s = rows / (first insert → last row counted in /metrics)
+#              transactions of TXN rows; rows/s = rows / (first insert → last row counted in /metrics), and
+#              the writers' own rate (rows / (first insert → last commit)), which bounds it
 #
 # Usage: bench/postgres.sh [backlog|streaming|all]   (env: ROWS, REPEAT, BATCH, WRITERS, TXN, SCRATCH)
 set -euo pipefail
@@ -99,21 +100,27 @@ streaming() {  # mode run → rows/s
     pids+=($!)
   done
   wait "${pids[@]}"
-  local expected=$((per * WRITERS))
+  local tw expected=$((per * WRITERS))
+  tw=$(now)
   until [ "$(counted "$port")" -ge "$expected" ]; do sleep 0.01; done
   t1=$(now)
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
   rm -rf "$data" "$data.out"
   drop_table "$table" "$mode"
-  awk -v n="$expected" -v a="$t0" -v b="$t1" 'BEGIN {printf "%d\n", n / (b - a)}'
+  awk -v n="$expected" -v a="$t0" -v b="$t1" -v w="$tw" 'BEGIN {printf "%d %d\n", n / (b - a), n / (w - a)}'
 }
 
 echo "bench/postgres: $ROWS rows, batch $BATCH, medians of $REPEAT ($(nproc) cores, PostgreSQL on the same machine)"
 for scenario in backlog streaming; do
   [ "$WHAT" = all ] || [ "$WHAT" = "$scenario" ] || continue
   for mode in poll notify logical; do
-    results=()
-    for run in $(seq 1 "$REPEAT"); do results+=("$($scenario "$mode" "$run")"); done
-    printf '%-9s %-7s %8s rows/s   (runs: %s)\n' "$scenario" "$mode" "$(printf '%s\n' "${results[@]}" | median)" "${results[*]}"
+    results=(); writers=()
+    for run in $(seq 1 "$REPEAT"); do
+      read -r rate wrate < <($scenario "$mode" "$run")
+      results+=("$rate"); [ -n "${wrate:-}" ] && writers+=("$wrate")
+    done
+    extra=
+    [ ${#writers[@]} -gt 0 ] && extra="; the writers alone: $(printf '%s\n' "${writers[@]}" | median) rows/s"
+    printf '%-9s %-7s %8s rows/s   (runs: %s%s)\n' "$scenario" "$mode" "$(printf '%s\n' "${results[@]}" | median)" "${results[*]}" "$extra"
   done
 done
