@@ -240,6 +240,12 @@ extension PostgresConnection {
         let result: EventLoopFuture<PostgresQueryResult> = self.query(query, logger: logger)
         result.whenComplete(settle)
         closeFuture.whenComplete { _ in settle(.failure(PostgresSourceError(.connectionClosed, "the connection closed"))) }
-        return try await answer.futureResult.get().rows
+        // Shutdown cancels the source's task: give up the query (and the connection) instead of waiting it out.
+        return try await withTaskCancellationHandler {
+            try await answer.futureResult.get().rows
+        } onCancel: {
+            settle(.failure(CancellationError()))
+            let _: EventLoopFuture<Void> = self.close()
+        }
     }
 }
