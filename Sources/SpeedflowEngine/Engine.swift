@@ -157,6 +157,9 @@ public final class Engine: Sendable {
         guard !events.isEmpty else { return IngestOutcome() }
         let record = EventRecord(arrivalMs: arrivalMs, events: events)
         let payload = record.encoded()
+        if !configuration.aggregates, let log = log as? any ConcurrentAppendLog {
+            return try await ingestDirectly(payload, count: events.count, into: log, arrivalMs: arrivalMs)
+        }
         let result = await withCheckedContinuation { (c: CheckedContinuation<Result<IngestOutcome, IngestError>, Never>) in
             let refused: IngestError? = intake.withLock { s in
                 if s.closing { return IngestError(.shuttingDown, "the server is shutting down") }
@@ -180,6 +183,30 @@ public final class Engine: Sendable {
         let outcome = try result.get()
         // Statistics are kept by the requesting task, in parallel, not on the commit thread.
         stats.record(outcome: outcome, latenessMs: events.map { arrivalMs - $0.timestampMs }, nowMs: clock())
+        return outcome
+    }
+
+    /// A stateless ingest node: each request waits for its own records only (the log pipelines them).
+    private func ingestDirectly(
+        _ payload: [UInt8], count: Int, into log: any ConcurrentAppendLog, arrivalMs: Int64
+    ) async throws(IngestError) -> IngestOutcome {
+        let refused: IngestError? = intake.withLock { s in
+            if s.closing { return IngestError(.shuttingDown, "the server is shutting down") }
+            if s.pendingEvents > 0 && s.pendingEvents + count > configuration.maxPendingEvents {
+                return IngestError(.overloaded, "\(s.pendingEvents) events are waiting for the log")
+            }
+            s.pendingEvents += count
+            return nil
+        }
+        if let refused { throw refused }
+        defer { intake.withLock { $0.pendingEvents -= count } }
+        do {
+            try await log.appendConcurrently(payload)
+        } catch {
+            throw IngestError(.logFailure, "\(error)")
+        }
+        let outcome = IngestOutcome(accepted: count)
+        stats.record(outcome: outcome, latenessMs: [], nowMs: clock())
         return outcome
     }
 

@@ -414,8 +414,11 @@ final class FleetWorker {
             lastNew = entry.event
         }
         local.eventsAcked = newlyAcked
-        let countsConsistent = accepted + duplicates == nonRejected
-            && (request.uncertainAttempts == 0 ? accepted == mayBeNew : accepted <= mayBeNew)
+        // A stateless ingest node (`speedflow ingest`) cannot tell duplicates: it accepts every valid event.
+        let countsConsistent = shared.configuration.statelessIngest
+            ? accepted == nonRejected && duplicates == 0
+            : accepted + duplicates == nonRejected
+                && (request.uncertainAttempts == 0 ? accepted == mayBeNew : accepted <= mayBeNew)
         if !countsConsistent {
             local.anomalies.countMismatches += 1
             local.anomalies.note("\(cameraId): answer accepted \(accepted) duplicates \(duplicates) for \(nonRejected) unrejected events of which \(mayBeNew) new (uncertain attempts: \(request.uncertainAttempts))")

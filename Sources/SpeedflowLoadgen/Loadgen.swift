@@ -127,6 +127,13 @@ public enum Loadgen {
         if configuration.verify {
             let oracles = finished.sorted { $0.index < $1.index }.map { (id: cameraIds[Int($0.index)], oracle: $0.oracle) }
             var v = await Verifier(client: client, baseURL: queryURL, parallelism: 8).verify(oracles: oracles)
+            // Behind Kafka, aggregation trails the acknowledgements: give it time to converge (never to pass
+            // wrongly: a count above the truth stays a mismatch however long we wait).
+            let converge = clock.now + configuration.verifyWait
+            while !v.passed && clock.now < converge {
+                try? await Task.sleep(for: .seconds(1))
+                v = await Verifier(client: client, baseURL: queryURL, parallelism: 8).verify(oracles: oracles)
+            }
             v.ingestAnomalies = total.anomalies.failing
             v.unacknowledged = total.unacknowledged
             if v.ingestAnomalies > 0 || v.unacknowledged > 0 { v.passed = false }

@@ -29,6 +29,11 @@ public struct LoadgenConfiguration: Sendable {
     public var url: String = "http://127.0.0.1:8080"
     /// Where queries go (freshness probe, `--verify`): an API node in a scale-out deployment. Default: `url`.
     public var queryURL: String?
+    /// The target is a stateless ingest node (dedup happens downstream): answers count every valid event as
+    /// accepted and none as duplicate; exactness is still checked by `--verify` on the query side.
+    public var statelessIngest = false
+    /// How long `--verify` keeps re-checking until the windows match (for asynchronous pipelines). Default: 0.
+    public var verifyWait: Duration = .zero
     /// Number of simulated cameras. Default: 1,000.
     public var cameras: Int = 1000
     /// Camera id prefix; ids are the prefix and a 5-digit number (`KV00001`).

@@ -13,3 +13,10 @@ public final class ExternalLog: Log {
     public func close() throws {}
 
 }
+
+/// A log that takes concurrent appends itself (Kafka: the producer batches and pipelines), so an engine that
+/// does not aggregate can skip its group-commit thread and let every request wait only for its own records.
+public protocol ConcurrentAppendLog: Log {
+    /// Returns once `payload` is durable in the log.
+    func appendConcurrently(_ payload: [UInt8]) async throws
+}

@@ -50,7 +50,7 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
 /// The log of an ingest node: appending produces to Kafka — one message per camera per request, keyed by
 /// `kvfv_id`, value an `EventRecord` — and returns only when every delivery report says it is in Kafka
 /// (idempotent producer, `acks=all`). It runs on the engine's commit thread, which is meant to block.
-final class KafkaLog: Log {
+final class KafkaLog: ConcurrentAppendLog {
     let producer: KafkaProducer
     let topic: String
     private let appended = Atomic<UInt64>(0)
@@ -61,12 +61,12 @@ final class KafkaLog: Log {
         self.topic = topic
     }
 
-    func append(_ payloads: [[UInt8]]) throws -> [LogOffset] {
+    /// One message per camera per record, keyed by `kvfv_id`, each camera's events in request order.
+    private func messages(_ payloads: [[UInt8]]) throws -> (messages: [KafkaProducerMessage], bytes: Int64) {
         var messages: [KafkaProducerMessage] = []
         var size: Int64 = 0
         for payload in payloads {
             let record = try payload.withUnsafeBytes { try EventRecord.decode($0) }
-            // Keep each camera's events in request order; one message per camera.
             var order: [String] = []
             var byCamera: [String: [CameraEvent]] = [:]
             for e in record.events {
@@ -79,13 +79,28 @@ final class KafkaLog: Log {
                 messages.append(KafkaProducerMessage(topic: topic, key: Array(camera.utf8), value: value))
             }
         }
+        return (messages, size)
+    }
+
+    func appendConcurrently(_ payload: [UInt8]) async throws {
+        let (messages, size) = try self.messages([payload])
+        do {
+            try await producer.send(messages)
+        } catch {
+            throw LogError(.io, "Kafka did not confirm delivery: \(error)")
+        }
+        bytes.add(size, ordering: .relaxed)
+        appended.add(1, ordering: .relaxed)
+    }
+
+    func append(_ payloads: [[UInt8]]) throws -> [LogOffset] {
+        let (messages, size) = try self.messages(payloads)
         let outcome = DeliveryOutcome()
         let done = DispatchSemaphore(value: 0)
         let producer = self.producer
-        let batch = messages
         Task {
             do {
-                try await producer.send(batch)
+                try await producer.send(messages)
             } catch {
                 outcome.error.withLock { $0 = error }
             }
@@ -214,8 +229,12 @@ struct AggregateCommand: AsyncParsableCommand {
         }
 
         let engines = PartitionEngines()
+        var consumerConfiguration = KafkaConsumerConfiguration(
+            bootstrapServers: brokers, groupID: settings.string("group", group, default: "speedflow-aggregators"), topics: [topic])
+        // Freshness: hand out what is there now instead of waiting up to 500 ms for fuller fetches.
+        consumerConfiguration.properties["fetch.wait.max.ms"] = "20"
         let consumer = try KafkaConsumer(
-            configuration: .init(bootstrapServers: brokers, groupID: settings.string("group", group, default: "speedflow-aggregators"), topics: [topic]),
+            configuration: consumerConfiguration,
             logger: logger,
             startOffsets: { partitions in
                 try await offPool {

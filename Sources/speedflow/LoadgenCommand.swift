@@ -42,6 +42,12 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Base URL for queries (freshness probe, --verify) when it differs from --url: an `speedflow api` node in a scale-out deployment.")
     var queryUrl: String?
 
+    @Flag(help: "--url is a stateless `speedflow ingest` node: its answers count every valid event as accepted (dedup happens in the aggregators); --verify still checks exactness.")
+    var statelessIngest = false
+
+    @Option(help: "With --verify: keep re-checking for up to this long until every window matches (a scale-out chain aggregates after the acknowledgement). Default: 0s.")
+    var verifyWait: DurationArgument = .init(.zero)
+
     @Option(help: "Number of simulated cameras.")
     var cameras = 1000
 
@@ -136,6 +142,8 @@ struct LoadgenCommand: AsyncParsableCommand {
         var c = LoadgenConfiguration()
         c.url = url
         c.queryURL = queryUrl
+        c.statelessIngest = statelessIngest
+        c.verifyWait = verifyWait.value
         c.cameras = cameras
         c.cameraPrefix = cameraPrefix
         c.mode = mode
