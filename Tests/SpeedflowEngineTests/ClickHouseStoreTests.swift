@@ -145,6 +145,43 @@ struct ClickHouseStoreTests {
         engine.shutdown()
     }
 
+
+    @Test("retention drops day partitions older than the horizon from aggregates and raw events, on every shard",
+          .enabled(if: !ClickHouseTestEnvironment.topologies.isEmpty), arguments: ClickHouseTestEnvironment.topologies)
+    func retentionDropsOldPartitions(topology: String) async throws {
+        let database = ClickHouseTestEnvironment.freshDatabase()
+        let client = ClickHouseClient(topology: try ClickHouseTopology(parsing: topology), logger: Logger(label: "retention"))
+        let store = try ClickHouseStore(client: client, database: database, retentionDays: 2)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var commit = StoreCommit(logOffset: 1, timeMs: now)
+        var keys: [BucketKey] = []
+        for (i, camera) in ["KV1", "KV2", "KV3", "KV4"].enumerated() {
+            commit.cameras.append(CameraRecord(id: Int64(i + 1), kvfvId: camera, lastEventMs: now, lastArrivalMs: now))
+            for age in [0, 5] as [Int64] {
+                let ms = now - age * 86_400_000
+                var state = BucketState()
+                state.add(50)
+                let key = BucketKey(camera: Int64(i + 1), bucket: Bucket.index(ofTimestamp: ms))
+                keys.append(key)
+                commit.buckets.append(.init(
+                    key: key, state: state, addedIds: [UInt64(age + 1)], delta: state,
+                    events: [CameraEvent(kvfvId: camera, timestampMs: ms, speed: 50, eventId: "e\(age)")]))
+            }
+        }
+        try store.commit(commit)
+        for key in keys { #expect(try store.loadBucket(key) != nil) }
+        let done = try #require(try store.maintain(nowMs: now))
+        #expect(done.contains("bucket_delta") && done.contains("events"))
+        // Replicas apply a DROP PARTITION from the replication log: wait until every one has.
+        try await waitUntil(timeout: .seconds(30)) {
+            try keys.allSatisfy { key in
+                let old = key.bucket < Bucket.index(ofTimestamp: now - 86_400_000)
+                return (try store.loadBucket(key) == nil) == old
+            }
+        }
+        // Nothing left to drop.
+        #expect(try store.maintain(nowMs: now) == nil)
+    }
 }
 
 /// Tests that stop and start ClickHouse nodes. `scripts/test` runs them on their own, after everything else,
