@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Dispatch
 import Foundation
 import Logging
 import NIOCore
@@ -66,6 +67,8 @@ public final class ClickHouseClient: Sendable {
     let logger: Logger
     /// Per shard, the replica that answered last: tried first next time, so reads follow writes.
     private let preferred: Mutex<[Int]>
+    /// Nodes that failed recently, and until when they are skipped.
+    private let downUntil = Mutex<[String: DispatchTime]>([:])
 
     public init(topology: ClickHouseTopology, logger: Logger) {
         self.topology = topology
@@ -109,7 +112,23 @@ public final class ClickHouseClient: Sendable {
         } catch {
             return http.eventLoopGroup.any().makeFailedFuture(ClickHouseError(kind: .configuration, message: "\(error)"))
         }
-        return http.execute(request: request, deadline: .now() + timeout).flatMapThrowing { response in
+        // Our own deadline on top of AsyncHTTPClient's: a request to a node killed mid-connection was seen to
+        // never complete (no timer left on the event loop), which would hang the engine's commit thread.
+        let loop = http.eventLoopGroup.any()
+        let promise = loop.makePromise(of: HTTPClient.Response.self)
+        let settled = Once()
+        let guardTimer = loop.scheduleTask(in: timeout + .seconds(2)) {
+            if settled.take() {
+                promise.fail(ClickHouseError(kind: .unreachable, message: "\(node): no answer within \(timeout)"))
+            }
+        }
+        http.execute(request: request, eventLoop: .delegate(on: loop), deadline: .now() + timeout).whenComplete { result in
+            guardTimer.cancel()
+            if settled.take() {
+                promise.completeWith(result)
+            }
+        }
+        return promise.futureResult.flatMapThrowing { response in
             let bytes = response.body.map { Array($0.readableBytesView) } ?? []
             guard response.status == .ok else {
                 let text = String(decoding: bytes.prefix(2000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -122,6 +141,43 @@ public final class ClickHouseClient: Sendable {
         }
     }
 
+    /// `execute`, blocking the calling thread (never an event loop) until the answer or `timeout` + 3 s.
+    ///
+    /// Waits on its own semaphore with a deadline rather than `EventLoopFuture.wait()`: a thread blocked in
+    /// `wait()` on a request to a replica killed mid-connection was seen never to wake (with the event loops
+    /// idle), which would freeze the engine's commit thread. A request given up here is abandoned.
+    public func call(
+        node: String, sql: String, body: [UInt8]? = nil, settings: [String: String] = [:], timeout: TimeAmount = .seconds(30)
+    ) throws -> [UInt8] {
+        // A node that just failed is skipped for a while instead of costing every caller a timeout.
+        if let until = downUntil.withLock({ $0[node] }), DispatchTime.now() < until {
+            throw ClickHouseError(kind: .unreachable, message: "\(node): marked down after a recent failure")
+        }
+        do {
+            let out = try callOnce(node: node, sql: sql, body: body, settings: settings, timeout: timeout)
+            downUntil.withLock { _ = $0.removeValue(forKey: node) }
+            return out
+        } catch let error as ClickHouseError where error.kind == .unreachable {
+            downUntil.withLock { $0[node] = DispatchTime.now() + .seconds(5) }
+            throw error
+        }
+    }
+
+    private func callOnce(
+        node: String, sql: String, body: [UInt8]?, settings: [String: String], timeout: TimeAmount
+    ) throws -> [UInt8] {
+        let answer = Answer()
+        execute(node: node, sql: sql, body: body, settings: settings, timeout: timeout).whenComplete { result in
+            answer.result.withLock { $0 = result }
+            answer.ready.signal()
+        }
+        let limit = DispatchTime.now() + .nanoseconds(Int(timeout.nanoseconds)) + .seconds(1)
+        guard answer.ready.wait(timeout: limit) == .success, let result = answer.result.withLock({ $0 }) else {
+            throw ClickHouseError(kind: .unreachable, message: "\(node): no answer within \(timeout)")
+        }
+        return try result.get()
+    }
+
     /// Runs on the shard's preferred replica, failing over to the others in turn.
     public func run(
         shard: Int, sql: String, body: [UInt8]? = nil, settings: [String: String] = [:], timeout: TimeAmount = .seconds(30)
@@ -132,7 +188,7 @@ public final class ClickHouseClient: Sendable {
         for attempt in 0..<replicas.count {
             let r = (first + attempt) % replicas.count
             do {
-                let result = try execute(node: replicas[r], sql: sql, body: body, settings: settings, timeout: timeout).wait()
+                let result = try call(node: replicas[r], sql: sql, body: body, settings: settings, timeout: timeout)
                 if attempt > 0 {
                     preferred.withLock { $0[shard] = r }
                     logger.warning("ClickHouse failover", metadata: ["shard": "\(shard + 1)", "replica": "\(replicas[r])"])
@@ -168,7 +224,7 @@ public final class ClickHouseClient: Sendable {
         var failures: [(String, any Error)] = []
         for node in topology.shards.joined() {
             do {
-                _ = try execute(node: node, sql: sql).wait()
+                _ = try call(node: node, sql: sql)
             } catch {
                 failures.append((node, error))
             }
@@ -192,4 +248,16 @@ func sqlString(_ s: String) -> String {
         }
     }
     return out + "'"
+}
+
+/// True for exactly one caller.
+final class Once: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func take() -> Bool { flag.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged }
+}
+
+/// A blocking caller's mailbox for one answer.
+final class Answer: Sendable {
+    let result = Mutex<Result<[UInt8], any Error>?>(nil)
+    let ready = DispatchSemaphore(value: 0)
 }

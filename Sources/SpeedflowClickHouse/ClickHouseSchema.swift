@@ -95,7 +95,7 @@ public struct ClickHouseSchema: Sendable {
 
     func migrate(node: String, client: ClickHouseClient, logger: Logger) throws -> [String] {
         func run(_ sql: String) throws -> [UInt8] {
-            try client.execute(node: node, sql: sql).wait()
+            try client.call(node: node, sql: sql)
         }
         var applied: [String] = []
         _ = try run("CREATE DATABASE IF NOT EXISTS \(database)")

@@ -69,10 +69,10 @@ public final class ClickHouseStore: Store {
             var lastError: (any Error)?
             for node in client.topology.shards[shard] {
                 do {
-                    let out = try client.execute(
+                    let out = try client.call(
                         node: node,
                         sql: "SELECT max(flush) FROM \(db).bucket_delta WHERE kvfv_id = '' AND writer = \(sqlString(writer)) FORMAT RowBinary"
-                    ).wait()
+                    )
                     var r = RowBinaryReader(out)
                     let v = try r.uint64()
                     best = max(best ?? 0, v)
@@ -96,7 +96,7 @@ public final class ClickHouseStore: Store {
         for node in client.topology.shards[shard] {
             let deadline = DispatchTime.now() + .seconds(60)
             while DispatchTime.now() < deadline {
-                guard let out = try? client.execute(node: node, sql: sql).wait() else { break }
+                guard let out = try? client.call(node: node, sql: sql, timeout: .seconds(5)) else { break }
                 var r = RowBinaryReader(out)
                 if (try? r.uint64()) == 0 { break }
                 Thread.sleep(forTimeInterval: 0.05)
@@ -112,10 +112,10 @@ public final class ClickHouseStore: Store {
             var lastError: (any Error)?
             for node in client.topology.shards[shard] {
                 do {
-                    outs.append(try client.execute(
+                    outs.append(try client.call(
                         node: node,
                         sql: "SELECT kvfv_id, max(last_event_ms), max(last_arrival_ms) FROM \(db).camera GROUP BY kvfv_id FORMAT RowBinary"
-                    ).wait())
+                    ))
                 } catch {
                     lastError = error
                 }
@@ -169,7 +169,7 @@ public final class ClickHouseStore: Store {
         for node in client.topology.shards[client.topology.shard(of: name)] {
             let out: [UInt8]
             do {
-                out = try client.execute(node: node, sql: sql, timeout: .seconds(5)).wait()
+                out = try client.call(node: node, sql: sql, timeout: .seconds(2))
             } catch {
                 lastError = error
                 continue

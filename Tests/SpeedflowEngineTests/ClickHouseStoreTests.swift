@@ -289,8 +289,13 @@ struct ClickHouseFailoverTests {
         restarted = true
         try await load(for: 2)
         #expect(failures == 0)
-        // Resent once ClickHouse is back, the late event counts once.
-        #expect(try await engine.ingest([late], arrivalMs: engine.now).accepted == 1)
+        // Resent (as a client does after 503 + Retry-After) once ClickHouse is back, the late event counts once.
+        var lateAccepted = -1
+        try await waitUntil(timeout: .seconds(30)) {
+            lateAccepted = try await engine.ingest([late], arrivalMs: engine.now).accepted
+            return true
+        }
+        #expect(lateAccepted == 1)
         _ = oracle.add(late)
         // The store catches up: its markers reach what the engine applied.
         let applied = engine.appliedLogOffset
