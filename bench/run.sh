@@ -20,7 +20,7 @@ WHAT=${1:-all}
 STORE=${STORE:-sqlite}
 # In-process camera-day queries: ClickHouse answers each in milliseconds, not microseconds, so fewer of them.
 if [ "$STORE" = clickhouse ]; then QUERIES=${QUERIES:-500}; else QUERIES=${QUERIES:-20000}; fi
-export CAMERAS
+export CAMERAS QUERY_DAYS
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 SCRATCH=${SCRATCH:-.build}
@@ -105,7 +105,7 @@ fi
 if [ "$WHAT" = all ] || [ "$WHAT" = query ]; then
   echo "== query: one camera-day at 5m with $QUERY_CAMERAS cameras × $QUERY_DAYS days stored"
   "$BENCH" populate --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --days "$QUERY_DAYS" "${BENCH_STORE_ARGS[@]}" 2> "$WORK/populate.log"
-  "$BENCH" query --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --queries "$QUERIES" "${BENCH_STORE_ARGS[@]}"
+  "$BENCH" query --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --days "$QUERY_DAYS" --queries "$QUERIES" "${BENCH_STORE_ARGS[@]}"
   [ "$STORE" = clickhouse ] && STORE_ARGS=(--store clickhouse --clickhouse-url "$CH_URL" --clickhouse-database "${DB}_q")
   CAMERAS=$QUERY_CAMERAS start_server "$WORK/query"
   CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day, 1 connection (latency)" query.lua 1 1

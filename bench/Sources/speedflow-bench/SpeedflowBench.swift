@@ -89,6 +89,7 @@ struct Query: AsyncParsableCommand {
     @Option var queries = 20_000
     @Option var cameras = 1000
     @Option(help: "Queries of all cameras over one day.") var fleetQueries = 20
+    @Option(help: "Days the store holds (as given to populate): queried days are drawn from those.") var days = 30
     @OptionGroup var target: BenchStore
 
     func run() async throws {
@@ -103,7 +104,7 @@ struct Query: AsyncParsableCommand {
         var checksum: Int64 = 0
         for i in 0..<queries {
             let camera = String(format: "KV%05d", Int.random(in: 1...cameras))
-            let day = now.floorDiv(86_400_000) - Int64.random(in: 1...28)
+            let day = now.floorDiv(86_400_000) - Int64.random(in: 1...Int64(max(1, days - 1)))
             let windows = try WindowPlanner.windows(fromMs: day * 86_400_000, toMs: (day + 1) * 86_400_000, interval: .fiveMinutes)
             let start = DispatchTime.now().uptimeNanoseconds
             let states = try await engine.windowStates(kvfvId: camera, windows: windows)
@@ -120,7 +121,7 @@ struct Query: AsyncParsableCommand {
         var fleet: [Double] = []
         var buckets = 0
         for _ in 0..<fleetQueries {
-            let day = now.floorDiv(86_400_000) - Int64.random(in: 1...28)
+            let day = now.floorDiv(86_400_000) - Int64.random(in: 1...Int64(max(1, days - 1)))
             let range = Bucket.index(ofTimestamp: day * 86_400_000)..<Bucket.index(ofTimestamp: (day + 1) * 86_400_000)
             let start = DispatchTime.now().uptimeNanoseconds
             let states = try await store.statesByCamera(buckets: range)
