@@ -112,23 +112,7 @@ public final class ClickHouseClient: Sendable {
         } catch {
             return http.eventLoopGroup.any().makeFailedFuture(ClickHouseError(kind: .configuration, message: "\(error)"))
         }
-        // Our own deadline on top of AsyncHTTPClient's: a request to a node killed mid-connection was seen to
-        // never complete (no timer left on the event loop), which would hang the engine's commit thread.
-        let loop = http.eventLoopGroup.any()
-        let promise = loop.makePromise(of: HTTPClient.Response.self)
-        let settled = Once()
-        let guardTimer = loop.scheduleTask(in: timeout + .seconds(2)) {
-            if settled.take() {
-                promise.fail(ClickHouseError(kind: .unreachable, message: "\(node): no answer within \(timeout)"))
-            }
-        }
-        http.execute(request: request, eventLoop: .delegate(on: loop), deadline: .now() + timeout).whenComplete { result in
-            guardTimer.cancel()
-            if settled.take() {
-                promise.completeWith(result)
-            }
-        }
-        return promise.futureResult.flatMapThrowing { response in
+        return http.execute(request: request, deadline: .now() + timeout).flatMapThrowing { response in
             let bytes = response.body.map { Array($0.readableBytesView) } ?? []
             guard response.status == .ok else {
                 let text = String(decoding: bytes.prefix(2000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -143,9 +127,9 @@ public final class ClickHouseClient: Sendable {
 
     /// `execute`, blocking the calling thread (never an event loop) until the answer or `timeout` + 3 s.
     ///
-    /// Waits on its own semaphore with a deadline rather than `EventLoopFuture.wait()`: a thread blocked in
-    /// `wait()` on a request to a replica killed mid-connection was seen never to wake (with the event loops
-    /// idle), which would freeze the engine's commit thread. A request given up here is abandoned.
+    /// A node that failed is skipped for 5 s: a request to a `kill -9`'d replica was seen to take its whole
+    /// timeout, and dedup reads ask every replica, so without this each late event would stall the commit
+    /// thread that long. The semaphore's deadline bounds the wait whatever the HTTP client does.
     public func call(
         node: String, sql: String, body: [UInt8]? = nil, settings: [String: String] = [:], timeout: TimeAmount = .seconds(30)
     ) throws -> [UInt8] {
@@ -248,12 +232,6 @@ func sqlString(_ s: String) -> String {
         }
     }
     return out + "'"
-}
-
-/// True for exactly one caller.
-final class Once: Sendable {
-    private let flag = Atomic<Bool>(false)
-    func take() -> Bool { flag.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged }
 }
 
 /// A blocking caller's mailbox for one answer.

@@ -93,26 +93,10 @@ final class KafkaLog: ConcurrentAppendLog {
         appended.add(1, ordering: .relaxed)
     }
 
+    /// Ingest nodes append through `appendConcurrently` (the engine skips its group-commit thread when it does
+    /// not aggregate); a blocking append would only hold the commit thread hostage to delivery reports.
     func append(_ payloads: [[UInt8]]) throws -> [LogOffset] {
-        let (messages, size) = try self.messages(payloads)
-        let outcome = DeliveryOutcome()
-        let done = DispatchSemaphore(value: 0)
-        let producer = self.producer
-        Task {
-            do {
-                try await producer.send(messages)
-            } catch {
-                outcome.error.withLock { $0 = error }
-            }
-            done.signal()
-        }
-        done.wait()
-        if let error = outcome.error.withLock({ $0 }) {
-            throw LogError(.io, "Kafka did not confirm delivery: \(error)")
-        }
-        bytes.add(size, ordering: .relaxed)
-        let base = appended.add(UInt64(payloads.count), ordering: .relaxed).newValue - UInt64(payloads.count)
-        return (1...payloads.count).map { LogOffset(base + UInt64($0)) }
+        throw LogError(.closed, "the Kafka log takes concurrent appends only (an engine that does not aggregate)")
     }
 
     var endOffset: LogOffset { LogOffset(appended.load(ordering: .relaxed)) }
@@ -125,10 +109,6 @@ final class KafkaLog: ConcurrentAppendLog {
 
     func removeSegments(consumedUpTo consumed: LogOffset, lastWrittenBeforeMs cutoffMs: Int64) throws -> Int { 0 }
     func close() throws {}
-}
-
-final class DeliveryOutcome: Sendable {
-    let error = Mutex<(any Error)?>(nil)
 }
 
 struct IngestCommand: AsyncParsableCommand {
