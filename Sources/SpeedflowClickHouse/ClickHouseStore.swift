@@ -169,7 +169,7 @@ public final class ClickHouseStore: Store {
         for node in client.topology.shards[client.topology.shard(of: name)] {
             let out: [UInt8]
             do {
-                out = try client.call(node: node, sql: sql, timeout: .seconds(2))
+                out = try client.call(node: node, sql: sql, timeout: .seconds(5))
             } catch {
                 lastError = error
                 continue

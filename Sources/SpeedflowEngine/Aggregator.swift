@@ -83,6 +83,12 @@ struct Aggregator {
 
     /// Applies one log record. Returns how many events were new and how many were duplicates.
     mutating func apply(_ record: EventRecord, endOffset: UInt64, nowMs: Int64) throws -> IngestOutcome {
+        // All or nothing: every bucket the record touches is in memory before any event counts, so a store that
+        // cannot be read fails the record untouched. (Counted in part, the next snapshot would carry the same
+        // log offset as the previous one, and a delta store keyed by that offset would collapse the two.)
+        for event in record.events {
+            try ensureHot(camera: cameraId(for: event.kvfvId), bucket: Bucket.index(ofTimestamp: event.timestampMs), nowMs: nowMs)
+        }
         var outcome = IngestOutcome()
         for event in record.events {
             if try apply(event, arrivalMs: record.arrivalMs, nowMs: nowMs) {
@@ -102,16 +108,7 @@ struct Aggregator {
     mutating func apply(_ event: CameraEvent, arrivalMs: Int64, nowMs: Int64) throws -> Bool {
         let camera = cameraId(for: event.kvfvId)
         let bucket = Bucket.index(ofTimestamp: event.timestampMs)
-        if hot[camera]?[bucket] == nil {
-            // Newer than the camera's newest counted event: the store cannot have it, so no read (and no
-            // dependency on the store being up for live traffic).
-            if let newest = cameras[camera]!.record.lastEventMs, bucket <= Bucket.index(ofTimestamp: newest) {
-                hot[camera, default: [:]][bucket] = try loadBucket(BucketKey(camera: camera, bucket: bucket), nowMs: nowMs)
-            } else {
-                hot[camera, default: [:]][bucket] = HotBucket(
-                    state: BucketState(), ids: [], version: 0, persistedVersion: 0, lastTouchMs: nowMs)
-            }
-        }
+        try ensureHot(camera: camera, bucket: bucket, nowMs: nowMs)
         let isNew = Self.add(event, to: &hot[camera]![bucket]!, nowMs: nowMs, recordsDeltas: recordsDeltas)
         if isNew {
             hotIdentities += 1
@@ -119,6 +116,19 @@ struct Aggregator {
         }
         Self.note(event, isNew: isNew, arrivalMs: arrivalMs, in: &cameras[camera]!)
         return isNew
+    }
+
+    /// Puts a bucket in memory if it is not: from the store, or new.
+    private mutating func ensureHot(camera: Int64, bucket: Int64, nowMs: Int64) throws {
+        guard hot[camera]?[bucket] == nil else { return }
+        // Newer than the camera's newest counted event: the store cannot have it, so no read (and no
+        // dependency on the store being up for live traffic).
+        if let newest = cameras[camera]!.record.lastEventMs, bucket <= Bucket.index(ofTimestamp: newest) {
+            hot[camera, default: [:]][bucket] = try loadBucket(BucketKey(camera: camera, bucket: bucket), nowMs: nowMs)
+        } else {
+            hot[camera, default: [:]][bucket] = HotBucket(
+                state: BucketState(), ids: [], version: 0, persistedVersion: 0, lastTouchMs: nowMs)
+        }
     }
 
     /// A bucket read back from more chunks than this is rewritten as one chunk when next flushed.
