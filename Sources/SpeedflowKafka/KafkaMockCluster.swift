@@ -34,9 +34,16 @@ public final class KafkaMockCluster: Sendable {
         self.handles = Mutex(Handles(cluster: cluster, client: client))
     }
 
-    /// Creates `name` with `partitions` partitions, leaders spread over the brokers.
+    /// Creates `name` with `partitions` partitions; partition p is led by broker `p % brokers + 1`.
+    ///
+    /// The mock places replicas from a random first broker, so a broker may lead none of a topic's partitions
+    /// (then taking it down changes nothing for producers: seen as a flaky outage test). Leaders are set
+    /// round-robin instead, so every broker leads some partition whenever partitions >= brokers.
     public func createTopic(_ name: String, partitions: Int, replicationFactor: Int = 1) throws {
         try call("create topic \(name)") { rd_kafka_mock_topic_create($0, name, Int32(partitions), Int32(replicationFactor)) }
+        for partition in 0..<Int32(partitions) {
+            try setPartitionLeader(topic: name, partition: partition, broker: partition % Int32(brokerCount) + 1)
+        }
     }
 
     /// Disconnects broker `id` and refuses new connections (partition leadership does not move).

@@ -44,6 +44,10 @@ public final class KafkaProducer: Sendable {
             ("bootstrap.servers", configuration.bootstrapServers),
             ("client.id", configuration.clientID),
             ("message.timeout.ms", "\(configuration.messageTimeout.milliseconds)"),
+            // A request the broker has not answered within the delivery deadline is abandoned with it: with the
+            // default (60 s) an idempotent producer waits for in-flight requests to a dead broker that long before
+            // it reports their messages timed out, and later sends queue behind them (seen with a broker down).
+            ("socket.timeout.ms", "\(min(max(configuration.messageTimeout.milliseconds, 10), 60_000))"),
             ("linger.ms", "\(configuration.linger.milliseconds)"),
             ("partitioner", "murmur2_random"),
         ]
