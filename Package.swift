@@ -134,12 +134,17 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "CompressNIO", package: "compress-nio"),
         ]),
+        // Drives the real binary as a child process; shared by the test targets below.
+        .target(name: "SpeedflowTestSupport", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Tests/SpeedflowTestSupport"),
         .testTarget(name: "IntegrationTests", dependencies: [
-            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLoadgen",
+            "SpeedflowTestSupport", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLoadgen",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .testTarget(name: "PostgresSourceTests", dependencies: [
-            "SpeedflowModel", "SpeedflowPostgres",
+            "SpeedflowTestSupport", "SpeedflowModel", "SpeedflowPostgres",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),

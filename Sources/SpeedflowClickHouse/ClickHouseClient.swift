@@ -125,7 +125,7 @@ public final class ClickHouseClient: Sendable {
         }
     }
 
-    /// `execute`, blocking the calling thread (never an event loop) until the answer or `timeout` + 3 s.
+    /// `execute`, blocking the calling thread (never an event loop) until the answer or `timeout` + 1 s.
     ///
     /// A node that failed is skipped for 5 s: a request to a `kill -9`'d replica was seen to take its whole
     /// timeout, and dedup reads ask every replica, so without this each late event would stall the commit
@@ -133,18 +133,40 @@ public final class ClickHouseClient: Sendable {
     public func call(
         node: String, sql: String, body: [UInt8]? = nil, settings: [String: String] = [:], timeout: TimeAmount = .seconds(30)
     ) throws -> [UInt8] {
-        // A node that just failed is skipped for a while instead of costing every caller a timeout.
+        try checkNotMarkedDown(node)
+        do {
+            return noteAnswer(from: node, try callOnce(node: node, sql: sql, body: body, settings: settings, timeout: timeout))
+        } catch {
+            noteFailure(of: node, error)
+            throw error
+        }
+    }
+
+    /// `call` for async callers (queries on the cooperative pool): the same skipping of failed nodes.
+    public func callAsync(node: String, sql: String, timeout: TimeAmount = .seconds(30)) async throws -> [UInt8] {
+        try checkNotMarkedDown(node)
+        do {
+            return noteAnswer(from: node, try await execute(node: node, sql: sql, timeout: timeout).get())
+        } catch {
+            noteFailure(of: node, error)
+            throw error
+        }
+    }
+
+    private func checkNotMarkedDown(_ node: String) throws {
         if let until = downUntil.withLock({ $0[node] }), DispatchTime.now() < until {
             throw ClickHouseError(kind: .unreachable, message: "\(node): marked down after a recent failure")
         }
-        do {
-            let out = try callOnce(node: node, sql: sql, body: body, settings: settings, timeout: timeout)
-            downUntil.withLock { _ = $0.removeValue(forKey: node) }
-            return out
-        } catch let error as ClickHouseError where error.kind == .unreachable {
-            downUntil.withLock { $0[node] = DispatchTime.now() + .seconds(5) }
-            throw error
-        }
+    }
+
+    private func noteAnswer(from node: String, _ answer: [UInt8]) -> [UInt8] {
+        downUntil.withLock { _ = $0.removeValue(forKey: node) }
+        return answer
+    }
+
+    private func noteFailure(of node: String, _ error: any Error) {
+        guard let error = error as? ClickHouseError, error.kind == .unreachable else { return }
+        downUntil.withLock { $0[node] = DispatchTime.now() + .seconds(5) }
     }
 
     private func callOnce(
@@ -166,41 +188,63 @@ public final class ClickHouseClient: Sendable {
     public func run(
         shard: Int, sql: String, body: [UInt8]? = nil, settings: [String: String] = [:], timeout: TimeAmount = .seconds(30)
     ) throws -> [UInt8] {
-        let replicas = topology.shards[shard]
-        let first = preferred.withLock { $0[shard] }
-        var lastError: (any Error)?
-        for attempt in 0..<replicas.count {
-            let r = (first + attempt) % replicas.count
+        var failover = Failover(client: self, shard: shard)
+        while let node = failover.next() {
             do {
-                let result = try call(node: replicas[r], sql: sql, body: body, settings: settings, timeout: timeout)
-                if attempt > 0 {
-                    preferred.withLock { $0[shard] = r }
-                    logger.warning("ClickHouse failover", metadata: ["shard": "\(shard + 1)", "replica": "\(replicas[r])"])
-                }
-                return result
+                return failover.answered(try call(node: node, sql: sql, body: body, settings: settings, timeout: timeout))
             } catch {
-                lastError = error
+                failover.failed(error)
             }
         }
-        throw lastError!
+        throw failover.lastError!
     }
 
     /// Async form of `run`, for queries on the cooperative pool.
     public func query(shard: Int, sql: String, timeout: TimeAmount = .seconds(30)) async throws -> [UInt8] {
-        let replicas = topology.shards[shard]
-        let first = preferred.withLock { $0[shard] }
-        var lastError: (any Error)?
-        for attempt in 0..<replicas.count {
-            let r = (first + attempt) % replicas.count
+        var failover = Failover(client: self, shard: shard)
+        while let node = failover.next() {
             do {
-                let result = try await execute(node: replicas[r], sql: sql, timeout: timeout).get()
-                if attempt > 0 { preferred.withLock { $0[shard] = r } }
-                return result
+                return failover.answered(try await callAsync(node: node, sql: sql, timeout: timeout))
             } catch {
-                lastError = error
+                failover.failed(error)
             }
         }
-        throw lastError!
+        throw failover.lastError!
+    }
+
+    /// The one failover policy of `run` and `query`: the replica that answered last is tried first (so reads
+    /// follow writes), then the others in turn; the one that answers becomes the shard's preferred replica.
+    private struct Failover {
+        let client: ClickHouseClient
+        let shard: Int
+        let replicas: [String]
+        let first: Int
+        var attempt = -1
+        var lastError: (any Error)?
+
+        init(client: ClickHouseClient, shard: Int) {
+            self.client = client
+            self.shard = shard
+            self.replicas = client.topology.shards[shard]
+            self.first = client.preferred.withLock { $0[shard] }
+        }
+
+        var replica: Int { (first + attempt) % replicas.count }
+
+        mutating func next() -> String? {
+            attempt += 1
+            return attempt < replicas.count ? replicas[replica] : nil
+        }
+
+        func answered(_ answer: [UInt8]) -> [UInt8] {
+            if attempt > 0 {
+                client.preferred.withLock { [replica, shard] in $0[shard] = replica }
+                client.logger.warning("ClickHouse failover", metadata: ["shard": "\(shard + 1)", "replica": "\(replicas[replica])"])
+            }
+            return answer
+        }
+
+        mutating func failed(_ error: any Error) { lastError = error }
     }
 
     /// Runs on every replica of every shard (DDL); returns the nodes that failed.

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import SpeedflowModel
+import SpeedflowTestSupport
 import Testing
 
 /// Acknowledged batches, shared by the sending tasks and the test that decides when to kill.

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import SpeedflowTestSupport
 import Testing
 
 @testable import SpeedflowLoadgen

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import SpeedflowModel
+import SpeedflowTestSupport
 import Testing
 
 #if canImport(Glibc)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import SpeedflowModel
+import SpeedflowTestSupport
 import SpeedflowPostgres
 import Synchronization
 import Testing

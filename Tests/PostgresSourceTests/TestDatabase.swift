@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import SpeedflowModel
+import SpeedflowTestSupport
 import SpeedflowPostgres
 import Testing
 

@@ -299,9 +299,9 @@ def test_late_event_appears_in_the_chart_within_5s(driver, server, fleet, output
     sel = f"#chart rect.hit[data-start='{target['start']}']"
 
     def revised(d):
-        r = d.find_elements(By.CSS_SELECTOR, sel)
-        return bool(r) and r[0].get_attribute("data-count") == str(after["count"]) \
-            and num(r[0].get_attribute("data-avg-speed")) == after["avg_speed"]
+        # One script call: the chart redraws every poll, so an element found in one call may be gone in the next.
+        shown = next((w for w in dom_windows(d) if w["start"] == target["start"]), None)
+        return shown is not None and shown["count"] == str(after["count"]) and num(shown["avg"]) == after["avg_speed"]
 
     deadline = posted + LIVE_DEADLINE_S
     while not revised(driver):
@@ -312,10 +312,12 @@ def test_late_event_appears_in_the_chart_within_5s(driver, server, fleet, output
     print(f"late event visible in the chart {elapsed:.2f}s after its POST was acknowledged")
 
     # Camera screenshot, with the revised window's tooltip open.
-    rect = driver.find_element(By.CSS_SELECTOR, sel)
-    ActionChains(driver).move_to_element(rect).perform()
-    tip = driver.find_element(By.ID, "chart-tooltip")
-    wait(driver, lambda d: tip.is_displayed() and f"{fmt1(after['avg_speed'])} km/h" in tip.text)
+    def tooltip_shows_revision(d):
+        # Hover afresh on every try: a redraw between finding the window and hovering it makes the element stale.
+        ActionChains(d).move_to_element(d.find_element(By.CSS_SELECTOR, sel)).perform()
+        tip = d.find_element(By.ID, "chart-tooltip")
+        return tip.is_displayed() and f"{fmt1(after['avg_speed'])} km/h" in tip.text
+    wait(driver, tooltip_shows_revision, message="the revised window's tooltip")
     shot(driver, output_dir, "camera")
 
 

@@ -1,7 +1,6 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
-import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -9,36 +8,39 @@ import Glibc
 
 /// A real `speedflow serve` child process (binary from `SPEEDFLOW_BIN`) on a loopback port, with a data
 /// directory that survives restarts, so tests can `kill -9` it and start it again on the same data.
-final class SpeedflowProcess {
-    let binary: String
-    let directory: URL
+///
+/// Shared by the test targets that drive the real binary (IntegrationTests, PostgresSourceTests).
+public final class SpeedflowProcess {
+    public let binary: String
+    public let directory: URL
     /// Chosen anew at every start: a port freed by `kill -9` may meanwhile be taken as the local port of some
     /// outgoing connection on this machine.
-    private(set) var port: Int
-    let extraArguments: [String]
+    public private(set) var port: Int
+    public let extraArguments: [String]
     /// `serve`, or a scale-out role: `ingest`, `aggregate`, `api`.
-    let subcommand: String
-    private(set) var process: Process?
+    public let subcommand: String
+    public private(set) var process: Process?
     private var restarts = 0
 
-    var url: String { "http://127.0.0.1:\(port)" }
-    var dataDirectory: URL { directory.appendingPathComponent("data") }
-    var logFile: URL { directory.appendingPathComponent("server.log") }
+    public var url: String { "http://127.0.0.1:\(port)" }
+    public var dataDirectory: URL { directory.appendingPathComponent("data") }
+    public var logFile: URL { directory.appendingPathComponent("server.log") }
 
-    static var binaryPath: String? { ProcessInfo.processInfo.environment["SPEEDFLOW_BIN"] }
+    public static var binaryPath: String? { ProcessInfo.processInfo.environment["SPEEDFLOW_BIN"] }
 
-    init(subcommand: String = "serve", extraArguments: [String] = []) throws {
+    public init(subcommand: String = "serve", extraArguments: [String] = []) throws {
         self.subcommand = subcommand
-        binary = try #require(Self.binaryPath, "SPEEDFLOW_BIN must point at the speedflow binary")
+        guard let binary = Self.binaryPath else { throw ProcessError("SPEEDFLOW_BIN must point at the speedflow binary") }
+        self.binary = binary
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-it-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: directory.appendingPathComponent("server.log").path, contents: nil)
+        _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("server.log").path, contents: nil)
         port = try Self.freeLoopbackPort()
         self.extraArguments = extraArguments
     }
 
     /// Starts the server and waits until `/health` answers (or the process dies, or 120 s pass).
-    func start() async throws {
+    public func start() async throws {
         if process != nil { port = try Self.freeLoopbackPort() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
@@ -66,14 +68,14 @@ final class SpeedflowProcess {
     }
 
     /// `kill -9`: no shutdown hook, no flush, whatever was in flight is cut.
-    func kill9() {
+    public func kill9() {
         guard let process, process.isRunning else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)
         waitForExit(process)
     }
 
     /// SIGTERM and wait: the graceful path.
-    func stop() {
+    public func stop() {
         guard let process, process.isRunning else { return }
         process.terminate()
         waitForExit(process)
@@ -90,25 +92,25 @@ final class SpeedflowProcess {
     }
 
     /// Stops the process and deletes its directory (kept when SPEEDFLOW_TEST_KEEP is set, for post-mortems).
-    func remove() {
+    public func remove() {
         stop()
         if ProcessInfo.processInfo.environment["SPEEDFLOW_TEST_KEEP"] == nil {
             try? FileManager.default.removeItem(at: directory)
         }
     }
 
-    func logTail(_ bytes: Int = 4000) -> String {
+    public func logTail(_ bytes: Int = 4000) -> String {
         guard let data = try? Data(contentsOf: logFile) else { return "" }
         return String(decoding: data.suffix(bytes), as: UTF8.self)
     }
 
-    struct ProcessError: Error, CustomStringConvertible {
-        var description: String
-        init(_ d: String) { description = d }
+    public struct ProcessError: Error, CustomStringConvertible {
+        public var description: String
+        public init(_ d: String) { description = d }
     }
 
     /// Binds port 0 on 127.0.0.1 and returns the port the kernel picked.
-    static func freeLoopbackPort() throws -> Int {
+    public static func freeLoopbackPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ProcessError("socket() failed") }
         defer { close(fd) }
