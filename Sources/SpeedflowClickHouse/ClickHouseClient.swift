@@ -75,7 +75,9 @@ public final class ClickHouseClient: Sendable {
         self.logger = logger
         var config = HTTPClient.Configuration()
         config.timeout = .init(connect: .seconds(2), read: .seconds(60))
-        config.connectionPool = .init(idleTimeout: .seconds(30))
+        // Shorter than the server's keep_alive_timeout (3 s by default, 10 s in scripts/clickhouse), so a pooled
+        // connection is never one the server is just closing (a POST on it would fail and not be retried).
+        config.connectionPool = .init(idleTimeout: .seconds(2))
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         self.preferred = Mutex(Array(repeating: 0, count: topology.shards.count))
     }
@@ -177,8 +179,15 @@ public final class ClickHouseClient: Sendable {
             answer.result.withLock { $0 = result }
             answer.ready.signal()
         }
-        let limit = DispatchTime.now() + .nanoseconds(Int(timeout.nanoseconds)) + .seconds(1)
-        guard answer.ready.wait(timeout: limit) == .success, let result = answer.result.withLock({ $0 }) else {
+        let started = DispatchTime.now()
+        let limit = started + .nanoseconds(Int(timeout.nanoseconds)) + .seconds(1)
+        let answered = answer.ready.wait(timeout: limit) == .success
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        if seconds > 2 {
+            logger.warning("Slow ClickHouse call", metadata: [
+                "node": "\(node)", "seconds": "\((seconds * 10).rounded() / 10)", "sql": "\(sql.prefix(80))"])
+        }
+        guard answered, let result = answer.result.withLock({ $0 }) else {
             throw ClickHouseError(kind: .unreachable, message: "\(node): no answer within \(timeout)")
         }
         return try result.get()

@@ -21,8 +21,20 @@ extension Engine {
         return outcome
     }
 
+    /// An aggregator losing its partition: one last flush, after which this engine never writes again — not
+    /// even a retry of a commit that failed (the next owner replays those records from the store's position;
+    /// a late retry landing after it started would be a second writer of the same offsets).
+    public func relinquish() throws {
+        flushState.withLock { $0.relinquished = true }
+        defer { flushState.withLock { $0.retryQueue = [] } }
+        try flushSynchronously()
+    }
+
     /// Starts a flush if one is due (call periodically when records stop arriving, so the last ones land).
     public func tick() { maybeStartFlush() }
+
+    /// The source position after the last applied record (where the next record is expected).
+    public var appliedOffset: UInt64 { aggregator.withLock { $0.appliedOffset } }
 
     /// The store's position: everything before it is in the store (the offset to resume a source from).
     public var storedOffset: UInt64 { aggregator.withLock { $0.committedOffset } }

@@ -44,6 +44,8 @@ public final class Engine: Sendable {
         /// commit did land (one ClickHouse shard written, the other not).
         var retryQueue: [Aggregator.Snapshot] = []
         var lastCameraRefreshMs: Int64 = 0
+        /// Set by `relinquish()`: no flush starts any more.
+        var relinquished = false
     }
 
     let intake = Mutex(Intake())
@@ -291,7 +293,9 @@ public final class Engine: Sendable {
     func maybeStartFlush() {
         let now = clock()
         // One mechanism for time and memory: every flush is followed by eviction (idle, then over budget).
-        let due = flushState.withLock { !$0.running && now - $0.lastFlushMs >= configuration.flushIntervalMs }
+        let due = flushState.withLock {
+            !$0.running && !$0.relinquished && now - $0.lastFlushMs >= configuration.flushIntervalMs
+        }
         guard due else { return }
         let snapshot = aggregator.withLock { $0.takeSnapshot(nowMs: clock()) }
         flushState.withLock {

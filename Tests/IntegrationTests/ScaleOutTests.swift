@@ -194,6 +194,17 @@ struct ScaleOutTests {
             try await Task.sleep(for: .milliseconds(500))
         } while ContinuousClock.now < deadline
         #expect(mismatches.isEmpty, "first mismatches: \(mismatches.prefix(10))")
+        if !mismatches.isEmpty {
+            // For the post-mortem: what the aggregators said besides routine progress.
+            for (i, a) in aggregators.enumerated() {
+                let notable = a.logTail(2_000_000).split(separator: "\n")
+                    .filter {
+                        $0.contains("warning") || $0.contains("error") || $0.contains("assigned") || $0.contains("revoked")
+                            || $0.contains("progress")
+                    }
+                print("aggregator \(i) (\(a.directory.path)):\n" + notable.suffix(60).joined(separator: "\n"))
+            }
+        }
         #expect(aggregators[1].logTail(400_000).contains("Partitions assigned"))
     }
 }
