@@ -293,15 +293,17 @@ public final class Engine: Sendable {
     func maybeStartFlush() {
         let now = clock()
         // One mechanism for time and memory: every flush is followed by eviction (idle, then over budget).
-        let due = flushState.withLock {
-            !$0.running && !$0.relinquished && now - $0.lastFlushMs >= configuration.flushIntervalMs
+        // Check and claim in one step: callers race (an aggregator's apply thread and its ticker). Two flushes
+        // at once once let a later, emptier snapshot land its log-offset marker while the earlier one's deltas
+        // were still in flight; a crash then lost those deltas behind the marker (seen in the scale-out test).
+        let claimed = flushState.withLock { s -> Bool in
+            guard !s.running, !s.relinquished, now - s.lastFlushMs >= configuration.flushIntervalMs else { return false }
+            s.running = true
+            s.lastFlushMs = now
+            return true
         }
-        guard due else { return }
+        guard claimed else { return }
         let snapshot = aggregator.withLock { $0.takeSnapshot(nowMs: clock()) }
-        flushState.withLock {
-            $0.running = true
-            $0.lastFlushMs = now
-        }
         hotGauge.record(aggregator.withLock { $0.hotBucketCount })
         backlogGauge.record(storeBacklog.load(ordering: .relaxed))
         let thread = Thread { [self] in
