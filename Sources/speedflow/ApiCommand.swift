@@ -51,15 +51,8 @@ struct ApiCommand: AsyncParsableCommand {
         try engine.refreshCamerasFromStore()
         let server = ServerConfiguration(
             host: settings.string("host", host, default: "127.0.0.1"), port: try settings.int("port", port, default: 8080))
-        let app = SpeedflowHTTP.application(
-            engine: engine, configuration: server, prometheus: registry, logger: logger,
-            onServerRunning: { port in
-                FileHandle.standardOutput.write(Data("speedflow api listening on http://\(server.host):\(port)\n".utf8))
-            })
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: EngineService(engine: engine)), .init(service: app)],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await runHTTPNode(
+            engine: engine, server: server, registry: registry, logger: logger,
+            banner: { "speedflow api listening on http://\(server.host):\($0)" })
     }
 }

@@ -145,16 +145,9 @@ struct IngestCommand: AsyncParsableCommand {
         let producer = try KafkaProducer(configuration: .init(bootstrapServers: brokers), logger: logger)
         let engine = try Engine(
             log: KafkaLog(producer: producer, topic: topic), store: NullStore(), configuration: configuration, logger: logger)
-        let app = SpeedflowHTTP.application(
-            engine: engine, configuration: server, prometheus: registry, logger: logger,
-            onServerRunning: { port in
-                FileHandle.standardOutput.write(Data("speedflow ingest listening on http://\(server.host):\(port) (kafka \(brokers), topic \(topic))\n".utf8))
-            })
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: EngineService(engine: engine)), .init(service: app)],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await runHTTPNode(
+            engine: engine, server: server, registry: registry, logger: logger,
+            banner: { "speedflow ingest listening on http://\(server.host):\($0) (kafka \(brokers), topic \(topic))" })
         await producer.close()
     }
 }
@@ -327,6 +320,7 @@ struct AggregatorService: Service {
     /// Applies in partition order; a record whose late bucket cannot be read from the store is retried (its
     /// already-applied events are duplicates on the retry, so it stays exact) until the store answers.
     static func apply(_ messages: [KafkaConsumerMessage], engines: PartitionEngines, logger: Logger) {
+        var next: [KafkaPartition: UInt64] = [:]  // the offset each partition should continue at
         for m in messages {
             let partition = KafkaPartition(topic: m.topic, partition: m.partition)
             guard let engine = engines[partition] else { continue }
@@ -339,7 +333,8 @@ struct AggregatorService: Service {
             }
             // Offsets of a partition are contiguous here (no compaction, no transactions): anything else means
             // records were skipped or re-read, which the store's exactness does not cover for skips.
-            let expected = engine.appliedOffset
+            let expected = next[partition] ?? engine.appliedOffset
+            next[partition] = UInt64(m.offset + 1)
             if UInt64(m.offset) != expected {
                 logger.warning("Kafka offsets not contiguous", metadata: [
                     "partition": "\(partition)", "expected": "\(expected)", "offset": "\(m.offset)"])

@@ -67,20 +67,10 @@ struct ServeCommand: AsyncParsableCommand {
             logger.info("Replaying log", metadata: ["replay.bytes": "\(done)/\(total)", "replay.events": "\(events)"])
         })
 
-        let app = SpeedflowHTTP.application(
-            engine: engine, configuration: server, prometheus: registry, logger: logger,
-            onServerRunning: { port in
-                FileHandle.standardOutput.write(Data("speedflow listening on http://\(server.host):\(port) (data: \(dataDir))\n".utf8))
-            })
-        // The HTTP server is listed last so it is stopped first: intake ends before the engine drains.
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: EngineService(engine: engine))]
-                    + (try postgresSource.services(settings: settings, engine: engine, dataDir: dataDir, logger: logger))
-                    + [.init(service: app)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
+        try await runHTTPNode(
+            engine: engine, server: server, registry: registry, logger: logger,
+            banner: { "speedflow listening on http://\(server.host):\($0) (data: \(dataDir))" },
+            services: try postgresSource.services(settings: settings, engine: engine, dataDir: dataDir, logger: logger))
     }
 }
 
@@ -106,6 +96,23 @@ func openStorage(dataDir: String, logger: Logger) throws -> (log: SegmentLog, st
 }
 
 /// The log, the store, and the engine over them.
+/// Runs an HTTP role (`serve`, `ingest`, `api`) until SIGTERM/SIGINT: the engine, any `services` (sources),
+/// and the HTTP server listed last so it stops first (intake ends before the engine drains). `banner` gets
+/// the bound port and is printed on stdout once the server listens.
+func runHTTPNode(
+    engine: Engine, server: ServerConfiguration, registry: PrometheusCollectorRegistry, logger: Logger,
+    banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+) async throws {
+    let app = SpeedflowHTTP.application(
+        engine: engine, configuration: server, prometheus: registry, logger: logger,
+        onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
+    let group = ServiceGroup(
+        configuration: .init(
+            services: [.init(service: EngineService(engine: engine))] + services + [.init(service: app)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    try await group.run()
+}
+
 func openEngine(dataDir: String, configuration: EngineConfiguration, logger: Logger) throws -> Engine {
     let (log, store) = try openStorage(dataDir: dataDir, logger: logger)
     return try Engine(log: log, store: store, configuration: configuration, logger: logger)
