@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Long run of the body fuzzer (scripts/fuzz: EventBatch.decode fast path vs the JSONDecoder oracle, gzip): prints
+# figures — executions, execs/s, coverage, corpus growth, peak RSS — and fails like scripts/fuzz on a finding.
+#
+#   bench/fuzz.sh                     # 30 minutes
+#   DURATION=2h bench/fuzz.sh         # s, m or h (or plain seconds)
+#   NICE=0 bench/fuzz.sh              # at normal priority (default: nice 10, one core, so it can run alongside)
+#
+# Keeps growing the corpus in .build-fuzz/corpus across runs (FUZZ_FRESH=1 starts over); every other
+# FUZZ_* variable of scripts/fuzz applies. Uses one libFuzzer process, i.e. one core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-30m}
+case "$DURATION" in
+  *h) seconds=$(( ${DURATION%h} * 3600 )) ;;
+  *m) seconds=$(( ${DURATION%m} * 60 )) ;;
+  *s) seconds=${DURATION%s} ;;
+  *) seconds=$DURATION ;;
+esac
+NICE=${NICE:-10}
+
+corpus=${FUZZ_OUT:-.build-fuzz}/corpus
+before=$(find "$corpus" -type f 2>/dev/null | wc -l)
+echo "bench/fuzz: ${seconds}s of fuzzing, corpus starts with $before grown inputs + $(ls Tests/Fuzz/corpus | wc -l) seeds"
+start=$(date +%s)
+status=0
+nice -n "$NICE" scripts/fuzz "$seconds" || status=$?
+elapsed=$(( $(date +%s) - start ))
+log=${FUZZ_OUT:-.build-fuzz}/last-run.log
+
+execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
+slowest=$(sed -n 's/^stat::slowest_unit_time_sec: *//p' "$log" | tail -1)
+cov=$(grep -E '^#[0-9]+' "$log" | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' | tail -1 || true)
+after=$(find "$corpus" -type f | wc -l)
+echo
+echo "bench/fuzz: figures ($(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD)$(git diff --quiet -- Sources/SpeedflowModel || echo '+local changes'), $(nproc) cores, nice $NICE)"
+printf '  %-28s %s\n' \
+  "wall time" "${elapsed}s (incl. build)" \
+  "executions" "${execs:-?}" \
+  "execs/s" "${rate:-?}" \
+  "coverage (edges, features)" "${cov:-?}" \
+  "corpus (grown)" "$before -> $after inputs" \
+  "slowest input" "${slowest:-?}s" \
+  "peak RSS" "${rss:-?} MB" \
+  "result" "$([ $status = 0 ] && echo 'no finding' || echo "FINDING (exit $status), see above")"
+exit $status
