@@ -87,6 +87,8 @@ public final class Engine: Sendable {
         progress: ((_ done: UInt64, _ total: UInt64, _ events: Int) -> Void)? = nil
     ) throws {
         let start = aggregator.withLock { $0.appliedOffset }
+        // The store's checkpoint must lie within the log, and nothing it has not counted may be damaged.
+        try log.reconcile(countedUpTo: start)
         let end = log.endOffset.value
         guard start < end else { return }
         logger.info("Replaying log", metadata: ["log.offset.from": "\(start)", "log.offset.to": "\(end)"])

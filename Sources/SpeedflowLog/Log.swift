@@ -38,6 +38,41 @@ public protocol Log: AnyObject, Sendable {
 
     /// Flushes and closes; further appends fail.
     func close() throws
+
+    /// Squares the log with what its consumer has counted (the store's checkpoint), before any replay: a log
+    /// that ends before `checkpoint`, or damage after it, stops the caller with a clear error; damage before it
+    /// (already counted) is set aside. Logs that are not the replay source do nothing.
+    func reconcile(countedUpTo checkpoint: UInt64) throws
+}
+
+extension Log {
+    public func reconcile(countedUpTo checkpoint: UInt64) throws {}
+}
+
+/// Damaged or missing bytes of acknowledged log data, as global offsets.
+public struct LogDamage: Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        /// Bytes present but not valid records (bad CRC, magic or length): a rotting disk or an outside write.
+        case corrupt
+        /// Bytes absent: a deleted or truncated segment, or a log that ends before what the store counted.
+        case missing
+    }
+
+    public var kind: Kind
+    public var range: Range<UInt64>
+    /// The segment file it was found in (or after), for messages.
+    public var segment: String
+
+    public init(kind: Kind, range: Range<UInt64>, segment: String) {
+        self.kind = kind
+        self.range = range
+        self.segment = segment
+    }
+
+    public var description: String {
+        "\(kind.rawValue) log bytes at offsets \(range.lowerBound)..<\(range.upperBound) (\(range.count) bytes)"
+            + (segment.isEmpty ? "" : " in or after \(segment)")
+    }
 }
 
 /// Errors of the log, with a stable code.
@@ -49,6 +84,8 @@ public struct LogError: Error, Sendable, CustomStringConvertible {
         public static let closed = Code(raw: "closed")
         public static let badOffset = Code(raw: "bad_offset")
         public static let locked = Code(raw: "locked")
+        /// The store counted more of the log than the log holds.
+        public static let behindStore = Code(raw: "log_behind_store")
         public var description: String { raw }
     }
 

@@ -71,9 +71,7 @@ extension Settings {
         case .sqlite:
             return try speedflow.openEngine(dataDir: dataDir, configuration: configuration, logger: logger)
         case .clickhouse:
-            let root = URL(fileURLWithPath: dataDir, isDirectory: true)
-            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-            let log = try SegmentLog(directory: root.appendingPathComponent("log", isDirectory: true), logger: logger)
+            let log = try DataDirectory.openLogOnly(dataDir, logger: logger)
             let store = try clickHouseStore(options, logger: logger)
             return try Engine(log: log, store: store, configuration: configuration, logger: logger)
         }

@@ -86,13 +86,9 @@ func bootstrapLogging(_ level: String) -> Logger {
     return logger
 }
 
-/// Opens (creating if needed) the log and the store under `dataDir`.
+/// Opens (creating or upgrading if needed) the log and the store under `dataDir`.
 func openStorage(dataDir: String, logger: Logger) throws -> (log: SegmentLog, store: SQLiteStore) {
-    let root = URL(fileURLWithPath: dataDir, isDirectory: true)
-    try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-    let log = try SegmentLog(directory: root.appendingPathComponent("log", isDirectory: true), logger: logger)
-    let store = try SQLiteStore(path: root.appendingPathComponent("store.sqlite").path, logger: logger)
-    return (log, store)
+    try DataDirectory.open(dataDir, logger: logger)
 }
 
 /// The log, the store, and the engine over them.

@@ -35,7 +35,7 @@ final class TempDir {
 
     /// Segment files, sorted by name (= base offset).
     func segments() throws -> [URL] {
-        try FileManager.default.contentsOfDirectory(atPath: url.path).filter { $0.hasSuffix(".seg") }.sorted()
+        try FileManager.default.contentsOfDirectory(atPath: url.path).filter { $0.hasSuffix(".log") || $0.hasSuffix(".seg") }.sorted()
             .map { url.appendingPathComponent($0) }
     }
 }
@@ -51,11 +51,11 @@ func readAll(_ log: SegmentLog, from offset: LogOffset = .zero) throws -> [([UIn
     return out
 }
 
-/// The end offsets the log must return: 8 bytes of header per record.
+/// The end offsets the log must return: 12 bytes of header per record (format 2).
 func expectedEnds(start: UInt64, _ payloads: [[UInt8]]) -> [LogOffset] {
     var end = start
     return payloads.map { p in
-        end += UInt64(p.count + 8)
+        end += UInt64(p.count + 12)
         return LogOffset(end)
     }
 }
@@ -118,24 +118,32 @@ struct SegmentLogTests {
         try log.close()
     }
 
-    @Test("The on-disk record is [u32 length][u32 crc32][payload], little endian")
+    @Test("The on-disk format: a 64-byte header with the acknowledged offset, records [magic][length][crc][payload]")
     func recordFormat() throws {
         let dir = try TempDir()
         let log = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         let payload: [UInt8] = Array("hello, log".utf8)
         _ = try log.append([payload, []])
+        _ = try log.append([[7]])
         try log.close()
         let file = try #require(try dir.segments().first)
-        #expect(file.lastPathComponent == "00000000000000000000.seg")
+        #expect(file.lastPathComponent == "00000000000000000000.log")
         let bytes = [UInt8](try Data(contentsOf: file))
-        #expect(bytes.count == 8 + payload.count + 8)
-        let length = UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24
-        let crc = UInt32(bytes[4]) | UInt32(bytes[5]) << 8 | UInt32(bytes[6]) << 16 | UInt32(bytes[7]) << 24
-        #expect(length == UInt32(payload.count))
-        #expect(crc == referenceCRC32(payload))
+        func u32(_ at: Int) -> UInt32 { UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24 }
+        func u64(_ at: Int) -> UInt64 { UInt64(u32(at)) | UInt64(u32(at + 4)) << 32 }
+        #expect(bytes.count == 64 + 12 + payload.count + 12 + 13)
+        #expect(Array(bytes[0..<8]) == Array("SFLOG2\r\n".utf8))
+        // Slot 0 was written at creation (sequence 1, acknowledged 0) and kept by the first append (the mark was
+        // already 0); the second append wrote sequence 2 into slot 2 % 2 = 0 with the offset the first reached.
+        #expect(u64(8) == 2 && u64(16) == UInt64(12 + payload.count + 12))
+        #expect(u32(24) == referenceCRC32(Array(bytes[8..<24])))
+        #expect(u32(64) == 0x524C_4653)  // "SFLR"
+        #expect(u32(68) == UInt32(payload.count))
+        #expect(u32(72) == referenceCRC32(Array(bytes[68..<72]) + payload))
         #expect(referenceCRC32(Array("123456789".utf8)) == 0xCBF4_3926)  // the CRC-32 check value
-        #expect(Array(bytes[8..<(8 + payload.count)]) == payload)
-        #expect(Array(bytes[(8 + payload.count)...]) == [0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(Array(bytes[76..<(76 + payload.count)]) == payload)
+        let second = 76 + payload.count
+        #expect(u32(second) == 0x524C_4653 && u32(second + 4) == 0 && u32(second + 8) == referenceCRC32([0, 0, 0, 0]))
     }
 
     @Test("Empty appends and empty payloads")
@@ -144,9 +152,9 @@ struct SegmentLogTests {
         let log = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         #expect(try log.append([]) == [])
         #expect(log.endOffset == .zero)
-        #expect(try log.append([[], [], []]) == [LogOffset(8), LogOffset(16), LogOffset(24)])
+        #expect(try log.append([[], [], []]) == [LogOffset(12), LogOffset(24), LogOffset(36)])
         #expect(try readAll(log).map(\.0) == [[], [], []])
-        #expect(try readAll(log, from: LogOffset(24)).isEmpty)
+        #expect(try readAll(log, from: LogOffset(36)).isEmpty)
     }
 
     @Test("Reading from any returned offset yields exactly the later records")
@@ -226,10 +234,15 @@ struct SegmentLogTests {
         default: torn = [0x10, 0, 0, 0, 0, 0, 0, 0]
         }
         try appendBytes(torn, to: file)
-        #expect(try fileSize(file) == Int64(ends.last!.value) + Int64(torn.count))
+        #expect(try fileSize(file) == 64 + Int64(ends.last!.value) + Int64(torn.count))
         log = try SegmentLog(directory: dir.url)
         #expect(log.endOffset == ends.last!)
-        #expect(try fileSize(file) == Int64(ends.last!.value))
+        #expect(log.damage.isEmpty)
+        #expect(try fileSize(file) == 64 + Int64(ends.last!.value))
+        // Nothing is cut without a copy.
+        let copies = try FileManager.default.contentsOfDirectory(atPath: dir.url.appendingPathComponent("quarantine").path)
+        #expect(copies.count == 1 && copies[0].hasPrefix("tail-"))
+        #expect([UInt8](try Data(contentsOf: dir.url.appendingPathComponent("quarantine/\(copies[0])"))) == torn)
         #expect(try readAll(log).map(\.0) == payloads)
         let more = try log.append([[9, 9, 9], [8]])
         #expect(more == expectedEnds(start: ends.last!.value, [[9, 9, 9], [8]]))
@@ -254,7 +267,7 @@ struct SegmentLogTests {
         log = try SegmentLog(directory: dir.url)
         #expect(log.endOffset == ends[1])
         #expect(try readAll(log).map(\.0) == Array(payloads.prefix(2)))
-        #expect(try log.append([[42]]) == [LogOffset(ends[1].value + 9)])
+        #expect(try log.append([[42]]) == [LogOffset(ends[1].value + 13)])
         #expect(try readAll(log).map(\.0) == Array(payloads.prefix(2)) + [[42]])
         try log.close()
     }
@@ -267,7 +280,7 @@ struct SegmentLogTests {
         try log.close()
         let file = try #require(try dir.segments().last)
         var bytes = [UInt8](try Data(contentsOf: file))
-        bytes[Int(ends[1].value) + 4] ^= 0x01  // CRC field of the third record
+        bytes[64 + Int(ends[1].value) + 8] ^= 0x01  // CRC field of the third record
         try Data(bytes).write(to: file)
         log = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         #expect(log.endOffset == ends[1])
@@ -293,10 +306,10 @@ struct SegmentLogTests {
         let bases = files.map { UInt64($0.lastPathComponent.dropLast(4))! }
         #expect(bases.first == 0)
         #expect(bases.dropFirst().allSatisfy { b in ends.contains(LogOffset(b)) })
-        #expect(files.allSatisfy { $0.lastPathComponent.count == 24 })
+        #expect(files.allSatisfy { $0.lastPathComponent.count == 24 && $0.pathExtension == "log" })
         var total: Int64 = 0
         for (i, file) in files.enumerated() {
-            let size = try fileSize(file)
+            let size = try fileSize(file) - 64
             if i + 1 < files.count {
                 #expect(UInt64(total) == bases[i])
                 #expect(bases[i] + UInt64(size) == bases[i + 1])
@@ -346,7 +359,7 @@ struct SegmentLogTests {
         try log.close()
         let first = try #require(try dir.segments().first)
         var bytes = [UInt8](try Data(contentsOf: first))
-        bytes[10] ^= 0xff
+        bytes[64 + 10] ^= 0xff
         try Data(bytes).write(to: first)
         log = try SegmentLog(directory: dir.url, configuration: config)
         #expect(logError { try log.read(from: .zero) { _, _ in } }?.code == .corrupt)
@@ -401,7 +414,7 @@ struct SegmentLogTests {
         #expect(try log.removeSegments(consumedUpTo: log.endOffset, lastWrittenBeforeMs: Int64.max) == 0)
         // The log still appends and reads after retention, and reopens.
         let more = try log.append([[1, 2, 3]])
-        #expect(more == [LogOffset(ends.last!.value + 11)])
+        #expect(more == [LogOffset(ends.last!.value + 15)])
         #expect(try readAll(log, from: log.startOffset).last?.0 == [1, 2, 3])
         try log.close()
         let reopened = try SegmentLog(directory: dir.url, configuration: config)
@@ -416,7 +429,7 @@ struct SegmentLogTests {
         _ = try log.append([[1]])
         #expect(logError { _ = try SegmentLog(directory: dir.url) }?.code == .locked)
         // The failed attempt did not disturb the first.
-        #expect(try log.append([[2]]) == [LogOffset(18)])
+        #expect(try log.append([[2]]) == [LogOffset(26)])
         try log.close()
         let again = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         #expect(try readAll(again).map(\.0) == [[1], [2]])
@@ -431,7 +444,7 @@ struct SegmentLogTests {
         try log.close()
         #expect(logError { _ = try log.append([[3]]) }?.code == .closed)
         try log.close()
-        #expect(log.endOffset == LogOffset(10))
+        #expect(log.endOffset == LogOffset(14))
     }
 
     @Test("Releasing the last reference closes the log and its lock")
@@ -449,7 +462,7 @@ struct SegmentLogTests {
     func failedOpenReleasesLock() throws {
         let dir = try TempDir()
         // A directory where the last segment file should be: reading it fails after the lock was taken.
-        let bogus = dir.url.appendingPathComponent("00000000000000000000.seg")
+        let bogus = dir.url.appendingPathComponent("00000000000000000000.log")
         try FileManager.default.createDirectory(at: bogus, withIntermediateDirectories: false)
         #expect(throws: (any Error).self) { _ = try SegmentLog(directory: dir.url, configuration: .init(fsync: false)) }
         try FileManager.default.removeItem(at: bogus)
