@@ -27,6 +27,8 @@
 
 import Foundation
 
+import CLibFuzzer  // Tests/Fuzz/CLibFuzzer: LLVMFuzzerMutate
+
 #if SPEEDFLOW_FUZZ_GZIP
 import CZlib
 #endif
@@ -102,7 +104,7 @@ func compareWithOracle(_ body: Data, ndjson: Bool) {
     let fast = outcome(body, ndjson: ndjson, fast: true)
     let oracle = outcome(body, ndjson: ndjson, fast: false)
     // 1. The fast path is an optimisation: it must give exactly what the oracle gives, no exceptions.
-    if fast != oracle {
+    if fast != oracle && !isOpenFinding(body) {
         fail("fast path differs from the JSONDecoder oracle (useFastPath: false, ndjson: \(ndjson))\nfast:   \(fast)\noracle: \(oracle)", body: body)
     }
     #if SPEEDFLOW_FUZZ_REJECTION_COUNTS
@@ -115,6 +117,17 @@ func compareWithOracle(_ body: Data, ndjson: Bool) {
     if oracle == reference { return }
     if documentedDeviation(body, ndjson: ndjson) != nil { return }
     fail("the decoder differs from plain JSONDecoder outside the documented deviations (ndjson: \(ndjson))\ndecoder:     \(oracle)\nJSONDecoder: \(reference)", body: body)
+}
+
+/// For exploring past findings that are reported but not fixed yet: built with `-D BODYFUZZER_TOLERATE_OPEN_FINDINGS`
+/// (`FUZZ_SWIFTFLAGS=-DBODYFUZZER_TOLERATE_OPEN_FINDINGS scripts/fuzz`), fast-path mismatches of their class
+/// are let through so the run can find something else. Never used by scripts/test or bench/fuzz.sh.
+func isOpenFinding(_ body: Data) -> Bool {
+    #if BODYFUZZER_TOLERATE_OPEN_FINDINGS
+    // Tests/Fuzz/crashes/fast-path-skips-invalid-utf8-in-wrong-typed-string.json: ill-formed UTF-8 in the body.
+    if String(validating: body, as: UTF8.self) == nil { return true }
+    #endif
+    return false
 }
 
 // MARK: Plain JSONDecoder reference
@@ -415,6 +428,77 @@ func checkGzip(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
     case (nil, .ok(let expected)):
         fail("Gzip.decompress rejected a valid gzip stream (\(expected.count) bytes per zlib)", body: body)
     }
+}
+
+/// Mutates gzip inputs through their content: half the time a gzip input is gunzipped, its body mutated by
+/// libFuzzer's mutator, and gzipped again as 1–3 members, sometimes repeated to exceed `gzipLimit` (mutating the
+/// compressed bytes alone almost never yields another valid stream, so the member loop, the output growth and the
+/// limit would hardly be reached). Everything else gets libFuzzer's usual mutations.
+@_cdecl("LLVMFuzzerCustomMutator")
+public func bodyFuzzerCustomMutator(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int, _ seed: UInt32) -> Int {
+    var rng = SplitMix(state: UInt64(seed))
+    guard size >= 2, data[0] == 0x1f, data[1] == 0x8b, rng.next() % 2 == 0,
+        case .ok(let plain) = referenceGunzip(UnsafeRawBufferPointer(start: data, count: size), limit: 64 << 10)
+    else { return LLVMFuzzerMutate(data, size, maxSize) }
+    // The body alone, without repetitions from an earlier round: the first member's content.
+    var body = plain
+    body.append(contentsOf: repeatElement(0, count: 2048))
+    let n = body.withUnsafeMutableBufferPointer { LLVMFuzzerMutate($0.baseAddress!, plain.count, $0.count) }
+    body.removeSubrange(n...)
+    // Repeat the body now and then, past the limit in one of 8 rounds (checks .tooLarge without a big input).
+    var content = body
+    switch rng.next() % 16 {
+    case 0: content = Array(repeatElement(body.isEmpty ? [0x20] : body, count: gzipLimit / max(1, body.count) + 1).joined())
+    case 1: content = Array(repeatElement(body, count: Int(rng.next() % 64) + 2).joined())
+    default: break
+    }
+    // 1–3 members split at random points.
+    var cuts = [0, content.count]
+    for _ in 0..<(rng.next() % 3) where !content.isEmpty { cuts.append(Int(rng.next() % UInt64(content.count + 1))) }
+    cuts.sort()
+    var out: [UInt8] = []
+    for (a, b) in zip(cuts, cuts.dropFirst()) {
+        out += content[a..<b].withUnsafeBytes { gzipMember($0, level: Int32(rng.next() % 10)) }
+    }
+    guard out.count <= maxSize else { return LLVMFuzzerMutate(data, size, maxSize) }
+    out.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: out.count) }
+    return out.count
+}
+
+/// SplitMix64: deterministic from libFuzzer's seed, so a run can be replayed.
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// One gzip member of `input` (zlib's deflate with the gzip wrapper), for the mutator.
+func gzipMember(_ input: UnsafeRawBufferPointer, level: Int32) -> [UInt8] {
+    var stream = z_stream()
+    guard deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION,
+        Int32(MemoryLayout<z_stream>.size)) == Z_OK
+    else { return [] }
+    defer { deflateEnd(&stream) }
+    var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(input.count))) + 64)
+    var source = Array(input)
+    source.append(0)  // a valid pointer even for empty input
+    let status = source.withUnsafeMutableBufferPointer { src in
+        output.withUnsafeMutableBufferPointer { out in
+            stream.next_in = src.baseAddress
+            stream.avail_in = uInt(input.count)
+            stream.next_out = out.baseAddress
+            stream.avail_out = uInt(out.count)
+            return deflate(&stream, Z_FINISH)
+        }
+    }
+    guard status == Z_STREAM_END else { return [] }
+    output.removeSubrange(Int(stream.total_out)...)
+    return output
 }
 
 enum ReferenceGunzip {
