@@ -30,8 +30,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
-        // Event, identity, validation, reason codes. No IO.
-        .target(name: "SpeedflowModel", swiftSettings: strict),
+        // Event, identity, validation, reason codes, body decoding (gzip via zlib). No IO.
+        .target(name: "SpeedflowModel", dependencies: ["CZlib"], swiftSettings: strict),
         // Bucket state, merge, windows, percentiles. No IO, pure.
         .target(name: "SpeedflowAggregation", dependencies: ["SpeedflowModel"], swiftSettings: strict),
         // zlib, for CRC-32 of log records (Debian: zlib1g-dev).

@@ -22,8 +22,20 @@ public struct BucketState: Sendable, Hashable {
 
     public var isEmpty: Bool { count == 0 }
 
-    /// Adds one speed (km/h, > 0).
-    public mutating func add(_ speed: Double) {
+    /// Whether a speed can enter the statistics without making one of them non-finite: a positive normal
+    /// number whose reciprocal is finite, below 10⁶ km/h. Validation (`ValidationPolicy`) admits only such speeds;
+    /// this guard also holds for events from logs written before it did.
+    @inline(__always)
+    public static func isRepresentable(_ speed: Double) -> Bool {
+        speed.isNormal && speed > 0 && (1 / speed).isFinite && speed <= 1e6
+    }
+
+    /// Adds one speed (km/h). A speed that is not `isRepresentable` is not added and `false` is returned: every
+    /// statistic stays finite by construction (a subnormal speed would make Σ1/v infinite and the harmonic mean
+    /// 0 for good). Validation never passes such a speed; only a log written before it was enforced holds one.
+    @discardableResult
+    public mutating func add(_ speed: Double) -> Bool {
+        guard Self.isRepresentable(speed) else { return false }
         count += 1
         sum += speed
         sumInverse += 1 / speed
@@ -33,6 +45,7 @@ public struct BucketState: Sendable, Hashable {
         mean += delta / Double(count)
         m2 += delta * (speed - mean)
         histogram.add(bin: SpeedHistogram.bin(for: speed))
+        return true
     }
 
     /// Merges another state into this one (Chan et al. for mean and M2).
@@ -105,7 +118,16 @@ extension BucketState {
         s.mean = try r.double()
         s.m2 = try r.double()
         s.histogram = try SpeedHistogram.decode(&r)
+        guard s.isWellFormed else { throw EventRecord.FormatError() }
         return s
+    }
+
+    /// Every statistic finite and consistent: what `add` and `merge` produce. A decoded state that is not is
+    /// damaged (or was written before speeds were bounded) and must not be served as a number.
+    public var isWellFormed: Bool {
+        guard sum.isFinite, sumInverse.isFinite, mean.isFinite, m2.isFinite, count >= 0 else { return false }
+        if count == 0 { return sum == 0 && sumInverse == 0 }
+        return min.isFinite && max.isFinite && min > 0 && min <= max && sum > 0 && sumInverse > 0
     }
 
     /// Just the event count of an encoded state (it leads the encoding), without decoding the histogram.

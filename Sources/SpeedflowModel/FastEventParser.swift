@@ -4,9 +4,10 @@ import Foundation
 /// flat JSON objects holding only the six known fields.
 ///
 /// It answers only where it is sure to produce exactly what `JSONDecoder` + `RawEvent`'s lenient `Decodable`
-/// would. Anything else is *declined*: per element, the element's bytes go to `JSONDecoder` (one pass over all
-/// declined elements of a body), or for the whole body (`nil`), so the existing code decides, including its
-/// errors. Declined on purpose: unknown fields (their re-encoding in `extra` is JSONDecoder's business), nested
+/// would. Anything else is *declined*: per element, the element's bytes are checked by `JSONSyntax` (strict,
+/// linear, depth-bounded) and go to `JSONDecoder` in chunks, or for the whole body (`false`/`nil`), so the
+/// reference path decides, including its errors. Valid elements that are not objects are answered here
+/// (`not_an_object` needs no decoding), so a body of millions of `1`s never reaches `JSONDecoder`. Declined on purpose: unknown fields (their re-encoding in `extra` is JSONDecoder's business), nested
 /// values, duplicate keys, keys with escapes or non-ASCII bytes, escapes in strings that are not string fields,
 /// invalid UTF-8, raw control characters, numbers out of range or not exactly representable as the field wants.
 enum FastEventParser {
@@ -14,121 +15,116 @@ enum FastEventParser {
 
     // MARK: Bodies
 
-    /// A JSON array body. `nil`: declined, let the existing code decode (or reject) it.
-    static func decodeArray(_ body: Data) -> [Element]? {
-        body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> [Element]? in
-            guard let base = buffer.baseAddress else { return nil }
-            let p = base.assumingMemoryBound(to: UInt8.self)
-            let end = buffer.count
-            var scratch: [UInt8] = []
-            var i = skipSpace(p, 0, end)
-            guard i < end, p[i] == .openBracket else { return nil }
-            i = skipSpace(p, i + 1, end)
-            guard i < end else { return nil }
-            var results: [Element] = []
-            results.reserveCapacity(end / 160)
-            var declined: [(index: Int, span: Range<Int>)] = []
-            if p[i] == .closeBracket {
-                i += 1
-            } else {
-                while true {
-                    let start = i
-                    if let (raw, next) = parseObject(p, start, end, &scratch) {
-                        results.append(.success(raw))
-                        i = next
+    /// A JSON array body: every element goes to `sink`. `false`: gave up (the body is not strictly valid, or
+    /// `JSONDecoder` refused a declined element); the caller resets the sink and takes the reference path, which
+    /// then decides, including the error.
+    static func decodeArray<Sink: ElementSink>(_ p: UnsafePointer<UInt8>, _ end: Int, into sink: inout Sink) -> Bool {
+        var scratch: [UInt8] = []
+        var i = skipSpace(p, 0, end)
+        guard i < end, p[i] == .openBracket else { return false }
+        i = skipSpace(p, i + 1, end)
+        guard i < end else { return false }
+        var index = 0
+        var chunk = SpanChunk()
+        if p[i] == .closeBracket {
+            i += 1
+        } else {
+            while true {
+                let start = i
+                if let (raw, next) = parseObject(p, start, end, &scratch) {
+                    sink.add(index, .success(raw))
+                    i = next
+                } else {
+                    // Declined: find its end, check it strictly (linear, depth-bounded) before anything decodes it.
+                    guard let next = skipValue(p, start, end),
+                        JSONSyntax.check(p, start, next, maxDepth: EventBatch.maxElementDepth) == nil
+                    else { return false }
+                    if p[start] == .openBrace {
+                        chunk.append(index, start..<next)
+                        if chunk.isFull && !decodeChunk(p, &chunk, into: &sink) { return false }
                     } else {
-                        guard let next = skipValue(p, start, end) else { return nil }
-                        declined.append((results.count, start..<next))
-                        results.append(.failure(.malformedJSON))  // placeholder, filled in below
-                        i = next
+                        sink.add(index, .success(nonObject))
                     }
-                    i = skipSpace(p, i, end)
-                    guard i < end else { return nil }
-                    if p[i] == .comma {
-                        i = skipSpace(p, i + 1, end)
-                        continue
-                    }
-                    guard p[i] == .closeBracket else { return nil }
-                    i += 1
-                    break
+                    i = next
                 }
+                index += 1
+                i = skipSpace(p, i, end)
+                guard i < end else { return false }
+                if p[i] == .comma {
+                    i = skipSpace(p, i + 1, end)
+                    continue
+                }
+                guard p[i] == .closeBracket else { return false }
+                i += 1
+                break
             }
-            guard skipSpace(p, i, end) == end else { return nil }
-            if declined.isEmpty { return results }
-
-            // All declined elements in one JSONDecoder pass: `[e1,e2,...]` nests exactly as deep as the body.
-            var joined = Data()
-            joined.reserveCapacity(declined.reduce(2) { $0 + $1.span.count + 1 })
-            joined.append(.openBracket)
-            for (n, d) in declined.enumerated() {
-                if n > 0 { joined.append(.comma) }
-                joined.append(p + d.span.lowerBound, count: d.span.count)
-            }
-            joined.append(.closeBracket)
-            guard let decoded = try? JSONDecoder().decode([RawEvent].self, from: joined), decoded.count == declined.count
-            else { return nil }
-            for (d, raw) in zip(declined, decoded) { results[d.index] = .success(raw) }
-            return results
         }
+        guard skipSpace(p, i, end) == end else { return false }
+        return decodeChunk(p, &chunk, into: &sink)
+    }
+
+    /// What `JSONDecoder` + `RawEvent` make of any valid JSON value that is not an object.
+    static let nonObject: RawEvent = {
+        var raw = RawEvent()
+        raw.isObject = false
+        return raw
+    }()
+
+    /// Declined objects of an array body in one `JSONDecoder` pass (`[e1,e2,...]`, syntax-checked); `false` if it
+    /// refused them.
+    static func decodeChunk<Sink: ElementSink>(_ p: UnsafePointer<UInt8>, _ chunk: inout SpanChunk, into sink: inout Sink) -> Bool {
+        guard !chunk.spans.isEmpty else { return true }
+        defer { chunk.removeAll() }
+        guard let decoded = try? JSONDecoder().decode([RawEvent].self, from: chunk.joined(p, separator: .comma, brackets: true)),
+            decoded.count == chunk.spans.count
+        else { return false }
+        for (span, raw) in zip(chunk.spans, decoded) { sink.add(span.index, .success(raw)) }
+        return true
     }
 
     /// A body that should be one JSON object. `nil`: declined (not one flat object of known fields, or unsure).
-    static func decodeSingle(_ body: Data) -> RawEvent? {
-        body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> RawEvent? in
-            guard let base = buffer.baseAddress else { return nil }
-            let p = base.assumingMemoryBound(to: UInt8.self)
-            let end = buffer.count
-            var scratch: [UInt8] = []
-            let start = skipSpace(p, 0, end)
-            guard let (raw, next) = parseObject(p, start, end, &scratch), skipSpace(p, next, end) == end else { return nil }
-            return raw
-        }
+    static func decodeSingle(_ p: UnsafePointer<UInt8>, _ end: Int) -> RawEvent? {
+        var scratch: [UInt8] = []
+        let start = skipSpace(p, 0, end)
+        guard let (raw, next) = parseObject(p, start, end, &scratch), skipSpace(p, next, end) == end else { return nil }
+        return raw
     }
 
     /// NDJSON: one element per non-blank line, with `EventBatch.decodeLines` semantics (a line that is not
-    /// exactly one JSON value is `malformed_json`). Lines declined here go through `EventBatch.decodeLines`
-    /// together. `nil` only if something unexpected happened (the caller then decodes the body the old way).
-    static func decodeLines(_ body: Data) -> [Element]? {
-        body.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) -> [Element]? in
-            guard let base = buffer.baseAddress else { return nil }
-            let p = base.assumingMemoryBound(to: UInt8.self)
-            let end = buffer.count
-            var scratch: [UInt8] = []
-            var results: [Element] = []
-            results.reserveCapacity(end / 160)
-            var declined: [(index: Int, span: Range<Int>)] = []
-            var lineStart = 0
-            while lineStart < end {
-                let lineEnd: Int
-                if let nl = memchr(p + lineStart, Int32(UInt8.newline), end - lineStart) {
-                    lineEnd = UnsafeRawPointer(nl) - UnsafeRawPointer(p)
-                } else {
-                    lineEnd = end
-                }
-                defer { lineStart = lineEnd + 1 }
-                let first = skipSpace(p, lineStart, lineEnd)
-                if first == lineEnd { continue }  // blank line: not an element
-                if let (raw, next) = parseObject(p, first, lineEnd, &scratch), skipSpace(p, next, lineEnd) == lineEnd {
-                    results.append(.success(raw))
-                } else {
-                    declined.append((results.count, lineStart..<lineEnd))
-                    results.append(.failure(.malformedJSON))  // placeholder, filled in below
-                }
+    /// exactly one valid JSON value is `malformed_json`, one nested too deep `nesting_too_deep`). Lines declined
+    /// here go through `EventBatch.decodeLineChunk` in chunks.
+    static func decodeLines<Sink: ElementSink>(
+        _ p: UnsafePointer<UInt8>, _ end: Int, into sink: inout Sink
+    ) -> EventBatch.LineStats {
+        var scratch: [UInt8] = []
+        var stats = EventBatch.LineStats()
+        var chunk = SpanChunk()
+        var lineStart = 0
+        while lineStart < end {
+            let lineEnd = lineEnd(p, lineStart, end)
+            defer { lineStart = lineEnd + 1 }
+            let first = skipSpace(p, lineStart, lineEnd)
+            if first == lineEnd { continue }  // blank line: not an element
+            let index = stats.lines
+            stats.lines += 1
+            if let (raw, next) = parseObject(p, first, lineEnd, &scratch), skipSpace(p, next, lineEnd) == lineEnd {
+                sink.add(index, .success(raw))
+            } else if p[first] != .openBrace, JSONSyntax.check(p, first, lineEnd, maxDepth: EventBatch.maxElementDepth) == nil {
+                sink.add(index, .success(nonObject))
+            } else {
+                chunk.append(index, lineStart..<lineEnd)
+                if chunk.isFull { EventBatch.decodeLineChunk(p, &chunk, stats: &stats, into: &sink) }
             }
-            if declined.isEmpty { return results }
-
-            // The declined lines, verbatim, as a smaller NDJSON body: same lines, same per-line outcome.
-            var joined = Data()
-            joined.reserveCapacity(declined.reduce(0) { $0 + $1.span.count + 1 })
-            for (n, d) in declined.enumerated() {
-                if n > 0 { joined.append(.newline) }
-                joined.append(p + d.span.lowerBound, count: d.span.count)
-            }
-            let decoded = EventBatch.decodeLines(joined)
-            guard decoded.count == declined.count else { return nil }
-            for (d, element) in zip(declined, decoded) { results[d.index] = element }
-            return results
         }
+        EventBatch.decodeLineChunk(p, &chunk, stats: &stats, into: &sink)
+        return stats
+    }
+
+    /// The index of the `\n` ending the line that starts at `start`, or `end`.
+    @inline(__always)
+    static func lineEnd(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> Int {
+        guard start < end, let nl = memchr(p + start, Int32(UInt8.newline), end - start) else { return end }
+        return UnsafeRawPointer(nl) - UnsafeRawPointer(p)
     }
 
     // MARK: One object
@@ -462,7 +458,7 @@ enum FastEventParser {
     }
 
     /// Skips a string that JSONDecoder will never decode (a wrong-typed value): only plain strings without
-    /// escapes or control characters are accepted, so its validity is not in doubt.
+    /// escapes or control characters, in well-formed UTF-8, are accepted, so its validity is not in doubt.
     @inline(__always)
     static func skipPlainString(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> Bool {
         i += 1
@@ -473,7 +469,13 @@ enum FastEventParser {
                 return true
             }
             if b == .backslash || b < 0x20 { return false }
-            i += 1
+            if b < 0x80 {
+                i += 1
+            } else {
+                // Invalid UTF-8 makes the body invalid JSON: decline, the syntax check says so.
+                guard let n = JSONSyntax.utf8Sequence(p, i, end) else { return false }
+                i += n
+            }
         }
         return false
     }

@@ -2,19 +2,19 @@
 public enum RejectionReason: String, Error, Sendable, CaseIterable, Codable, Hashable {
     /// A required field (`kvfv_id`, `timestamp`, `vehicle_speed`) is absent or null.
     case missingField = "missing_field"
-    /// `kvfv_id` is not 1–64 chars of `[A-Za-z0-9._-]`.
+    /// `kvfv_id` is not 1–64 chars of `[A-Za-z0-9._-]`, or is `.` or `..`.
     case invalidKvfvId = "invalid_kvfv_id"
     /// `timestamp` is not an RFC 3339 date-time with `Z` or an offset.
     case invalidTimestamp = "invalid_timestamp"
     /// `vehicle_speed` is not a JSON number.
     case invalidSpeed = "invalid_speed"
-    /// `vehicle_speed` is not in `0 < v ≤ max_speed`.
+    /// `vehicle_speed` is not in `min_speed ≤ v ≤ max_speed` (subnormals and values whose reciprocal overflows never are).
     case speedOutOfRange = "speed_out_of_range"
-    /// `event_id` is not a string of 1–128 chars.
+    /// `event_id` is not a string of 1–128 Unicode scalars without control characters.
     case invalidEventId = "invalid_event_id"
     /// `lane` is present but not an integer.
     case invalidLane = "invalid_lane"
-    /// `plate_number` is present but not a string.
+    /// `plate_number` is present but not a string of at most 64 Unicode scalars without control characters.
     case invalidPlate = "invalid_plate"
     /// The event time is more than `max_clock_skew` ahead of the server clock.
     case inFuture = "in_future"
@@ -22,8 +22,11 @@ public enum RejectionReason: String, Error, Sendable, CaseIterable, Codable, Has
     case tooLate = "too_late"
     /// The batch element is not a JSON object.
     case notAnObject = "not_an_object"
-    /// An NDJSON line is not valid JSON (the other lines are still processed).
+    /// An NDJSON line is not valid JSON (RFC 8259) (the other lines are still processed).
     case malformedJSON = "malformed_json"
+    /// An NDJSON line nests arrays/objects deeper than `EventBatch.maxElementDepth` levels (the other lines are
+    /// still processed; in an array or single-object body this is the whole-request `400 nesting_too_deep`).
+    case nestingTooDeep = "nesting_too_deep"
 }
 
 /// One rejected element of a batch: its position and why.

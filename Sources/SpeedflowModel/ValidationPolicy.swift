@@ -1,5 +1,13 @@
 /// The rules an event must pass to be accepted.
 public struct ValidationPolicy: Sendable, Hashable {
+    /// Lowest accepted speed in km/h. Default: 1.
+    ///
+    /// A pass below walking pace is a stopped or crawling vehicle, not a speed measurement: traffic radars and
+    /// laser gates do not resolve speeds near zero (their specified ranges start at a few km/h), and a reading of
+    /// 0.001 km/h would weigh 10^5 times a 100 km/h pass in the harmonic (space-mean) speed Σ1/v. 1 km/h keeps
+    /// every real queue crawl while making 1/v ≤ 1 for every accepted event, so Σ1/v, and with it
+    /// `harmonic_mean_speed`, is finite for any number of events (a subnormal such as 1e-320 made it overflow).
+    public var minSpeed: Double
     /// Highest plausible speed in km/h. Default: 300.
     public var maxSpeed: Double
     /// How far ahead of the server clock an event time may be. Default: 5 minutes.
@@ -8,10 +16,37 @@ public struct ValidationPolicy: Sendable, Hashable {
     /// Default: 7 days.
     public var acceptanceHorizonMs: Int64
 
-    public init(maxSpeed: Double = 300, maxClockSkewMs: Int64 = 300_000, acceptanceHorizonMs: Int64 = 7 * 86_400_000) {
+    /// Bounds on the configurable speed limits that keep every bucket statistic finite by construction:
+    /// with `minSpeed ≥ 10⁻³` and `maxSpeed ≤ 10⁶` km/h, Σv, Σ1/v and M2 stay below 10³⁰ even for 2⁶³ events.
+    public static let speedLimitRange: ClosedRange<Double> = 1e-3...1e6
+
+    public init(
+        minSpeed: Double = 1, maxSpeed: Double = 300, maxClockSkewMs: Int64 = 300_000,
+        acceptanceHorizonMs: Int64 = 7 * 86_400_000
+    ) {
+        self.minSpeed = minSpeed
         self.maxSpeed = maxSpeed
         self.maxClockSkewMs = maxClockSkewMs
         self.acceptanceHorizonMs = acceptanceHorizonMs
+    }
+
+    /// Why a configured speed range is unusable, or `nil`: both limits within `speedLimitRange`, min ≤ max.
+    public static func checkSpeedLimits(min: Double, max: Double) -> String? {
+        guard speedLimitRange.contains(min) else {
+            return "min_speed must be between \(speedLimitRange.lowerBound) and \(speedLimitRange.upperBound) km/h, not \(min)"
+        }
+        guard speedLimitRange.contains(max) else {
+            return "max_speed must be between \(speedLimitRange.lowerBound) and \(speedLimitRange.upperBound) km/h, not \(max)"
+        }
+        guard min <= max else { return "min_speed (\(min)) must not exceed max_speed (\(max))" }
+        return nil
+    }
+
+    /// Whether `v` may enter the statistics: finite, normal, `minSpeed ≤ v ≤ maxSpeed`, with a finite reciprocal.
+    /// The explicit normal/reciprocal checks hold even for a policy built in code with out-of-range limits.
+    @inline(__always)
+    public func isAcceptedSpeed(_ v: Double) -> Bool {
+        v.isNormal && v > 0 && (1 / v).isFinite && v >= minSpeed && v <= maxSpeed
     }
 
     /// Checks a decoded element; on success returns the typed event.
@@ -41,7 +76,7 @@ public struct ValidationPolicy: Sendable, Hashable {
         case .absent, .null: return .failure(.init(.missingField, "vehicle_speed"))
         case .wrongType: return .failure(.init(.invalidSpeed, "vehicle_speed"))
         case .value(let v):
-            guard v.isFinite, v > 0, v <= maxSpeed else {
+            guard isAcceptedSpeed(v) else {
                 return .failure(.init(.speedOutOfRange, "vehicle_speed"))
             }
             speed = v
@@ -52,7 +87,7 @@ public struct ValidationPolicy: Sendable, Hashable {
         case .absent, .null: eventId = nil
         case .wrongType: return .failure(.init(.invalidEventId, "event_id"))
         case .value(let v):
-            guard !v.isEmpty, v.utf8.count <= 128 else { return .failure(.init(.invalidEventId, "event_id")) }
+            guard !v.isEmpty, Self.isPrintable(v, maxScalars: 128) else { return .failure(.init(.invalidEventId, "event_id")) }
             eventId = v
         }
 
@@ -70,7 +105,7 @@ public struct ValidationPolicy: Sendable, Hashable {
         case .absent, .null: plate = nil
         case .wrongType: return .failure(.init(.invalidPlate, "plate_number"))
         case .value(let v):
-            guard v.utf8.count <= 64 else { return .failure(.init(.invalidPlate, "plate_number")) }
+            guard Self.isPrintable(v, maxScalars: 64) else { return .failure(.init(.invalidPlate, "plate_number")) }
             plate = v
         }
 
@@ -83,10 +118,23 @@ public struct ValidationPolicy: Sendable, Hashable {
                 lane: lane, plate: plate, extra: raw.extra))
     }
 
-    /// 1–64 chars of `[A-Za-z0-9._-]`.
+    /// At most `maxScalars` Unicode scalars, none a control character (U+0000–U+001F, U+007F).
+    ///
+    /// Lengths are counted in Unicode scalars, not bytes (a 33-letter Cyrillic plate is 66 bytes) and not grapheme
+    /// clusters, whose boundaries change with Unicode versions: a stored decision must not flip on an upgrade.
+    public static func isPrintable(_ s: String, maxScalars: Int) -> Bool {
+        var n = 0
+        for scalar in s.unicodeScalars {
+            n += 1
+            if n > maxScalars || scalar.value < 0x20 || scalar.value == 0x7F { return false }
+        }
+        return true
+    }
+
+    /// 1–64 chars of `[A-Za-z0-9._-]`, and not `.` or `..` (path segments that cannot be queried as a camera).
     public static func isValidKvfvId(_ s: String) -> Bool {
         let u = s.utf8
-        guard (1...64).contains(u.count) else { return false }
+        guard (1...64).contains(u.count), s != ".", s != ".." else { return false }
         for c in u {
             switch c {
             case 48...57, 65...90, 97...122, 46, 95, 45: continue

@@ -1,4 +1,3 @@
-import CompressNIO
 import Foundation
 import Hummingbird
 import Logging
@@ -11,35 +10,42 @@ struct IngestController: Sendable {
     let engine: Engine
     let configuration: ServerConfiguration
 
+    /// Rejections listed one by one in an answer; beyond them only `rejected_by_reason` counts, so the answer's
+    /// size is bounded whatever the body holds (about 50 bytes per listed rejection).
+    static let rejectionDetailLimit = 1000
+    /// Bodies at least this large are decompressed and decoded on a Dispatch thread, not on the Swift
+    /// concurrency pool that also runs every other request (two threads on a 2-core machine).
+    static let offloadBytes = 64 << 10
+
     func ingest(_ request: Request, context: some RequestContext) async throws -> Response {
         let arrivalMs = engine.now
-        var request = request
-        var body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: configuration.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, "body_too_large", "the request body exceeds \(configuration.maxBodyBytes) bytes")
+        let gzip = try Self.isGzip(request.headers[values: .contentEncoding])
+        let limit = configuration.maxBodyBytes
+        // Answer from the header when it already says too much: the body is never read.
+        if let declared = request.headers[.contentLength].flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }), declared > limit {
+            throw APIError(.contentTooLarge, "body_too_large", "the request body (\(declared) bytes) exceeds \(limit) bytes")
         }
-        if let encoding = request.headers[.contentEncoding]?.lowercased(), encoding != "identity" {
-            guard encoding.contains("gzip") else {
-                throw APIError(.unsupportedMediaType, "unsupported_encoding", "Content-Encoding '\(encoding)' is not supported; use gzip")
-            }
-            do {
-                body = try body.decompress(with: .gzip(), maxSize: configuration.maxBodyBytes)
-            } catch let error as CompressNIOError where error == .bufferOverflow {
-                throw APIError(.contentTooLarge, "body_too_large", "the decompressed body exceeds \(configuration.maxBodyBytes) bytes")
-            } catch {
-                throw APIError(.badRequest, "invalid_gzip", "the body is not valid gzip: \(error)")
-            }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "body_too_large", "the request body exceeds \(limit) bytes")
         }
         let ndjson = request.headers[.contentType]?.lowercased().contains("ndjson") ?? false
-        let batch: EventBatch
-        do {
-            batch = try EventBatch.decode(
-                Data(body.readableBytesView), ndjson: ndjson, policy: engine.configuration.policy, nowMs: arrivalMs)
-        } catch {
-            throw APIError(.badRequest, error.reason, error.message)
+        let policy = engine.configuration.policy
+        let decode: @Sendable () -> Result<EventBatch, APIError> = {
+            Self.decode(body, gzip: gzip, ndjson: ndjson, limit: limit, policy: policy, nowMs: arrivalMs)
         }
+        let batch: EventBatch
+        if body.readableBytes >= Self.offloadBytes {
+            batch = try await withCheckedContinuation { continuation in
+                DispatchQueue.global(qos: .userInitiated).async { continuation.resume(returning: decode()) }
+            }.get()
+        } else {
+            batch = try decode().get()
+        }
+
         let outcome: IngestOutcome
         do {
             outcome = try await engine.ingest(batch.events, arrivalMs: arrivalMs)
@@ -55,10 +61,100 @@ struct IngestController: Sendable {
         }
 
         // Counted only once the request is answered 200: a 503'd request will be retried and counted then.
-        engine.stats.record(rejections: batch.rejections, nowMs: arrivalMs)
-        engine.noteRejections(batch.rejections.compactMap { r in r.kvfvId.map { ($0, r.reason) } })
+        record(batch, nowMs: arrivalMs)
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: Self.answer(batch, outcome: outcome))))
+    }
 
-        var json = JSONWriter(capacity: 64 + batch.rejections.count * 48)
+    /// `Content-Encoding` must be exactly `gzip` or `identity` (case-insensitive, surrounding whitespace
+    /// allowed), once: `x-gzip`, `gzip, br` or two header fields are `415`, never a guess.
+    static func isGzip(_ values: [String]) throws -> Bool {
+        guard !values.isEmpty else { return false }
+        let coding = values.count == 1 ? values[0].trimmingCharacters(in: .whitespaces).lowercased() : values.joined(separator: ", ")
+        switch coding {
+        case "gzip": return true
+        case "identity", "": return false
+        default:
+            throw APIError(
+                .unsupportedMediaType, "unsupported_encoding",
+                "Content-Encoding '\(coding)' is not supported; send gzip or identity (one coding, not a list)")
+        }
+    }
+
+    /// Gunzip (every member, bounded), then decode and validate, keeping the first rejections in detail.
+    static func decode(
+        _ body: ByteBuffer, gzip: Bool, ndjson: Bool, limit: Int, policy: ValidationPolicy, nowMs: Int64
+    ) -> Result<EventBatch, APIError> {
+        var plain: [UInt8]?
+        if gzip {
+            let result = body.withUnsafeReadableBytes { buffer -> Result<[UInt8], GzipError> in
+                do throws(GzipError) {
+                    return .success(try Gzip.decompress(buffer, limit: limit))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch result {
+            case .success(let bytes):
+                plain = bytes
+            case .failure(let error) where error.code == .tooLarge:
+                return .failure(APIError(.contentTooLarge, "body_too_large", "the decompressed body exceeds \(limit) bytes"))
+            case .failure(let error):
+                return .failure(APIError(.badRequest, "invalid_gzip", "the body is not valid gzip: \(error.message)"))
+            }
+        }
+        func run(_ data: Data) -> Result<EventBatch, APIError> {
+            do throws(EventBatch.DecodeError) {
+                return .success(try EventBatch.decode(
+                    data, ndjson: ndjson, policy: policy, nowMs: nowMs, detailLimit: rejectionDetailLimit))
+            } catch {
+                return .failure(APIError(.badRequest, error.reason, error.message))
+            }
+        }
+        // No copy of the body: `Data` borrows the bytes for the duration of the decode.
+        if let plain {
+            return plain.withUnsafeBytes { buffer in
+                guard let base = buffer.baseAddress, buffer.count > 0 else { return run(Data()) }
+                return run(Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count, deallocator: .none))
+            }
+        }
+        return body.withUnsafeReadableBytes { buffer in
+            guard let base = buffer.baseAddress, buffer.count > 0 else { return run(Data()) }
+            return run(Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count, deallocator: .none))
+        }
+    }
+
+    /// Statistics and per-camera health, from the counts (the engine takes one record per rejection, so they are
+    /// handed over in bounded slices rather than as one array per element).
+    func record(_ batch: EventBatch, nowMs: Int64) {
+        let slice = 4096
+        for (reason, count) in batch.rejectedByReason.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            var left = count
+            while left > 0 {
+                let n = Swift.min(left, slice)
+                engine.stats.record(rejections: Array(repeating: Rejection(index: 0, reason: reason), count: n), nowMs: nowMs)
+                left -= n
+            }
+        }
+        var pairs: [(kvfvId: String, reason: RejectionReason)] = []
+        for (camera, reasons) in batch.rejectedByCamera {
+            for (reason, count) in reasons {
+                for _ in 0..<count {
+                    pairs.append((camera, reason))
+                    if pairs.count == slice {
+                        engine.noteRejections(pairs)
+                        pairs.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+        }
+        engine.noteRejections(pairs)
+    }
+
+    /// `{"accepted":…,"duplicates":…,"rejected":[first 1000],"rejected_by_reason":{…},"rejected_truncated":…}`.
+    static func answer(_ batch: EventBatch, outcome: IngestOutcome) -> [UInt8] {
+        var json = JSONWriter(capacity: 160 + batch.rejections.count * 48)
         json.raw("{\"accepted\":")
         json.number(outcome.accepted)
         json.raw(",\"duplicates\":")
@@ -76,9 +172,16 @@ struct IngestController: Sendable {
             }
             json.raw("}")
         }
-        json.raw("]}")
-        return Response(
-            status: .ok, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: json.bytes)))
+        json.raw("],\"rejected_by_reason\":{")
+        for (i, (reason, count)) in batch.rejectedByReason.sorted(by: { $0.key.rawValue < $1.key.rawValue }).enumerated() {
+            if i > 0 { json.raw(",") }
+            json.string(reason.rawValue)
+            json.raw(":")
+            json.number(count)
+        }
+        json.raw("},\"rejected_truncated\":")
+        json.raw(batch.rejectionsTruncated ? "true" : "false")
+        json.raw("}")
+        return json.bytes
     }
 }

@@ -23,8 +23,10 @@ struct QueryController: Sendable {
         }
         var timeZone: TimeZone?
         if let tz = q.get("tz"), !tz.isEmpty {
-            guard let zone = TimeZone(identifier: tz) else {
-                throw APIError(.badRequest, "invalid_tz", "unknown time zone '\(tz)'; use an IANA name such as Europe/Moscow")
+            guard let zone = Self.timeZone(tz) else {
+                throw APIError(
+                    .badRequest, "invalid_tz",
+                    "unknown time zone '\(tz.prefix(64))'; use an IANA name such as Europe/Moscow")
             }
             timeZone = zone
         }
@@ -90,6 +92,23 @@ struct QueryController: Sendable {
         }
         json.raw("]}")
         return Self.json(json)
+    }
+
+    /// An IANA time zone name: 1–64 of `[A-Za-z0-9/_+-]` (no NUL, no `.`, so no path tricks) that Foundation
+    /// knows under exactly that name, or `UTC` (`TimeZone(identifier:)` alone also takes abbreviations, odd
+    /// spellings and, before this check, a NUL followed by anything).
+    static func timeZone(_ name: String) -> TimeZone? {
+        guard (1...64).contains(name.utf8.count),
+            name.utf8.allSatisfy({ c in
+                (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "/") || c == UInt8(ascii: "_")
+                    || c == UInt8(ascii: "+") || c == UInt8(ascii: "-")
+            }),
+            !name.hasPrefix("/"), !name.hasSuffix("/"), !name.contains("//"),
+            let zone = TimeZone(identifier: name),
+            zone.identifier == name || name == "UTC" || TimeZone.knownTimeZoneIdentifiers.contains(name)
+        else { return nil }
+        return zone
     }
 
     static let csvHeader =

@@ -13,6 +13,7 @@ public enum SpeedflowHTTP {
     ) -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: MetricsMiddleware())
+        router.add(middleware: JSONErrorMiddleware())
         let ingest = IngestController(engine: engine, configuration: configuration)
         let query = QueryController(engine: engine)
         let assets = Assets()

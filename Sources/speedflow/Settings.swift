@@ -14,6 +14,9 @@ struct StorageOptions: ParsableArguments {
     @Option(help: "Directory for the log segments and the SQLite store. Default: ./data. Env: SPEEDFLOW_DATA_DIR.")
     var dataDir: String?
 
+    @Option(help: "Lowest accepted speed, km/h; slower events are rejected (speed_out_of_range). Default: 1. Env: SPEEDFLOW_MIN_SPEED.")
+    var minSpeed: Double?
+
     @Option(help: "Highest plausible speed, km/h; faster events are rejected (speed_out_of_range). Default: 300.")
     var maxSpeed: Double?
 
@@ -99,9 +102,11 @@ struct Settings {
     }
 
     func policy(_ o: StorageOptions) throws -> ValidationPolicy {
+        let minSpeed = try double("min_speed", o.minSpeed, default: 1)
         let maxSpeed = try double("max_speed", o.maxSpeed, default: 300)
-        guard maxSpeed > 0 else { throw ValidationError("max_speed must be positive") }
+        if let problem = ValidationPolicy.checkSpeedLimits(min: minSpeed, max: maxSpeed) { throw ValidationError(problem) }
         return ValidationPolicy(
+            minSpeed: minSpeed,
             maxSpeed: maxSpeed,
             maxClockSkewMs: try durationMs("max_clock_skew", o.maxClockSkew, default: "5m"),
             acceptanceHorizonMs: try durationMs("acceptance_horizon", o.acceptanceHorizon, default: "7d"))

@@ -107,12 +107,14 @@ struct ValidationTests {
         #expect(try rejection(jsonObject(with(seedFields(), "vehicle_speed", value))) == EventRejection(.invalidSpeed, "vehicle_speed"))
     }
 
-    @Test("speed_out_of_range: 0, negative, above max", arguments: ["0", "0.0", "-0.0", "-1", "-85.2", "300.0001", "301", "1e300"])
+    @Test("speed_out_of_range: 0, negative, below min (1 km/h), subnormal, above max", arguments: [
+        "0", "0.0", "-0.0", "-1", "-85.2", "300.0001", "301", "1e300", "0.999", "0.001", "1e-320", "4.9e-324", "2.2250738585072014e-308",
+    ])
     func speedOutOfRange(value: String) throws {
         #expect(try rejection(jsonObject(with(seedFields(), "vehicle_speed", value))) == EventRejection(.speedOutOfRange, "vehicle_speed"))
     }
 
-    @Test("Speeds in (0, max] are accepted, exactly max included", arguments: ["300", "300.0", "299.9999", "0.001", "1", "85"])
+    @Test("Speeds in [min, max] are accepted, both limits included", arguments: ["300", "300.0", "299.9999", "1", "1.0", "1.5", "85"])
     func speedInRange(value: String) throws {
         let e = try #require(try accepted(jsonObject(with(seedFields(), "vehicle_speed", value))))
         #expect(e.speed == Double(value)!)
@@ -202,6 +204,7 @@ struct ValidationTests {
         #expect(codes == [
             "missing_field", "invalid_kvfv_id", "invalid_timestamp", "invalid_speed", "speed_out_of_range",
             "invalid_event_id", "invalid_lane", "invalid_plate", "in_future", "too_late", "not_an_object", "malformed_json",
+            "nesting_too_deep",
         ])
     }
 }

@@ -20,7 +20,7 @@ struct HTTPContractTests {
     }
 
     static func withServer(
-        maxBodyBytes: Int = 1 << 20, start: Bool = true, configure: (inout EngineConfiguration) -> Void = { _ in },
+        maxBodyBytes: Int = 1 << 20, start: Bool = true, live: Bool = false, configure: (inout EngineConfiguration) -> Void = { _ in },
         _ body: @Sendable (any TestClientProtocol, Fixture) async throws -> Void
     ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-http-\(UUID().uuidString)")
@@ -35,7 +35,7 @@ struct HTTPContractTests {
         let router = SpeedflowHTTP.router(
             engine: engine, configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes), prometheus: nil)
         let app = Application(router: router)
-        try await app.test(.router) { client in try await body(client, Fixture(engine: engine, dir: dir)) }
+        try await app.test(live ? .live : .router) { client in try await body(client, Fixture(engine: engine, dir: dir)) }
         if !start { engine.start() }
         engine.shutdown()
     }
