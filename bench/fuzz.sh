@@ -31,9 +31,13 @@ log=${FUZZ_OUT:-.build-fuzz}/last-run.log
 
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+# Fork mode (FUZZ_ARGS=-fork=N) prints no stat:: lines: take the last progress line "#N: cov: ... exec/s: R".
+if [ -z "$execs" ]; then execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#'); fi
+if [ -z "$rate" ] && [ -n "$execs" ] && [ "$seconds" -gt 0 ]; then rate="$(( execs / seconds )) (executions / fuzzing time)"; fi
 rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
 slowest=$(sed -n 's/^stat::slowest_unit_time_sec: *//p' "$log" | tail -1)
-cov=$(grep -E '^#[0-9]+' "$log" | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' | tail -1 || true)
+cov=$(grep -E '^#[0-9]+' "$log" | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+(/[0-9]+[a-zA-Z]*)?' | tail -1 || true)
+crashes=$(grep -oE 'oom/timeout/crash: [0-9/]+' "$log" | tail -1 || true)
 after=$(find "$corpus" -type f | wc -l)
 echo
 echo "bench/fuzz: figures ($(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD)$(git diff --quiet -- Sources/SpeedflowModel || echo '+local changes'), $(nproc) cores, nice $NICE)"
@@ -45,5 +49,6 @@ printf '  %-28s %s\n' \
   "corpus (grown)" "$before -> $after inputs" \
   "slowest input" "${slowest:-?}s" \
   "peak RSS" "${rss:-?} MB" \
+  "findings (fork mode)" "${crashes:-n/a} (saved in ${FUZZ_OUT:-.build-fuzz}/artifacts/)" \
   "result" "$([ $status = 0 ] && echo 'no finding' || echo "FINDING (exit $status), see above")"
 exit $status

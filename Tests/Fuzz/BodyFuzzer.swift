@@ -199,7 +199,9 @@ func isJSONSpace(_ b: UInt8) -> Bool { b == 32 || b == 10 || b == 13 || b == 9 }
 ///   ill-formed UTF-8 (`JSONDecoder` reads `"\xff"` as a string it cannot decode: a per-element `invalid_plate`;
 ///   RFC 8259 §8.1 requires UTF-8, so the strict check makes it `malformed_json`), invalid escapes such as `\i`
 ///   or `\u12G4` (`JSONDecoder` scans strings lazily: in a key it made the element `not_an_object`, in a known
-///   field's value a wrong-typed field).
+///   field's value a wrong-typed field), a byte-order mark or a UTF-16/UTF-32 body (`JSONDecoder` detects the
+///   encoding from a BOM or from NUL bytes: `00 2D` is UTF-16 for `-`, a `not_an_object` line; RFC 8259 §8.1:
+///   UTF-8, no BOM).
 /// The scan below is deliberately simpler and more generous than `JSONSyntax` (it is not a second copy of it): it
 /// only says whether one of these forms occurs anywhere in the body, so any other difference is still a finding.
 func documentedDeviation(_ body: Data, ndjson: Bool) -> String? {
@@ -216,11 +218,13 @@ func documentedDeviation(_ body: Data, ndjson: Bool) -> String? {
     #endif
 }
 
-/// The first deviation-triggering form in `text`: ill-formed UTF-8, a non-RFC number token, a trailing comma, a
-/// raw control character or an invalid escape in a string, or brackets nested deeper than `maxDepth` (counted from the text's start, so an array
+/// The first deviation-triggering form in `text`: ill-formed UTF-8, a byte-order mark, a control byte outside
+/// strings, a non-RFC number token, a trailing comma, a raw control character or an invalid escape in a string,
+/// or brackets nested deeper than `maxDepth` (counted from the text's start, so an array
 /// body's elements sit one level deeper: such bodies are excluded one level early, which errs on the safe side).
 func lenientForm(_ text: Data.SubSequence, maxDepth: Int) -> String? {
     if String(validating: text, as: UTF8.self) == nil { return "ill-formed UTF-8" }
+    if text.starts(with: [0xEF, 0xBB, 0xBF]) { return "byte-order mark" }
     var depth = 0, inString = false, escaped = false, hexLeft = 0
     var token: [UInt8] = []
     var lastSignificant: UInt8 = 0
@@ -257,6 +261,8 @@ func lenientForm(_ text: Data.SubSequence, maxDepth: Int) -> String? {
         case UInt8(ascii: "\""), UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: "}"), UInt8(ascii: "]"),
             UInt8(ascii: ","), UInt8(ascii: ":"), 32, 9, 10, 13:
             if let why = endToken() { return why }
+        case 0x00..<0x20:
+            return "control byte outside strings (JSONDecoder takes NULs for UTF-16/UTF-32)"
         default:
             token.append(b)
             lastSignificant = b
