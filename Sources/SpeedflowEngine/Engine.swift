@@ -73,6 +73,7 @@ public final class Engine: Sendable {
         self.logger = logger
         self.clock = clock
         self.stats = IngestStats(nowMs: clock())
+        try Self.checkStoreAtOpen(store, log: log, logger: logger)
         self.aggregator = Mutex(try Aggregator(store: store))
     }
 
@@ -154,6 +155,7 @@ public final class Engine: Sendable {
         commitThread.name = "speedflow-commit"
         commitThread.qualityOfService = .userInitiated
         commitThread.start()
+        checkStoreAfterStart()
     }
 
     /// Makes `events` durable and counted; returns once they are (or throws, having stored nothing).
@@ -393,6 +395,7 @@ public final class Engine: Sendable {
         } catch {
             logger.error("Retention failed", metadata: ["error": "\(error)"])
         }
+        checkStoreInBackground(why: "hourly")
     }
 
     // MARK: - Introspection

@@ -4,6 +4,7 @@ import NIOCore
 import SpeedflowAggregation
 import SpeedflowEngine
 import SpeedflowModel
+import SpeedflowStore
 
 /// `GET /kvfv/{id}/avg-speed`, `GET /kvfv`, `GET /stats`, `GET /health`.
 struct QueryController: Sendable {
@@ -43,7 +44,13 @@ struct QueryController: Sendable {
                     "the range holds \(n) windows; at most \(WindowPlanner.maxWindows) per request")
             }
         }
-        guard let states = try await engine.windowStates(kvfvId: id, windows: windows) else {
+        let found: [BucketState]?
+        do {
+            found = try await engine.windowStates(kvfvId: id, windows: windows)
+        } catch let error as StoreError {
+            throw APIError(error)
+        }
+        guard let states = found else {
             throw APIError(.notFound, "unknown_kvfv", "no event of camera '\(id)' has been accepted")
         }
         let wantsCSV = q.get("format") == "csv" || (request.headers[.accept]?.contains("text/csv") ?? false)
@@ -144,7 +151,12 @@ struct QueryController: Sendable {
     }
 
     func cameras(_ request: Request, context: some RequestContext) async throws -> Response {
-        let statuses = try await engine.cameraStatuses()
+        let statuses: [Engine.CameraStatus]
+        do {
+            statuses = try await engine.cameraStatuses()
+        } catch let error as StoreError {
+            throw APIError(error)
+        }
         var json = JSONWriter(capacity: 128 + statuses.count * 400)
         json.raw("{\"server_time\":")
         json.string(Timestamp.format(engine.now))
@@ -233,5 +245,13 @@ struct QueryController: Sendable {
 
     static func json(_ w: JSONWriter) -> Response {
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: w.bytes)))
+    }
+}
+
+extension APIError {
+    /// A store error (`store_corrupt`: damaged data is never answered as a number) as a JSON 500; the engine has
+    /// logged it and counted it in `speedflow_store_corruptions_total`.
+    init(_ error: StoreError) {
+        self.init(.internalServerError, error.reason, error.message)
     }
 }

@@ -2,20 +2,35 @@ import Foundation
 import GRDB
 import Logging
 import SpeedflowAggregation
+import SpeedflowModel
+import Synchronization
 
 /// The embedded store: one SQLite database (WAL) holding bucket states, dedup identities, cameras and the
 /// log offset, every flush in one transaction.
 ///
 /// Bucket aggregates and identities live in separate tables so a query's range scan reads only the small
 /// aggregate rows (~100 bytes), never the identity blobs (8 bytes per event, appended in chunks per flush).
+///
+/// Integrity (Debian's SQLite has no checksum VFS): every commit also keeps a summary per (camera, UTC day) —
+/// bucket rows, Σcount and a digest of the rows — and every read checks the whole days it touches against it,
+/// so a damaged, vanished or foreign row is reported as `StoreError.corrupt`, never served as a number
+/// (see `SQLiteStore+Integrity.swift`).
 public final class SQLiteStore: Store {
-    let pool: DatabasePool
+    /// Swapped only by `quarantine` (at start, before anything else reads the store).
+    let database: Mutex<DatabasePool>
+    var pool: DatabasePool { database.withLock { $0 } }
     let path: String
     let logger: Logger
+    let corruptionHandler = Mutex<(@Sendable (StoreError) -> Void)?>(nil)
 
     public init(path: String, logger: Logger = Logger(label: "speedflow.store")) throws {
         self.path = path
         self.logger = logger
+        database = Mutex(try Self.open(path: path))
+    }
+
+    /// Opens (creating or upgrading) the database at `path`. A file SQLite finds malformed is `StoreError.corrupt`.
+    static func open(path: String) throws -> DatabasePool {
         var config = Configuration()
         config.prepareDatabase { db in
             // The log is the durable source; the store needs atomicity, which WAL gives with NORMAL sync.
@@ -24,8 +39,14 @@ public final class SQLiteStore: Store {
             try db.execute(sql: "PRAGMA cache_size = -16384")
         }
         config.maximumReaderCount = 4
-        pool = try DatabasePool(path: path, configuration: config)
-        try Self.migrator.migrate(pool)
+        do {
+            let pool = try DatabasePool(path: path, configuration: config)
+            try migrator.migrate(pool)
+            return pool
+        } catch let error as DatabaseError where isCorruption(error) {
+            throw StoreError(
+                .corrupt, "\(path) cannot be opened: \(error.message ?? "\(error)"); \(StoreError.repairHint)")
+        }
     }
 
     static var migrator: DatabaseMigrator {
@@ -69,44 +90,101 @@ public final class SQLiteStore: Store {
                     DROP TABLE dedup;
                     """)
         }
+        // Per (camera, UTC day) summary of the bucket rows, checked on every read: detects damaged rows and rows
+        // that vanished (a lost page). Filled from the existing rows, so an older data dir upgrades in place.
+        m.registerMigration("v3-bucket-day") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE bucket_day (
+                        camera INTEGER NOT NULL,
+                        day INTEGER NOT NULL,
+                        buckets INTEGER NOT NULL,
+                        events INTEGER NOT NULL,
+                        digest INTEGER NOT NULL,
+                        PRIMARY KEY (camera, day)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                    """)
+            try fillDaySummaries(db)
+            // Identities of buckets before the oldest one holding any were pruned by retention (pruning is by
+            // bucket number, for all cameras at once); from now on `pruneIdentities` records the mark itself.
+            try db.execute(
+                sql: """
+                    INSERT INTO meta (name, value)
+                    SELECT 'identities_pruned_before', coalesce((SELECT min(bucket) FROM dedup_chunk), (SELECT max(bucket) + 1 FROM bucket))
+                    WHERE coalesce((SELECT min(bucket) FROM dedup_chunk), (SELECT max(bucket) + 1 FROM bucket)) IS NOT NULL
+                    """)
+        }
         return m
     }
 
     public func logOffset() throws -> UInt64 {
-        try pool.read { db in
-            UInt64(try Int64.fetchOne(db, sql: "SELECT log_offset FROM checkpoint WHERE name = 'aggregator'") ?? 0)
+        try guarded("reading the log offset") {
+            try pool.read { db in
+                UInt64(try Int64.fetchOne(db, sql: "SELECT log_offset FROM checkpoint WHERE name = 'aggregator'") ?? 0)
+            }
         }
     }
 
     public func cameras() throws -> [CameraRecord] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, kvfv_id, last_event_ms, last_arrival_ms FROM camera ORDER BY kvfv_id").map {
-                CameraRecord(id: $0[0], kvfvId: $0[1], lastEventMs: $0[2], lastArrivalMs: $0[3])
+        try guarded("reading cameras") {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT id, kvfv_id, last_event_ms, last_arrival_ms FROM camera ORDER BY kvfv_id").map {
+                    CameraRecord(id: $0[0], kvfvId: $0[1], lastEventMs: $0[2], lastArrivalMs: $0[3])
+                }
             }
         }
     }
 
+    /// A bucket and its identities, for a late event. Its whole day is checked first, and its identities must
+    /// number exactly its count (unless retention pruned them): dedup against damaged identities could count
+    /// an event twice, so damage is an error, never a smaller identity set.
     public func loadBucket(_ key: BucketKey) throws -> StoredBucket? {
-        try pool.read { db -> StoredBucket? in
-            guard
-                let stateData = try Data.fetchOne(
-                    db, sql: "SELECT state FROM bucket WHERE camera = ? AND bucket = ?", arguments: [key.camera, key.bucket])
-            else { return nil }
-            let state = try stateData.withUnsafeBytes { try BucketState.decode($0) }
-            var ids: [UInt64] = []
-            ids.reserveCapacity(Int(state.count))
-            let chunks = try Data.fetchCursor(
-                db, sql: "SELECT ids FROM dedup_chunk WHERE camera = ? AND bucket = ?", arguments: [key.camera, key.bucket])
-            var chunkCount = 0
-            while let chunk = try chunks.next() {
-                Self.appendIds(chunk, to: &ids)
-                chunkCount += 1
+        try guarded("loading a bucket for a late event") {
+            try pool.read { db -> StoredBucket? in
+                let day = key.bucket.floorDiv(Self.bucketsPerDay)
+                let found = try Self.verifiedStates(db, camera: key.camera, days: day...day, wanted: key.bucket..<(key.bucket + 1))
+                let prunedBefore = try Int64.fetchOne(
+                    db, sql: "SELECT value FROM meta WHERE name = 'identities_pruned_before'") ?? .min
+                guard let state = found.first?.state else {
+                    // No row, yet identities: the row was lost (its day's summary may have gone with it).
+                    if key.bucket >= prunedBefore,
+                        try Bool.fetchOne(
+                            db, sql: "SELECT EXISTS (SELECT 1 FROM dedup_chunk WHERE camera = ? AND bucket = ?)",
+                            arguments: [key.camera, key.bucket]) == true
+                    {
+                        throw StoreError(
+                            .corrupt,
+                            "bucket \(Timestamp.format(Bucket.start(ofIndex: key.bucket))) of \(try Self.cameraName(db, key.camera)) has dedup identities but no aggregate row: the row was lost",
+                            camera: key.camera, day: day)
+                    }
+                    return nil
+                }
+                var ids: [UInt64] = []
+                ids.reserveCapacity(Int(state.count))
+                let chunks = try Data.fetchCursor(
+                    db, sql: "SELECT ids FROM dedup_chunk WHERE camera = ? AND bucket = ?", arguments: [key.camera, key.bucket])
+                var chunkCount = 0
+                while let chunk = try chunks.next() {
+                    Self.appendIds(chunk, to: &ids)
+                    chunkCount += 1
+                }
+                if key.bucket >= prunedBefore && Int64(ids.count) != state.count {
+                    throw StoreError(
+                        .corrupt,
+                        "bucket \(Timestamp.format(Bucket.start(ofIndex: key.bucket))) of \(try Self.cameraName(db, key.camera)) holds \(ids.count) dedup identities for \(state.count) counted events: its dedup state is damaged, and counting against it could count an event twice",
+                        camera: key.camera, day: day)
+                }
+                return StoredBucket(state: state, ids: ids, chunkCount: chunkCount)
             }
-            return StoredBucket(state: state, ids: ids, chunkCount: chunkCount)
         }
     }
 
     public func commit(_ commit: StoreCommit) throws {
+        try guarded("committing") { try write(commit) }
+    }
+
+    private func write(_ commit: StoreCommit) throws {
         try pool.write { db in
             let cam = try db.cachedStatement(
                 sql: """
@@ -119,73 +197,99 @@ public final class SQLiteStore: Store {
             let bucket = try db.cachedStatement(sql: "INSERT OR REPLACE INTO bucket (camera, bucket, state) VALUES (?, ?, ?)")
             let chunk = try db.cachedStatement(sql: "INSERT INTO dedup_chunk (camera, bucket, ids) VALUES (?, ?, ?)")
             let clear = try db.cachedStatement(sql: "DELETE FROM dedup_chunk WHERE camera = ? AND bucket = ?")
+            let previous = try db.cachedStatement(sql: "SELECT state FROM bucket WHERE camera = ? AND bucket = ?")
+            var days: [DayKey: DaySummary] = [:]
             for b in commit.buckets {
-                try bucket.execute(arguments: [b.key.camera, b.key.bucket, Data(b.state.encoded())])
+                let encoded = Data(b.state.encoded())
+                let dayKey = DayKey(camera: b.key.camera, day: b.key.bucket.floorDiv(Self.bucketsPerDay))
+                var delta = days[dayKey] ?? DaySummary()
+                // The summary moves by what the row held (as read, so damage already there stays visible) → new.
+                if let old = try Row.fetchOne(previous, arguments: [b.key.camera, b.key.bucket]) {
+                    try old.withUnsafeData(atIndex: 0) { data in
+                        (data ?? Data()).withUnsafeBytes { delta.remove(camera: b.key.camera, bucket: b.key.bucket, state: $0) }
+                    }
+                }
+                encoded.withUnsafeBytes { delta.add(camera: b.key.camera, bucket: b.key.bucket, state: $0, count: b.state.count) }
+                days[dayKey] = delta
+                try bucket.execute(arguments: [b.key.camera, b.key.bucket, encoded])
                 if b.replacesIds { try clear.execute(arguments: [b.key.camera, b.key.bucket]) }
                 if !b.addedIds.isEmpty {
                     try chunk.execute(arguments: [b.key.camera, b.key.bucket, Self.encodeIds(b.addedIds)])
                 }
             }
+            try Self.apply(days, db)
             try db.execute(
                 sql: "UPDATE checkpoint SET log_offset = ? WHERE name = 'aggregator'", arguments: [Int64(commit.logOffset)])
         }
     }
 
+    /// Reads the whole UTC days the range touches (one camera-day is 288 small rows) and checks each against its
+    /// summary before returning only the buckets asked for.
     public func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)] {
-        try await pool.read { db in
-            let rows = try Row.fetchCursor(
-                db, sql: "SELECT bucket, state FROM bucket WHERE camera = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
-                arguments: [camera, range.lowerBound, range.upperBound])
-            var result: [(bucket: Int64, state: BucketState)] = []
-            while let row = try rows.next() {
-                let data: Data = row[1]
-                result.append((row[0], try data.withUnsafeBytes { try BucketState.decode($0) }))
+        guard !range.isEmpty else { return [] }
+        return try await guarded("reading a camera's buckets") {
+            try await pool.read { db in
+                let days = range.lowerBound.floorDiv(Self.bucketsPerDay)...(range.upperBound - 1).floorDiv(Self.bucketsPerDay)
+                return try Self.verifiedStates(db, camera: camera, days: days, wanted: range)
             }
-            return result
         }
     }
 
+    /// Every camera's full states in `range`. Rows that do not decode are corruption; the per-day check is left to
+    /// `countsByCamera`, which the fleet view reads beside this over the same day.
     public func statesByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
-        try await pool.read { db in
-            let rows = try Row.fetchCursor(
-                db, sql: "SELECT camera, bucket, state FROM bucket WHERE bucket >= ? AND bucket < ?",
-                arguments: [range.lowerBound, range.upperBound])
-            var result: [Int64: [Int64: BucketState]] = [:]
-            while let row = try rows.next() {
-                let data: Data = row[2]
-                result[row[0], default: [:]][row[1]] = try data.withUnsafeBytes { try BucketState.decode($0) }
+        try await guarded("reading the fleet's buckets") {
+            try await pool.read { db in
+                let rows = try Row.fetchCursor(
+                    db, sql: "SELECT camera, bucket, state FROM bucket WHERE bucket >= ? AND bucket < ?",
+                    arguments: [range.lowerBound, range.upperBound])
+                var result: [Int64: [Int64: BucketState]] = [:]
+                while let row = try rows.next() {
+                    let camera: Int64 = row[0], bucket: Int64 = row[1]
+                    result[camera, default: [:]][bucket] = try row.withUnsafeData(atIndex: 2) { data in
+                        try Self.decode(data, camera: camera, bucket: bucket, db)
+                    }
+                }
+                return result
             }
-            return result
         }
     }
 
+    /// Counts of every camera in `range`, the whole UTC days around it checked against their summaries (rows
+    /// and Σcount: counts are all this serves).
     public func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
-        try await pool.read { db in
-            let rows = try Row.fetchCursor(
-                db, sql: "SELECT camera, bucket, state FROM bucket WHERE bucket >= ? AND bucket < ?",
-                arguments: [range.lowerBound, range.upperBound])
-            var result: [Int64: [Int64: Int64]] = [:]
-            while let row = try rows.next() {
-                let data: Data = row[2]
-                result[row[0], default: [:]][row[1]] = try data.withUnsafeBytes { try BucketState.decodeCount($0) }
-            }
-            return result
+        guard !range.isEmpty else { return [:] }
+        return try await guarded("reading the fleet's counts") {
+            try await pool.read { db in try Self.verifiedCounts(db, buckets: range) }
         }
     }
 
     public func reset(fromBucket: Int64, logOffset: UInt64) throws {
-        try pool.write { db in
-            try db.execute(sql: "DELETE FROM bucket WHERE bucket >= ?", arguments: [fromBucket])
-            try db.execute(sql: "DELETE FROM dedup_chunk WHERE bucket >= ?", arguments: [fromBucket])
-            try db.execute(
-                sql: "UPDATE checkpoint SET log_offset = ? WHERE name = 'aggregator'", arguments: [Int64(logOffset)])
+        try guarded("resetting for a rebuild") {
+            try pool.write { db in
+                try Self.forgetSummaries(fromBucket: fromBucket, db)
+                try db.execute(sql: "DELETE FROM bucket WHERE bucket >= ?", arguments: [fromBucket])
+                try db.execute(sql: "DELETE FROM dedup_chunk WHERE bucket >= ?", arguments: [fromBucket])
+                try db.execute(
+                    sql: "UPDATE checkpoint SET log_offset = ? WHERE name = 'aggregator'", arguments: [Int64(logOffset)])
+            }
         }
     }
 
+    /// Also records the mark, so `loadBucket` knows a bucket below it has no identities by design, not by damage.
     public func pruneIdentities(before bucket: Int64) throws -> Int {
-        try pool.write { db in
-            try db.execute(sql: "DELETE FROM dedup_chunk WHERE bucket < ?", arguments: [bucket])
-            return db.changesCount
+        try guarded("pruning identities") {
+            try pool.write { db in
+                try db.execute(sql: "DELETE FROM dedup_chunk WHERE bucket < ?", arguments: [bucket])
+                let pruned = db.changesCount
+                try db.execute(
+                    sql: """
+                        INSERT INTO meta (name, value) VALUES ('identities_pruned_before', ?)
+                        ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)
+                        """,
+                    arguments: [bucket])
+                return pruned
+            }
         }
     }
 

@@ -113,9 +113,56 @@ public protocol Store: Sendable {
     func sizeInBytes() -> Int64
     /// Periodic housekeeping at `nowMs` (retention); returns a short description of what it did, if anything.
     func maintain(nowMs: Int64) throws -> String?
+    /// Checks the whole store for damage (SQLite: `PRAGMA quick_check`, and with `summaries` every camera-day
+    /// against its summary); returns what is wrong, empty when sound. Reads only; runs beside writes.
+    func checkIntegrity(summaries: Bool) throws -> [String]
+    /// Moves the store's files aside (kept, never deleted) and continues with an empty store in their place.
+    /// Returns where the damaged copy went, or `nil` when this store cannot (it has no files of its own).
+    func quarantine(reason: String) throws -> String?
+    /// Called with every corruption the store detects (on reads, loads, commits, checks), for logs and metrics.
+    func onCorruption(_ handler: @escaping @Sendable (StoreError) -> Void)
 }
 
 extension Store {
     public var recordsDeltas: Bool { false }
     public func maintain(nowMs: Int64) throws -> String? { nil }
+    public func checkIntegrity(summaries: Bool) throws -> [String] { [] }
+    public func quarantine(reason: String) throws -> String? { nil }
+    public func onCorruption(_ handler: @escaping @Sendable (StoreError) -> Void) {}
+}
+
+/// A store failure with a stable code, like `LogError` and `IngestError`.
+///
+/// `corrupt` means stored data failed an integrity check (a day's rows disagree with its summary, a state does
+/// not decode, a bucket's identities do not match its count, SQLite reports a malformed file): the number
+/// it would have given cannot be trusted, so none is given. The HTTP layer answers it as `store_corrupt`.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        /// Stored data is damaged; the log (`speedflow rebuild`) or a backup repairs it.
+        public static let corrupt = Code(raw: "corrupt")
+        public var description: String { raw }
+    }
+
+    public var code: Code
+    public var message: String
+    /// The camera (store id) and UTC day (days since 1970-01-01) the damage was found in, when known.
+    public var camera: Int64?
+    public var day: Int64?
+
+    public init(_ code: Code, _ message: String, camera: Int64? = nil, day: Int64? = nil) {
+        self.code = code
+        self.message = message
+        self.camera = camera
+        self.day = day
+    }
+
+    /// The stable machine-readable reason for an API answer: `store_corrupt`.
+    public var reason: String { "store_\(code.raw)" }
+
+    /// How an operator repairs it, for messages and logs.
+    public static let repairHint =
+        "stop the server and run `speedflow rebuild` (it moves the damaged store aside, recomputes every bucket the log still covers and keeps the older days that still verify), or restore store.sqlite from a backup"
+
+    public var description: String { "\(reason): \(message)" }
 }

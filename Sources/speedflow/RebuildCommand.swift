@@ -9,23 +9,44 @@ import SpeedflowStore
 struct RebuildCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rebuild",
-        abstract: "Recompute the store from the log, e.g. after lowering --max-speed.",
+        abstract: "Recompute the store from the log: after lowering --max-speed, or to repair a damaged store.",
         discussion: """
             Run it with the server stopped (the data directory is locked while serving). Every bucket the retained \
             log fully covers is dropped and recomputed by replaying the log under the current settings; older \
             buckets, whose events retention already removed from the log, are kept as they are. Events the log \
             never held (rejected at ingest) cannot come back: raising max_speed affects new events only. \
+            A damaged store (PRAGMA quick_check, or a camera-day that disagrees with its summary) is moved aside \
+            (store.sqlite.corrupt-<time>, never deleted); the days before the log's start that still verify are \
+            carried over, the others stay marked damaged and answer store_corrupt until restored from a backup. \
             Progress is printed to stderr.
             """)
 
     @OptionGroup var storage: StorageOptions
+
+    @Flag(help: """
+        When the damaged store cannot be read at all and the log no longer covers everything, rebuild anyway: \
+        the days before the log's start are then lost and read as empty.
+        """)
+    var discardUnrecoverable = false
 
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
         let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
         let policy = try settings.policy(storage)
         let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
-        let (log, store) = try openStorage(dataDir: dataDir, logger: logger)
+        let storePath = URL(fileURLWithPath: dataDir, isDirectory: true).appendingPathComponent("store.sqlite").path
+        func note(_ s: String) { FileHandle.standardError.write(Data("rebuild: \(s)\n".utf8)) }
+
+        // A store SQLite cannot even open is moved aside before opening a new one.
+        var damaged: String?
+        let log: SegmentLog, store: SQLiteStore
+        do {
+            (log, store) = try openStorage(dataDir: dataDir, logger: logger)
+        } catch let error as StoreError where error.code == .corrupt {
+            note(error.message)
+            damaged = try SQLiteStore.moveAside(storePath)
+            (log, store) = try openStorage(dataDir: dataDir, logger: logger)
+        }
 
         // If retention removed segments, the log covers event times from (oldest retained arrival − skew) on.
         let start = log.startOffset
@@ -40,6 +61,39 @@ struct RebuildCommand: AsyncParsableCommand {
                 firstBucket = Bucket.index(ofTimestamp: firstArrival + policy.maxClockSkewMs + Bucket.durationMs - 1)
             }
         }
+
+        if damaged == nil {
+            let began = Date()
+            var problems: [String]
+            do {
+                problems = try store.checkIntegrity(summaries: true)
+            } catch let error as StoreError {
+                problems = [error.message]
+            }
+            note("integrity check of the store: \(problems.isEmpty ? "sound" : "\(problems.count)+ problems") (\(String(format: "%.1f", Date().timeIntervalSince(began))) s)")
+            if !problems.isEmpty {
+                for p in problems { note("  \(p)") }
+                damaged = try store.quarantine(reason: problems.prefix(3).joined(separator: "; "))
+            }
+        }
+        if let damaged {
+            note("the damaged store is kept at \(damaged)")
+            if firstBucket != .min {
+                // Days are the unit of verification: carry over whole days before the log's first full day.
+                let perDay = 86_400_000 / Bucket.durationMs
+                firstBucket = (firstBucket + perDay - 1).floorDiv(perDay) * perDay
+                let report = try store.salvage(from: damaged, before: firstBucket)
+                note(report.description)
+                if report.days == 0 && report.damagedDays.isEmpty && !report.unreadable.isEmpty && !discardUnrecoverable {
+                    throw ValidationError("""
+                        nothing before \(Timestamp.format(Bucket.start(ofIndex: firstBucket))) could be read from the damaged store, \
+                        and the log no longer covers it: restore store.sqlite from a backup, or rerun with \
+                        --discard-unrecoverable to rebuild without those days (they will read as empty)
+                        """)
+                }
+            }
+        }
+
         // Reset first, then build the engine: it loads its state from the reset store.
         try store.reset(fromBucket: firstBucket, logOffset: start.value)
         let engine = try Engine(log: log, store: store, configuration: EngineConfiguration(policy: policy), logger: logger)
@@ -56,6 +110,13 @@ struct RebuildCommand: AsyncParsableCommand {
                         .data(using: .utf8)!)
             })
         try log.close()
+        let remaining = (try? store.checkIntegrity(summaries: true, limit: 100)) ?? ["the rebuilt store cannot be checked"]
+        for p in remaining { note("WARNING: the rebuilt store is not sound: \(p)") }
+        let marked = (try? store.markedDamagedDays()) ?? []
+        if !marked.isEmpty {
+            note("WARNING: \(marked.count) camera-days before the log's start were damaged and answer store_corrupt; restore store.sqlite from a backup to recover them:")
+            for d in marked { note("  \(d)") }
+        }
         print("rebuild done: \(dataDir) recomputed from the log in \(String(format: "%.1f", Date().timeIntervalSince(began))) s")
     }
 }

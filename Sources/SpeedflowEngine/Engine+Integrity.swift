@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import Metrics
+import SpeedflowLog
+import SpeedflowStore
+import Synchronization
+
+/// Engines whose background integrity check is running (one at a time per engine).
+private let integrityChecksRunning = Mutex<Set<ObjectIdentifier>>([])
+
+extension Engine {
+    /// Stores up to this size are checked in full before the engine opens; a bigger one after start, in the
+    /// background (the per-read checks guard every answer meanwhile), so a restart stays under 2 s.
+    /// `PRAGMA quick_check` + the summary pass read ~1 GB/s here (see the README's integrity section).
+    public static let synchronousCheckMaxBytes: Int64 = 256 << 20
+
+    /// At open, before anything reads the store: routes the store's corruption reports to the log and the
+    /// `speedflow_store_corruptions_total` counter, and checks a small store in full. A damaged store is moved
+    /// aside (kept) and rebuilt from the log when the log still holds every event ever accepted (it starts
+    /// at offset 0); otherwise the engine refuses to open, naming the repair.
+    static func checkStoreAtOpen(_ store: any Store, log: any Log, logger: Logger) throws {
+        store.onCorruption { error in
+            Counter(label: "speedflow_store_corruptions_total").increment()
+            logger.error(
+                "Store corruption detected; the affected data is answered as store_corrupt",
+                metadata: ["reason": "\(error.reason)", "error": "\(error.message)"])
+        }
+        guard store.sizeInBytes() <= synchronousCheckMaxBytes else { return }
+        let problems: [String]
+        do {
+            problems = try store.checkIntegrity(summaries: true)
+        } catch let error as StoreError where error.code == .corrupt {
+            problems = [error.message]
+        }
+        guard !problems.isEmpty else { return }
+        let summary = problems.prefix(3).joined(separator: "; ")
+        guard log.startOffset.value == 0, !(log is ExternalLog), log.endOffset.value > 0 else {
+            throw StoreError(
+                .corrupt,
+                "the store failed its integrity check at start (\(summary)) and the log no longer holds every event (retention removed its start), so it cannot be rebuilt automatically: \(StoreError.repairHint)")
+        }
+        guard let aside = try store.quarantine(reason: summary) else {
+            throw StoreError(.corrupt, "the store failed its integrity check at start (\(summary)): \(StoreError.repairHint)")
+        }
+        Counter(label: "speedflow_store_corruptions_total").increment()
+        logger.error(
+            "The store failed its integrity check at start; it was moved aside and is rebuilt from the log",
+            metadata: [
+                "store.problems": "\(summary)", "store.moved_to": "\(aside)",
+                "log.bytes": "\(log.endOffset.value - log.startOffset.value)",
+            ])
+    }
+
+    /// Checks the whole store (quick_check + every camera-day against its summary) on its own thread, so flushes
+    /// and queries go on meanwhile; damage is logged and counted, and reads of the damaged days answer
+    /// store_corrupt. Run after start for a store too big to check at open, and hourly by maintenance.
+    func checkStoreInBackground(why: String) {
+        guard store is SQLiteStore else { return }
+        let id = ObjectIdentifier(self)
+        guard integrityChecksRunning.withLock({ $0.insert(id).inserted }) else { return }
+        let thread = Thread { [self] in
+            defer { _ = integrityChecksRunning.withLock { $0.remove(id) } }
+            let began = DispatchTime.now().uptimeNanoseconds
+            let problems: [String]
+            do {
+                problems = try store.checkIntegrity(summaries: true)
+            } catch let error as StoreError where error.code == .corrupt {
+                // Already reported by the store.
+                return
+            } catch {
+                logger.error("Store integrity check failed to run", metadata: ["error": "\(error)"])
+                return
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
+            if problems.isEmpty {
+                logger.info(
+                    "Store integrity check passed",
+                    metadata: ["store.check": "\(why)", "store.check.seconds": "\(String(format: "%.2f", seconds))"])
+            } else {
+                Counter(label: "speedflow_store_corruptions_total").increment()
+                logger.error(
+                    "Store integrity check found damage; the affected data is answered as store_corrupt",
+                    metadata: [
+                        "store.check": "\(why)", "store.problems": "\(problems.joined(separator: "; "))",
+                        "store.repair": "\(StoreError.repairHint)",
+                    ])
+            }
+        }
+        thread.name = "speedflow-integrity"
+        thread.qualityOfService = .background
+        thread.start()
+    }
+
+    /// After start: the full check of a store too big to check at open.
+    func checkStoreAfterStart() {
+        if store.sizeInBytes() > Self.synchronousCheckMaxBytes { checkStoreInBackground(why: "start") }
+    }
+}
