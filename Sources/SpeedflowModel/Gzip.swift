@@ -31,21 +31,41 @@ public enum Gzip {
     ///
     /// zlib checks each member's CRC-32 and length trailer. Anything after a member that does not begin another
     /// member (garbage, zero padding) is `.invalid`, as is a member cut short or empty input: a body that is not
-    /// exactly a gzip stream is refused whole rather than partly read. Output beyond `limit` bytes is `.tooLarge`,
-    /// detected without ever holding more than `limit + 1` bytes of output.
+    /// exactly a gzip stream is refused whole rather than partly read. Output beyond `limit` bytes is `.tooLarge`.
+    ///
+    /// Memory: the output buffer is reserved once at `limit + 1` bytes (at most 4 GiB + 1) and never zero-filled
+    /// or regrown, so only the bytes actually produced become resident: a request's decompression costs its output
+    /// size, with no transient copy while a buffer doubles.
     public static func decompress(_ input: UnsafeRawBufferPointer, limit: Int) throws(GzipError) -> [UInt8] {
         guard input.count > 0, let inputBase = input.baseAddress else {
             throw GzipError(.invalid, "the body is empty, not a gzip stream")
         }
+        let capacity = Swift.min(Swift.max(limit, 0), 1 << 32) + 1
+        var failure: GzipError?
+        let output = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            switch inflateMembers(input: inputBase, count: input.count, output: buffer.baseAddress!, capacity: capacity) {
+            case .success(let produced):
+                initialized = produced
+            case .failure(let error):
+                failure = error
+                initialized = 0
+            }
+        }
+        if let failure { throw failure }
+        guard output.count <= limit else { throw GzipError(.tooLarge, "the decompressed body exceeds \(limit) bytes") }
+        return output
+    }
+
+    /// Inflates every member into `output`; `capacity` bytes filled before the end means too large.
+    private static func inflateMembers(
+        input: UnsafeRawPointer, count: Int, output: UnsafeMutablePointer<UInt8>, capacity: Int
+    ) -> Result<Int, GzipError> {
         var stream = z_stream()
         // 16 + MAX_WBITS: gzip wrapper only (no zlib or raw deflate), largest window.
         let initStatus = inflateInit2_(&stream, 16 + MAX_WBITS, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
-        guard initStatus == Z_OK else { throw GzipError(.invalid, "zlib could not start (\(initStatus))") }
+        guard initStatus == Z_OK else { return .failure(GzipError(.invalid, "zlib could not start (\(initStatus))")) }
         defer { inflateEnd(&stream) }
-
-        let capped = limit == Int.max ? limit : limit + 1
-        // Start near a typical compression ratio, grow by doubling; never above limit + 1.
-        var output = [UInt8](repeating: 0, count: Swift.min(capped, Swift.max(16 << 10, input.count * 4)))
+        let tooLarge = GzipError(.tooLarge, "the decompressed body exceeds \(capacity - 1) bytes")
         var produced = 0
         var consumed = 0
         var members = 0
@@ -54,53 +74,41 @@ public enum Gzip {
             members += 1
             var status: Int32 = Z_OK
             repeat {
-                if produced == output.count {
-                    guard output.count < capped else {
-                        throw GzipError(.tooLarge, "the decompressed body exceeds \(limit) bytes")
-                    }
-                    output.append(contentsOf: repeatElement(0, count: Swift.min(capped - output.count, output.count)))
-                }
-                let chunkIn = Swift.min(input.count - consumed, Int(UInt32.max))
-                let chunkOut = Swift.min(output.count - produced, Int(UInt32.max))
-                stream.next_in = UnsafeMutablePointer(mutating: (inputBase + consumed).assumingMemoryBound(to: Bytef.self))
+                guard produced < capacity else { return .failure(tooLarge) }
+                let chunkIn = Swift.min(count - consumed, Int(UInt32.max))
+                let chunkOut = Swift.min(capacity - produced, Int(UInt32.max))
+                stream.next_in = UnsafeMutablePointer(mutating: (input + consumed).assumingMemoryBound(to: Bytef.self))
                 stream.avail_in = uInt(chunkIn)
-                status = output.withUnsafeMutableBytes { out in
-                    stream.next_out = (out.baseAddress! + produced).assumingMemoryBound(to: Bytef.self)
-                    stream.avail_out = uInt(chunkOut)
-                    return inflate(&stream, Z_NO_FLUSH)
-                }
+                stream.next_out = output + produced
+                stream.avail_out = uInt(chunkOut)
+                status = inflate(&stream, Z_NO_FLUSH)
                 consumed += chunkIn - Int(stream.avail_in)
                 produced += chunkOut - Int(stream.avail_out)
                 switch status {
                 case Z_OK, Z_STREAM_END:
                     break
                 case Z_BUF_ERROR:
-                    // No progress possible: either output is full (grow and go on) or input ran out mid-member.
-                    if produced < output.count {
-                        throw GzipError(.invalid, "gzip member \(members) is truncated")
-                    }
+                    // No progress possible: output full (too large, checked above) or input ended mid-member.
+                    if produced < capacity { return .failure(GzipError(.invalid, "gzip member \(members) is truncated")) }
                 default:
                     let detail = stream.msg.map { String(cString: $0) } ?? "error \(status)"
-                    throw GzipError(.invalid, "gzip member \(members): \(detail)")
+                    return .failure(GzipError(.invalid, "gzip member \(members): \(detail)"))
                 }
-                if status == Z_OK && consumed == input.count && produced < output.count {
+                if status == Z_OK && consumed == count && produced < capacity {
                     // zlib has all input and room for output but did not reach the member's end.
-                    throw GzipError(.invalid, "gzip member \(members) is truncated")
+                    return .failure(GzipError(.invalid, "gzip member \(members) is truncated"))
                 }
             } while status != Z_STREAM_END
-            if produced > limit {
-                throw GzipError(.tooLarge, "the decompressed body exceeds \(limit) bytes")
-            }
-            if consumed == input.count { break }
+            if consumed == count { return .success(produced) }
             // More bytes: they must start another member (ID1 ID2 = 1f 8b), else they are trailing garbage.
-            let rest = input.count - consumed
-            guard rest >= 2, input[consumed] == 0x1F, input[consumed + 1] == 0x8B else {
-                throw GzipError(.invalid, "\(rest) bytes after gzip member \(members) are not another gzip member")
+            let rest = count - consumed
+            guard rest >= 2, input.load(fromByteOffset: consumed, as: UInt8.self) == 0x1F,
+                input.load(fromByteOffset: consumed + 1, as: UInt8.self) == 0x8B
+            else {
+                return .failure(GzipError(.invalid, "\(rest) bytes after gzip member \(members) are not another gzip member"))
             }
-            guard inflateReset(&stream) == Z_OK else { throw GzipError(.invalid, "zlib could not reset") }
+            guard inflateReset(&stream) == Z_OK else { return .failure(GzipError(.invalid, "zlib could not reset")) }
         }
-        output.removeSubrange(produced...)
-        return output
     }
 
     /// Compresses `input` into one gzip member (for tests and tools; the server never compresses).
