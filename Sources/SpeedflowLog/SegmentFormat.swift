@@ -3,24 +3,22 @@ import Foundation
 
 /// The on-disk format of a log segment, and the pure scanning that recovery and verification share.
 ///
-/// Format 2 (current): a 64-byte header, then records.
-/// ```
-/// header  [8: magic "SFLOG2\r\n"] [24: slot 0] [24: slot 1] [8: zero]
-/// slot    [u64 sequence] [u64 acknowledged offset] [u32 crc32 of the 16 bytes before] [u32 zero]
-/// record  [u32 magic "SFLR"] [u32 length, bit 31 = padding] [u32 crc32(length field ++ payload)] [payload]
-/// ```
-/// Every group commit first rewrites the older header slot with the offset up to which the log was already
-/// durable (the end before this commit), then writes its records, then one `fdatasync` covers both. So after a
-/// crash the newest valid slot says how far the log was certainly acknowledged: a bad record before that
-/// offset is damage (a rotting disk), never a torn write, and is never truncated away. Two slots, each with its
-/// own CRC, so a torn header write leaves the previous one readable. The record magic lets a scan find the
-/// next record after a damaged one. A padding record stands in for quarantined or missing bytes: readers skip
-/// it, so offsets after it stay valid; its CRC covers only its length field.
+/// Format 2 (current): an 8-byte magic `"SFLOG2\r\n"`, then records
+/// `[u32 magic "SFLR"][u32 length | kind bits][u32 crc32][payload]`. Three kinds, by the length field's top bits:
+/// - an event record (bits clear): CRC over the length field and the payload;
+/// - a **commit mark** (bit 30): payload = the u64 offset up to which the log was already durable. Every group
+///   commit starts with one (the end of the previous commit, whose fsync had returned), in the same write and
+///   the same `fdatasync` as its records, so it costs 20 bytes and no extra IO. After a crash, the highest valid
+///   mark in the last segment says how far the log was certainly acknowledged: a bad record before it is damage
+///   (a rotting disk), never a torn write, and is never truncated away. The record magic lets a scan step over
+///   a damaged record and still find the marks after it;
+/// - **padding** (bit 31): stands in for quarantined or missing bytes; readers skip it, so later offsets stay
+///   valid. Its CRC covers only its length field (the bytes it covers may be a sparse hole).
 ///
-/// Format 1 (before data-dir format 2): no header, records `[u32 length][u32 crc32(payload)][payload]`. Such
+/// Format 1 (before data-dir format 2): no magic, records `[u32 length][u32 crc32(payload)][payload]`. Such
 /// segments stay readable; a log whose last segment is format 1 rolls to a format-2 segment when opened.
 ///
-/// Offsets are global byte positions over record bytes only (headers excluded), so a segment named `base`
+/// Offsets are global byte positions over record bytes only (the file magic excluded), so a segment named `base`
 /// holding `n` record bytes is followed by the segment named `base + n`.
 enum SegmentFormat: Sendable, Equatable {
     case v1
@@ -28,56 +26,32 @@ enum SegmentFormat: Sendable, Equatable {
 
     static let magic: [UInt8] = Array("SFLOG2\r\n".utf8)
     static let recordMagic: UInt32 = 0x524C_4653  // "SFLR" little endian
-    static let headerSize = 64
-    static let slotOffsets = [8, 32]
+    static let headerSize = 8
     static let paddingFlag: UInt32 = 0x8000_0000
+    static let markFlag: UInt32 = 0x4000_0000
+    static let lengthMask: UInt32 = 0x3FFF_FFFF
+    /// Bytes of one commit mark.
+    static let markSize = 20
 
     var headerSize: Int { self == .v2 ? Self.headerSize : 0 }
     var recordHeaderSize: Int { self == .v2 ? 12 : 8 }
 
-    /// The format of a segment from its first bytes: an empty or header-less file is format 1 unless empty.
+    /// The format of a segment from its first bytes; nil for an empty file.
     static func detect(_ prefix: UnsafeRawBufferPointer) -> SegmentFormat? {
         if prefix.count >= magic.count, Array(prefix.prefix(magic.count)) == magic { return .v2 }
         return prefix.isEmpty ? nil : .v1
     }
 
-    /// A fresh format-2 header whose slot 0 acknowledges `acked`.
-    static func header(acked: UInt64) -> [UInt8] {
-        var h = [UInt8](repeating: 0, count: headerSize)
-        h.replaceSubrange(0..<magic.count, with: magic)
-        h.replaceSubrange(slotOffsets[0]..<(slotOffsets[0] + 24), with: slot(sequence: 1, acked: acked))
-        return h
-    }
+    static func header() -> [UInt8] { magic }
 
-    static func slot(sequence: UInt64, acked: UInt64) -> [UInt8] {
-        var s = [UInt8]()
-        s.reserveCapacity(24)
-        withUnsafeBytes(of: sequence.littleEndian) { s.append(contentsOf: $0) }
-        withUnsafeBytes(of: acked.littleEndian) { s.append(contentsOf: $0) }
-        let crc = s.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, 16)) }
-        withUnsafeBytes(of: crc.littleEndian) { s.append(contentsOf: $0) }
-        s.append(contentsOf: [0, 0, 0, 0])
-        return s
-    }
-
-    /// The newest valid slot of a format-2 header: (sequence, acknowledged offset), or nil if neither is valid.
-    static func newestSlot(_ header: UnsafeRawBufferPointer) -> (sequence: UInt64, acked: UInt64)? {
-        guard header.count >= headerSize else { return nil }
-        var best: (UInt64, UInt64)?
-        for at in slotOffsets {
-            let slot = UnsafeRawBufferPointer(rebasing: header[at..<(at + 24)])
-            let crc = UInt32(crc32(0, slot.baseAddress!.assumingMemoryBound(to: UInt8.self), 16))
-            guard crc == slot.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian else { continue }
-            let seq = slot.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
-            let acked = slot.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
-            if best == nil || seq > best!.0 { best = (seq, acked) }
-        }
-        return best
+    /// Appends a commit mark saying the log was durable up to `acked`.
+    static func appendMark(acked: UInt64, to buffer: inout [UInt8]) {
+        withUnsafeBytes(of: acked.littleEndian) { appendRecord(Array($0), flags: markFlag, to: &buffer) }
     }
 
     /// Appends one record (format 2) to `buffer`.
-    static func appendRecord(_ payload: [UInt8], to buffer: inout [UInt8]) {
-        let length = UInt32(payload.count)
+    static func appendRecord(_ payload: [UInt8], flags: UInt32 = 0, to buffer: inout [UInt8]) {
+        let length = UInt32(payload.count) | flags
         withUnsafeBytes(of: recordMagic.littleEndian) { buffer.append(contentsOf: $0) }
         withUnsafeBytes(of: length.littleEndian) { buffer.append(contentsOf: $0) }
         var crc = withUnsafeBytes(of: length.littleEndian) { crc32(0, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 4) }
@@ -97,8 +71,8 @@ enum SegmentFormat: Sendable, Equatable {
         return h
     }
 
-    /// Largest padding record: its length field has 31 bits.
-    static let maxPadding: UInt64 = UInt64(Int32.max) + 12
+    /// Largest padding record: its length field has 30 bits.
+    static let maxPadding: UInt64 = UInt64(lengthMask) + 12
 
     /// What is at `position` of `bytes` (record area of a segment).
     enum Scan {
@@ -106,6 +80,8 @@ enum SegmentFormat: Sendable, Equatable {
         case record(payload: Range<Int>, next: Int)
         /// A padding record (quarantined or missing bytes): skip to `next`.
         case padding(next: Int)
+        /// A commit mark: the log was durable up to `acked` when it was written.
+        case mark(acked: UInt64, next: Int)
         /// Not a valid record (bad magic, CRC, or a length past `limit`).
         case invalid
         /// Fewer bytes than a record header remain before `limit`.
@@ -128,15 +104,20 @@ enum SegmentFormat: Sendable, Equatable {
             let field = raw.loadUnaligned(fromByteOffset: position + 4, as: UInt32.self).littleEndian
             let stored = raw.loadUnaligned(fromByteOffset: position + 8, as: UInt32.self).littleEndian
             var crc = crc32(0, raw.baseAddress!.advanced(by: position + 4).assumingMemoryBound(to: UInt8.self), 4)
-            let length = Int(field & ~Self.paddingFlag)
+            let length = Int(field & Self.lengthMask)
             guard length <= limit - position - header else { return .invalid }
             if field & Self.paddingFlag != 0 {
                 // A stand-in for missing bytes may be a sparse hole, so only its length field is checked.
-                return UInt32(crc) == stored ? .padding(next: position + 12 + length) : .invalid
+                return UInt32(crc) == stored && field & Self.markFlag == 0 ? .padding(next: position + 12 + length) : .invalid
             }
             let payload = (position + 12)..<(position + 12 + length)
             crc = crc32(crc, raw.baseAddress!.advanced(by: payload.lowerBound).assumingMemoryBound(to: UInt8.self), uInt(length))
-            return UInt32(crc) == stored ? .record(payload: payload, next: payload.upperBound) : .invalid
+            guard UInt32(crc) == stored else { return .invalid }
+            if field & Self.markFlag != 0 {
+                guard length == 8 else { return .invalid }
+                return .mark(acked: raw.loadUnaligned(fromByteOffset: payload.lowerBound, as: UInt64.self).littleEndian, next: payload.upperBound)
+            }
+            return .record(payload: payload, next: payload.upperBound)
         }
     }
 
@@ -149,12 +130,34 @@ enum SegmentFormat: Sendable, Equatable {
         while p + 12 <= limit {
             if raw[p] == m0 {
                 switch scan(raw, at: p, limit: limit) {
-                case .record, .padding: return p
+                case .record, .padding, .mark: return p
                 case .invalid, .end: break
                 }
             }
             p += 1
         }
         return nil
+    }
+
+    /// Every invalid region of a segment's record area (file positions; each ends where the next valid record
+    /// starts, or at `limit`) and the highest commit mark found, scanning past damage by the record magic.
+    func scanAll(_ raw: UnsafeRawBufferPointer, from: Int, limit: Int) -> (invalid: [Range<Int>], acked: UInt64?) {
+        var invalid: [Range<Int>] = []
+        var acked: UInt64?
+        var p = from
+        while true {
+            switch scan(raw, at: p, limit: limit) {
+            case .record(_, let next), .padding(let next): p = next
+            case .mark(let a, let next):
+                acked = max(acked ?? 0, a)
+                p = next
+            case .end: return (invalid, acked)
+            case .invalid:
+                let q = resync(raw, from: p + 1, limit: limit) ?? limit
+                invalid.append(p..<q)
+                if q == limit { return (invalid, acked) }
+                p = q
+            }
+        }
     }
 }

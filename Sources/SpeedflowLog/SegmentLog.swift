@@ -10,13 +10,13 @@ import Glibc
 
 /// The embedded log: append-only segment files of CRC-checked records, fsync'd before any ack.
 ///
-/// Layout: `DIR/<20-digit base offset>.log` in `SegmentFormat` 2 (a header that carries how far the log was
-/// acknowledged, then `[magic][length][crc][payload]` records). Offsets are global positions over record bytes,
+/// Layout: `DIR/<20-digit base offset>.log` in `SegmentFormat` 2: `[magic][length][crc][payload]` records,
+/// every group commit led by a commit mark that says how far the log was already acknowledged. Offsets are global positions over record bytes,
 /// so a segment's name is the offset of its first record byte and segments must be contiguous.
 /// Group commit is the caller's job: hand many requests' payloads to one `append` and they share one fsync.
 ///
 /// What opening does with what it finds, and why:
-/// - a bad record at or after the acknowledged offset of the last segment is a torn write (never acked): the
+/// - a bad record at or after the highest commit mark of the last segment is a torn write (never acked): the
 ///   tail is copied to `quarantine/` and truncated;
 /// - a bad record before it, a record running past its segment's end, or bytes missing between segments is
 ///   damage to acknowledged data: nothing is cut, it is listed in `damage` and `read` refuses to cross it.
@@ -29,10 +29,13 @@ public final class SegmentLog: Log {
         public var segmentBytes: Int64 = 64 << 20
         /// Whether `append` fsyncs. Only tests and benchmarks of the non-durable path turn it off. Default: true.
         public var fsync: Bool = true
+        /// How often `log/ACKED` (the durable high-water mark, see `AckedMark`) is brought up to date. Default: 100 ms.
+        public var ackedMarkIntervalMs: Int = 100
 
-        public init(segmentBytes: Int64 = 64 << 20, fsync: Bool = true) {
+        public init(segmentBytes: Int64 = 64 << 20, fsync: Bool = true, ackedMarkIntervalMs: Int = 100) {
             self.segmentBytes = segmentBytes
             self.fsync = fsync
+            self.ackedMarkIntervalMs = ackedMarkIntervalMs
         }
     }
 
@@ -52,10 +55,6 @@ public final class SegmentLog: Log {
         var segments: [Segment]
         var fd: Int32
         var lockFd: Int32
-        /// Header slot sequence of the active segment (its newest slot).
-        var headerSequence: UInt64
-        /// Acknowledged offset its newest slot holds.
-        var headerAcked: UInt64
         var damage: [LogDamage]
         var closed = false
     }
@@ -64,6 +63,7 @@ public final class SegmentLog: Log {
     private let configuration: Configuration
     private let logger: Logger
     private let state: Mutex<State>
+    private let ackedMark: AckedMark
     private let fsyncTimer = Timer(label: "speedflow_log_fsync_seconds")
     private let sizeGauge = Gauge(label: "speedflow_log_bytes")
     private let quarantinedGauge = Gauge(label: "speedflow_log_quarantined_bytes")
@@ -83,7 +83,11 @@ public final class SegmentLog: Log {
         }
 
         do {
-            self.state = Mutex(try Self.openSegments(directory, configuration: configuration, logger: logger, lockFd: lockFd))
+            let state = try Self.openSegments(directory, configuration: configuration, logger: logger, lockFd: lockFd)
+            self.state = Mutex(state)
+            ackedMark = try AckedMark(
+                url: directory.appendingPathComponent("ACKED"), durable: state.segments[state.segments.count - 1].end,
+                fsync: configuration.fsync, intervalMs: configuration.ackedMarkIntervalMs)
         } catch {
             flock(lockFd, LOCK_UN)
             Glibc.close(lockFd)
@@ -102,6 +106,7 @@ public final class SegmentLog: Log {
     ) throws -> State {
         var segments = try Self.listSegments(directory)
         var damage: [LogDamage] = []
+        let ackedFile = AckedMark.read(directory.appendingPathComponent("ACKED"))?.offset
         for i in segments.indices.dropLast() where segments[i].size < 0 { segments[i].size = 0 }
         if segments.isEmpty {
             segments = [try createSegment(directory, base: 0)]
@@ -119,42 +124,29 @@ public final class SegmentLog: Log {
         }
 
         var last = segments[segments.count - 1]
-        var headerSequence: UInt64 = 0
-        var headerAcked = last.base
         if last.format == .v2 && last.size < 0 {
-            // Created but its header never fully written (a crash right after a roll): start it again.
-            try Data(SegmentFormat.header(acked: last.base)).write(to: last.url)
+            // Created but its magic never fully written (a crash right after a roll): start it again.
+            try Data(SegmentFormat.header()).write(to: last.url)
             last.size = 0
         }
         let data = try Data(contentsOf: last.url, options: .uncached)
+        var acked = last.base
         let tailStart: Int = data.withUnsafeBytes { raw in
-            let limit = raw.count
-            var acked = Int.max
-            if last.format == .v2 {
-                let slot = SegmentFormat.newestSlot(raw)
-                headerSequence = slot?.sequence ?? 0
-                headerAcked = max(slot?.acked ?? last.base, last.base)
-                acked = last.position(of: min(headerAcked, last.base + UInt64(limit - last.format.headerSize)))
-            } else {
-                // Format 1 has no acknowledged mark: every bad tail looks torn (the old rule; a copy is kept).
-                acked = last.format.headerSize
+            let h = last.format.headerSize
+            let scan = last.format.scanAll(raw, from: h, limit: raw.count)
+            // Earlier segments are durable (a roll follows a completed append). Format 1 has no marks: every bad
+            // tail looks torn there (the old rule; a copy is kept).
+            acked = max(scan.acked ?? last.base, last.base, ackedFile ?? 0)
+            let ackedPosition = h + Int(min(acked - last.base, UInt64(raw.count - h)))
+            for region in scan.invalid {
+                guard region.lowerBound < ackedPosition else { return region.lowerBound }  // torn: never acked
+                damage.append(
+                    LogDamage(
+                        kind: .corrupt,
+                        range: (last.base + UInt64(region.lowerBound - h))..<(last.base + UInt64(region.upperBound - h)),
+                        segment: last.url.lastPathComponent))
             }
-            var p = last.format.headerSize
-            while true {
-                switch last.format.scan(raw, at: p, limit: limit) {
-                case .record(_, let next), .padding(let next): p = next; continue
-                case .end: return p
-                case .invalid:
-                    guard p < acked else { return p }  // torn: at or after what was acknowledged
-                    let q = last.format.resync(raw, from: p + 1, limit: limit) ?? limit
-                    damage.append(
-                        LogDamage(
-                            kind: .corrupt, range: (last.base + UInt64(p - last.format.headerSize))..<(last.base + UInt64(q - last.format.headerSize)),
-                            segment: last.url.lastPathComponent))
-                    if q == limit { return limit }
-                    p = q
-                }
-            }
+            return raw.count
         }
         if tailStart < data.count {
             let dropped = data.count - tailStart
@@ -163,7 +155,7 @@ public final class SegmentLog: Log {
                 "Truncating unacknowledged log tail (a write cut by a crash); a copy is kept",
                 metadata: [
                     "log.segment": "\(last.url.lastPathComponent)", "log.bytes.dropped": "\(dropped)",
-                    "log.acknowledged.offset": "\(headerAcked)", "log.copy": "\(copy.path)",
+                    "log.acknowledged.offset": "\(acked)", "log.copy": "\(copy.path)",
                 ])
             guard truncate(last.url.path, off_t(tailStart)) == 0 else {
                 throw LogError(.io, "cannot truncate \(last.url.path): \(errnoString())")
@@ -171,10 +163,17 @@ public final class SegmentLog: Log {
         }
         last.size = Int64(tailStart - last.format.headerSize)
         segments[segments.count - 1] = last
+        if let ackedFile, ackedFile > last.end {
+            // Acknowledged bytes past what the files hold: the log was cut short (a truncated or deleted segment).
+            // A damaged region reaching the end of the file is the same loss: one range.
+            if let i = damage.indices.last, damage[i].range.upperBound == last.end {
+                damage[i].range = damage[i].range.lowerBound..<ackedFile
+            } else {
+                damage.append(LogDamage(kind: .missing, range: last.end..<ackedFile, segment: last.url.lastPathComponent))
+            }
+        }
 
-        var state = State(
-            segments: segments, fd: -1, lockFd: lockFd, headerSequence: headerSequence, headerAcked: headerAcked,
-            damage: damage)
+        var state = State(segments: segments, fd: -1, lockFd: lockFd, damage: damage)
         if last.format == .v1 {
             // A log written before format 2: new records go to a format-2 segment, so they carry the acked mark.
             try roll(&state, directory: directory, logger: logger)
@@ -206,12 +205,16 @@ public final class SegmentLog: Log {
     public func append(_ payloads: [[UInt8]]) throws -> [LogOffset] {
         try state.withLock { s in
             guard !s.closed else { throw LogError(.closed, "the log is closed") }
+            guard !payloads.isEmpty else { return [] }
             var buffer = [UInt8]()
-            buffer.reserveCapacity(payloads.reduce(0) { $0 + $1.count + 12 })
+            buffer.reserveCapacity(SegmentFormat.markSize + payloads.reduce(0) { $0 + $1.count + 12 })
             var ends = [LogOffset]()
             ends.reserveCapacity(payloads.count)
             var last = s.segments[s.segments.count - 1]
-            var end = last.end
+            // Everything before this commit is durable (the previous append returned): say so, in this commit's
+            // own write and fsync, so a later recovery can tell damage from a torn write.
+            SegmentFormat.appendMark(acked: last.end, to: &buffer)
+            var end = last.end + UInt64(SegmentFormat.markSize)
             for p in payloads {
                 SegmentFormat.appendRecord(p, to: &buffer)
                 end += UInt64(p.count + 12)
@@ -219,15 +222,6 @@ public final class SegmentLog: Log {
             }
             let position = last.position(of: last.end)
             do {
-                // The acknowledged mark first: everything before this commit is durable (the previous append
-                // returned), and the same fdatasync makes the mark durable with this commit's records.
-                if s.headerAcked != last.end {
-                    let slot = SegmentFormat.slot(sequence: s.headerSequence + 1, acked: last.end)
-                    let at = SegmentFormat.slotOffsets[Int((s.headerSequence + 1) % 2)]
-                    try slot.withUnsafeBytes { try Self.writeAll(s.fd, $0, at: at) }
-                    s.headerSequence += 1
-                    s.headerAcked = last.end
-                }
                 try buffer.withUnsafeBytes { try Self.writeAll(s.fd, $0, at: position) }
                 if configuration.fsync {
                     let start = DispatchTime.now().uptimeNanoseconds
@@ -241,6 +235,7 @@ public final class SegmentLog: Log {
             }
             last.size += Int64(buffer.count)
             s.segments[s.segments.count - 1] = last
+            ackedMark.advance(to: last.end)
             if last.size >= configuration.segmentBytes {
                 try Self.roll(&s, directory: directory, logger: logger)
             }
@@ -257,18 +252,16 @@ public final class SegmentLog: Log {
         if s.fd >= 0 { Glibc.close(s.fd) }
         s.fd = fd
         s.segments.append(segment)
-        s.headerSequence = 1
-        s.headerAcked = segment.base
         logger.debug("Rolled log segment", metadata: ["log.segment": "\(segment.url.lastPathComponent)"])
     }
 
-    /// Creates `<base>.log` with a format-2 header, durable (file and directory) before it is used.
-    private static func createSegment(_ directory: URL, base: UInt64, header: [UInt8]? = nil) throws -> Segment {
+    /// Creates `<base>.log` with the format-2 magic, durable (file and directory) before it is used.
+    private static func createSegment(_ directory: URL, base: UInt64) throws -> Segment {
         let url = directory.appendingPathComponent(Self.name(base))
         let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw LogError(.io, "cannot create \(url.path): \(errnoString())") }
         defer { Glibc.close(fd) }
-        let bytes = header ?? SegmentFormat.header(acked: base)
+        let bytes = SegmentFormat.header()
         try bytes.withUnsafeBytes { try writeAll(fd, $0, at: 0) }
         guard fsync(fd) == 0 else { throw LogError(.io, "fsync of \(url.path) failed: \(errnoString())") }
         Self.fsyncDirectory(directory)
@@ -300,7 +293,7 @@ public final class SegmentLog: Log {
                     case .record(let payload, let next):
                         position = next
                         try body(UnsafeRawBufferPointer(rebasing: raw[payload]), LogOffset(segment.base + UInt64(next - segment.format.headerSize)))
-                    case .padding(let next):
+                    case .padding(let next), .mark(_, let next):
                         position = next
                     case .end:
                         return
@@ -319,7 +312,11 @@ public final class SegmentLog: Log {
     /// Scans every segment in full and returns every damaged or missing range (what `speedflow log check`
     /// reports). Costs a read of the whole log.
     public func verify() throws -> [LogDamage] {
-        let segments = state.withLock { $0.segments }
+        // Damage found at open that reaches past the log's end (acknowledged bytes cut away) is not in any file
+        // to scan: it replaces the scan's view of the same bytes.
+        let (segments, pastEnd) = state.withLock { s in
+            (s.segments, s.damage.filter { $0.range.upperBound > s.segments[s.segments.count - 1].end })
+        }
         var found: [LogDamage] = []
         for (i, segment) in segments.enumerated() {
             if i > 0, segments[i - 1].end < segment.base {
@@ -327,30 +324,20 @@ public final class SegmentLog: Log {
             }
             let data = try Data(contentsOf: segment.url, options: .uncached)
             let limit = min(data.count, segment.format.headerSize + Int(segment.size))
-            data.withUnsafeBytes { raw in
-                var p = segment.format.headerSize
-                while true {
-                    switch segment.format.scan(raw, at: p, limit: limit) {
-                    case .record(_, let next), .padding(let next): p = next; continue
-                    case .end: return
-                    case .invalid:
-                        let q = segment.format.resync(raw, from: p + 1, limit: limit) ?? limit
-                        found.append(
-                            LogDamage(
-                                kind: .corrupt,
-                                range: (segment.base + UInt64(p - segment.format.headerSize))..<(segment.base + UInt64(q - segment.format.headerSize)),
-                                segment: segment.url.lastPathComponent))
-                        if q == limit { return }
-                        p = q
-                    }
-                }
+            let h = segment.format.headerSize
+            let invalid = data.withUnsafeBytes { segment.format.scanAll($0, from: h, limit: limit).invalid }
+            for r in invalid {
+                found.append(
+                    LogDamage(
+                        kind: .corrupt, range: (segment.base + UInt64(r.lowerBound - h))..<(segment.base + UInt64(r.upperBound - h)),
+                        segment: segment.url.lastPathComponent))
             }
             if data.count < segment.format.headerSize + Int(segment.size) {
                 let have = segment.base + UInt64(max(0, data.count - segment.format.headerSize))
                 found.append(LogDamage(kind: .missing, range: have..<segment.end, segment: segment.url.lastPathComponent))
             }
         }
-        return found
+        return found.filter { f in !pastEnd.contains { $0.range.overlaps(f.range) } } + pastEnd
     }
 
     /// Sets damaged or missing bytes aside: damaged bytes are copied to `quarantine/<from>-<to>.damaged` and
@@ -375,13 +362,12 @@ public final class SegmentLog: Log {
                 let bytes = try handle.read(upToCount: Int(upper - d.range.lowerBound)) ?? Data()
                 try handle.close()
                 _ = try Self.keepCopy(directory, of: bytes, name: Self.quarantineName(d.range.lowerBound..<upper, .corrupt))
-                var total = upper - d.range.lowerBound
-                if total < 12 {
-                    // Too short for a padding record: only possible at the very end of the segment; pad past it.
-                    guard upper == segment.end else {
-                        throw LogError(.corrupt, "damage \(d) is too short to set aside in the middle of a segment")
-                    }
-                    total = 12
+                // The padding covers the whole range; past the segment's end (bytes cut away, or too few left for a
+                // record header) it extends the last segment.
+                var total = UInt64(d.range.count)
+                if total < 12 { total = 12 }
+                guard d.range.lowerBound + total <= segment.end || i == lastIndex else {
+                    throw LogError(.corrupt, "damage \(d) cannot be set aside: it runs into the next segment")
                 }
                 let fd = i == lastIndex ? s.fd : open(segment.url.path, O_WRONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw LogError(.io, "cannot open \(segment.url.path): \(errnoString())") }
@@ -390,6 +376,7 @@ public final class SegmentLog: Log {
                 guard fdatasync(fd) == 0 else { throw LogError(.io, "fdatasync failed: \(errnoString())") }
                 if d.range.lowerBound + total > segment.end {
                     s.segments[i].size += Int64(d.range.lowerBound + total - segment.end)
+                    ackedMark.advance(to: s.segments[i].end)
                 }
             } else if d.range.lowerBound == s.segments[lastIndex].end {
                 // Missing at the end of the log: a padding record from here to the range's end.
@@ -399,6 +386,7 @@ public final class SegmentLog: Log {
                 try Self.writePadding(s.fd, at: segment.position(of: segment.end), total: length)
                 guard fdatasync(s.fd) == 0 else { throw LogError(.io, "fdatasync failed: \(errnoString())") }
                 s.segments[lastIndex].size += Int64(length)
+                ackedMark.advance(to: s.segments[lastIndex].end)
             } else if let i = s.segments.firstIndex(where: { $0.end == d.range.lowerBound }), i < lastIndex,
                 s.segments[i + 1].base == d.range.upperBound
             {
@@ -474,7 +462,9 @@ public final class SegmentLog: Log {
     }
 
     public func reconcile(countedUpTo checkpoint: UInt64) throws {
-        let end = endOffset.value
+        // How far the log is known to have reached: its end, or further where log/ACKED says acknowledged bytes
+        // were cut away (those are damage below, handled like any other).
+        let end = damage.map(\.range.upperBound).reduce(endOffset.value, max)
         if checkpoint > end {
             throw LogError(
                 .behindStore,
@@ -527,6 +517,7 @@ public final class SegmentLog: Log {
     public func close() throws {
         try state.withLock { s in
             guard !s.closed else { return }
+            ackedMark.close()
             s.closed = true
             let rc = configuration.fsync ? fdatasync(s.fd) : 0
             Glibc.close(s.fd)

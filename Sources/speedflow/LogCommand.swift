@@ -45,15 +45,21 @@ struct LogCommand: ParsableCommand {
         func run() throws {
             let report = try LogReport(path: options.path)
             report.print()
-            var ranges = report.damage
-            if report.counted > report.end {
-                ranges.append(LogDamage(kind: .missing, range: report.end..<report.counted, segment: ""))
-            }
-            for d in ranges {
+            var done = 0
+            for d in report.damage {
                 try report.log.quarantine(d)
                 Swift.print("quarantined: \(d)")
+                done += 1
             }
-            Swift.print(ranges.isEmpty ? "nothing to quarantine" : "done: serve can start; copies in \(options.path)/log/quarantine/")
+            // The store counted more than the log holds: record the rest as missing, so new records follow it.
+            let end = report.log.endOffset.value
+            if report.counted > end {
+                let d = LogDamage(kind: .missing, range: end..<report.counted, segment: "")
+                try report.log.quarantine(d)
+                Swift.print("quarantined: \(d)")
+                done += 1
+            }
+            Swift.print(done == 0 ? "nothing to quarantine" : "done: serve can start; copies in \(options.path)/log/quarantine/")
         }
     }
 }

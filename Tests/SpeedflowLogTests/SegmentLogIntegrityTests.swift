@@ -33,11 +33,12 @@ struct SegmentLogIntegrityTests {
         let file = try #require(try dir.segments().first)
         let sizeBefore = try fileSize(file)
         // Four bytes in the middle of record 20's payload (the reproduction: "flip 4 bytes near 700,000").
-        try flip(file, at: 64 + Int(ends[19].value) + 500, count: 4)
+        try flip(file, at: 8 + Int(ends[19].value) + 500, count: 4)
         log = try SegmentLog(directory: dir.url)
         #expect(try fileSize(file) == sizeBefore, "damaged acknowledged data must not be cut")
         #expect(log.endOffset == ends.last!)
-        #expect(log.damage == [LogDamage(kind: .corrupt, range: ends[19].value..<ends[20].value, segment: file.lastPathComponent)])
+        // The damaged record starts after append 20's commit mark and ends where append 21's mark begins.
+        #expect(log.damage == [LogDamage(kind: .corrupt, range: (ends[19].value + 20)..<ends[20].value, segment: file.lastPathComponent)])
         #expect(logError { try log.read(from: .zero) { _, _ in } }?.code == .corrupt)
         // Everything after the damaged record is still there.
         #expect(try readAll(log, from: ends[20]).map(\.0) == Array(payloads[21...]))
@@ -52,9 +53,9 @@ struct SegmentLogIntegrityTests {
         try log.close()
         let file = try #require(try dir.segments().first)
         let original = [UInt8](try Data(contentsOf: file))
-        try flip(file, at: 64 + Int(ends[3].value) + 12 + 7)
+        try flip(file, at: 8 + Int(ends[3].value) + 20 + 12 + 7)
         log = try SegmentLog(directory: dir.url)
-        let damaged = ends[3].value..<ends[4].value
+        let damaged = (ends[3].value + 20)..<ends[4].value
         // The store counted up to record 2: record 4 is acknowledged and uncounted.
         let error = logError { try log.reconcile(countedUpTo: ends[2].value) }
         #expect(error?.code == .corrupt)
@@ -67,7 +68,7 @@ struct SegmentLogIntegrityTests {
         #expect(read.map(\.0) == Array(payloads[0..<4]) + Array(payloads[5...]))
         #expect(read.map(\.1) == Array(ends[0..<4]) + Array(ends[5...]))
         let copy = dir.url.appendingPathComponent("quarantine/\(SegmentLog.quarantineName(damaged, .corrupt))")
-        var expected = Array(original[(64 + Int(damaged.lowerBound))..<(64 + Int(damaged.upperBound))])
+        var expected = Array(original[(8 + Int(damaged.lowerBound))..<(8 + Int(damaged.upperBound))])
         expected[12 + 7] ^= 0x5A
         #expect([UInt8](try Data(contentsOf: copy)) == expected)
         #expect(log.quarantined.map(\.range) == [damaged])
@@ -87,28 +88,28 @@ struct SegmentLogIntegrityTests {
         let (payloads, ends) = try appendEach(log, 6, size: 50)
         try log.close()
         let file = try #require(try dir.segments().first)
-        try flip(file, at: 64 + Int(ends[1].value) + 5)  // record 2's length field
+        try flip(file, at: 8 + Int(ends[1].value) + 20 + 5)  // record 2's length field
         log = try SegmentLog(directory: dir.url)
-        #expect(log.damage.map(\.range) == [ends[1].value..<ends[2].value])
+        #expect(log.damage.map(\.range) == [(ends[1].value + 20)..<ends[2].value])
         try log.reconcile(countedUpTo: ends.last!.value)
         #expect(try readAll(log).map(\.0) == [payloads[0], payloads[1]] + Array(payloads[3...]))
     }
 
-    @Test("A torn header slot falls back to the other slot")
-    func tornHeaderSlot() throws {
+    @Test("Damaged commit marks: a later mark still says the damage was acknowledged")
+    func damagedMarks() throws {
         let dir = try TempDir()
         var log = try SegmentLog(directory: dir.url)
         let (payloads, ends) = try appendEach(log, 5)
         try log.close()
         let file = try #require(try dir.segments().first)
-        // The newest slot (sequence 5 → slot 1) torn: the older one (acknowledged ends[2]) still bounds damage.
-        try flip(file, at: 32 + 3)
-        try flip(file, at: 64 + Int(ends[1].value) + 20)
+        try flip(file, at: 8 + Int(ends[0].value) + 20 + 20)  // record 1's payload
+        try flip(file, at: 8 + Int(ends[1].value) + 15)  // the next append's mark
         log = try SegmentLog(directory: dir.url)
-        #expect(log.damage.map(\.range) == [ends[1].value..<ends[2].value])
+        // One damaged region (record 1 and the mark after it), bounded by the marks of appends 3 and 4.
+        #expect(log.damage.map(\.range) == [(ends[0].value + 20)..<(ends[1].value + 20)])
         #expect(log.endOffset == ends.last!)
         try log.reconcile(countedUpTo: ends.last!.value)
-        #expect(try readAll(log).map(\.0) == Array(payloads[0..<2]) + Array(payloads[3...]))
+        #expect(try readAll(log).map(\.0) == [payloads[0]] + Array(payloads[2...]))
     }
 
     @Test("A missing middle segment is damage: read refuses to cross the hole, quarantine fills it")
@@ -154,6 +155,47 @@ struct SegmentLogIntegrityTests {
         #expect(try log.verify().map(\.kind) == [.corrupt, .missing])
     }
 
+    @Test("The last segment cut short: log/ACKED says the bytes were acknowledged, so it is damage, not a torn tail")
+    func truncatedLastSegment() throws {
+        let dir = try TempDir()
+        var log = try SegmentLog(directory: dir.url)
+        let (payloads, ends) = try appendEach(log, 10)
+        try log.close()  // writes the final mark
+        let file = try #require(try dir.segments().last)
+        let size = try fileSize(file)
+        #expect(truncate(file.path, off_t(size - 150)) == 0)
+        log = try SegmentLog(directory: dir.url)
+        // The cut record (from the start of its append's mark... its record) to the acknowledged end: one range.
+        let lost = try #require(log.damage.first)
+        #expect(log.damage.count == 1 && lost.range.upperBound == ends.last!.value)
+        #expect(try fileSize(file) == size - 150, "nothing is cut further")
+        #expect(logError { try log.reconcile(countedUpTo: ends[5].value) }?.code == .corrupt)
+        #expect(try log.verify() == log.damage)
+        // Counted by the store: padded up to the mark; records before it are intact, new ones follow it.
+        try log.reconcile(countedUpTo: ends.last!.value)
+        #expect(log.endOffset == ends.last!)
+        let kept = zip(payloads, ends).filter { $0.1.value <= lost.range.lowerBound }
+        #expect(try readAll(log).map(\.0) == kept.map(\.0))
+        #expect(try log.append([[4]]) == [LogOffset(ends.last!.value + 33)])
+    }
+
+    @Test("A deleted last segment: log/ACKED makes it missing data, not a shorter log")
+    func deletedLastSegment() throws {
+        let dir = try TempDir()
+        let config = SegmentLog.Configuration(segmentBytes: 300, fsync: false)
+        var log = try SegmentLog(directory: dir.url, configuration: config)
+        let (_, ends) = try appendEach(log, 12, size: 60)
+        try log.close()
+        let files = try dir.segments()
+        let lastBase = UInt64(files.last!.deletingPathExtension().lastPathComponent)!
+        try FileManager.default.removeItem(at: files.last!)
+        log = try SegmentLog(directory: dir.url, configuration: config)
+        if lastBase < ends.last!.value {
+            #expect(log.damage.map(\.kind) == [.missing])
+            #expect(log.damage.first?.range == lastBase..<ends.last!.value)
+        }
+    }
+
     @Test("A store checkpoint past the log's end stops the caller; quarantining the range moves new records past it")
     func checkpointPastEnd() throws {
         let dir = try TempDir()
@@ -164,7 +206,7 @@ struct SegmentLogIntegrityTests {
         try log.quarantine(LogDamage(kind: .missing, range: ends.last!.value..<counted, segment: ""))
         #expect(log.endOffset == LogOffset(counted))
         try log.reconcile(countedUpTo: counted)
-        #expect(try log.append([[9]]) == [LogOffset(counted + 13)])
+        #expect(try log.append([[9]]) == [LogOffset(counted + 33)])
         #expect(try readAll(log, from: LogOffset(counted)).map(\.0) == [[9]])
         #expect(try readAll(log).count == 4)
     }
@@ -187,7 +229,7 @@ struct SegmentLogIntegrityTests {
         #expect(try readAll(log).map(\.0) == old)
         #expect(try readAll(log).map(\.1) == [LogOffset(11), LogOffset(59), LogOffset(67)])
         let more = try log.append([[5, 5]])
-        #expect(more == [LogOffset(67 + 14)])
+        #expect(more == [LogOffset(67 + 20 + 14)])
         try log.close()
         #expect(try dir.segments().map(\.lastPathComponent) == ["00000000000000000000.seg", "00000000000000000067.log"])
         log = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
@@ -214,8 +256,8 @@ struct SegmentLogIntegrityTests {
             let files = try dir.segments()
             let file = files[Int.random(in: 0..<files.count, using: &rng)]
             let size = Int(try fileSize(file))
-            guard size > 68 else { continue }
-            try flip(file, at: Int.random(in: 64..<(size - 4), using: &rng), count: Int.random(in: 1...4, using: &rng))
+            guard size > 12 else { continue }
+            try flip(file, at: Int.random(in: 8..<(size - 4), using: &rng), count: Int.random(in: 1...4, using: &rng))
             log = try SegmentLog(directory: dir.url, configuration: config)
             let damage = try log.verify()
             for d in damage { try log.quarantine(d) }  // what `speedflow log quarantine` does

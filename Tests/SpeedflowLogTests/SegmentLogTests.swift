@@ -51,9 +51,9 @@ func readAll(_ log: SegmentLog, from offset: LogOffset = .zero) throws -> [([UIn
     return out
 }
 
-/// The end offsets the log must return: 12 bytes of header per record (format 2).
+/// The end offsets one append must return: a 20-byte commit mark, then 12 bytes of header per record (format 2).
 func expectedEnds(start: UInt64, _ payloads: [[UInt8]]) -> [LogOffset] {
-    var end = start
+    var end = start + (payloads.isEmpty ? 0 : 20)
     return payloads.map { p in
         end += UInt64(p.count + 12)
         return LogOffset(end)
@@ -118,12 +118,12 @@ struct SegmentLogTests {
         try log.close()
     }
 
-    @Test("The on-disk format: a 64-byte header with the acknowledged offset, records [magic][length][crc][payload]")
+    @Test("The on-disk format: magic, then per append a commit mark and [magic][length][crc][payload] records")
     func recordFormat() throws {
         let dir = try TempDir()
         let log = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         let payload: [UInt8] = Array("hello, log".utf8)
-        _ = try log.append([payload, []])
+        let first = try log.append([payload, []])
         _ = try log.append([[7]])
         try log.close()
         let file = try #require(try dir.segments().first)
@@ -131,19 +131,21 @@ struct SegmentLogTests {
         let bytes = [UInt8](try Data(contentsOf: file))
         func u32(_ at: Int) -> UInt32 { UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24 }
         func u64(_ at: Int) -> UInt64 { UInt64(u32(at)) | UInt64(u32(at + 4)) << 32 }
-        #expect(bytes.count == 64 + 12 + payload.count + 12 + 13)
+        #expect(bytes.count == 8 + 20 + (12 + payload.count) + 12 + 20 + 13)
         #expect(Array(bytes[0..<8]) == Array("SFLOG2\r\n".utf8))
-        // Slot 0 was written at creation (sequence 1, acknowledged 0) and kept by the first append (the mark was
-        // already 0); the second append wrote sequence 2 into slot 2 % 2 = 0 with the offset the first reached.
-        #expect(u64(8) == 2 && u64(16) == UInt64(12 + payload.count + 12))
-        #expect(u32(24) == referenceCRC32(Array(bytes[8..<24])))
-        #expect(u32(64) == 0x524C_4653)  // "SFLR"
-        #expect(u32(68) == UInt32(payload.count))
-        #expect(u32(72) == referenceCRC32(Array(bytes[68..<72]) + payload))
+        // The first append's commit mark: acknowledged up to 0 (bit 30 of the length field marks it).
+        #expect(u32(8) == 0x524C_4653 && u32(12) == 0x4000_0008 && u64(20) == 0)  // "SFLR"
+        #expect(u32(16) == referenceCRC32(Array(bytes[12..<16]) + Array(bytes[20..<28])))
+        #expect(u32(28) == 0x524C_4653)
+        #expect(u32(32) == UInt32(payload.count))
+        #expect(u32(36) == referenceCRC32(Array(bytes[32..<36]) + payload))
         #expect(referenceCRC32(Array("123456789".utf8)) == 0xCBF4_3926)  // the CRC-32 check value
-        #expect(Array(bytes[76..<(76 + payload.count)]) == payload)
-        let second = 76 + payload.count
-        #expect(u32(second) == 0x524C_4653 && u32(second + 4) == 0 && u32(second + 8) == referenceCRC32([0, 0, 0, 0]))
+        #expect(Array(bytes[40..<(40 + payload.count)]) == payload)
+        let empty = 40 + payload.count
+        #expect(u32(empty) == 0x524C_4653 && u32(empty + 4) == 0 && u32(empty + 8) == referenceCRC32([0, 0, 0, 0]))
+        // The second append's mark says the first one was durable.
+        #expect(first == [LogOffset(UInt64(20 + 12 + payload.count)), LogOffset(UInt64(20 + 12 + payload.count + 12))])
+        #expect(u32(empty + 16) == 0x4000_0008 && u64(empty + 24) == first[1].value)
     }
 
     @Test("Empty appends and empty payloads")
@@ -152,9 +154,9 @@ struct SegmentLogTests {
         let log = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         #expect(try log.append([]) == [])
         #expect(log.endOffset == .zero)
-        #expect(try log.append([[], [], []]) == [LogOffset(12), LogOffset(24), LogOffset(36)])
+        #expect(try log.append([[], [], []]) == [LogOffset(32), LogOffset(44), LogOffset(56)])
         #expect(try readAll(log).map(\.0) == [[], [], []])
-        #expect(try readAll(log, from: LogOffset(36)).isEmpty)
+        #expect(try readAll(log, from: LogOffset(56)).isEmpty)
     }
 
     @Test("Reading from any returned offset yields exactly the later records")
@@ -234,11 +236,11 @@ struct SegmentLogTests {
         default: torn = [0x10, 0, 0, 0, 0, 0, 0, 0]
         }
         try appendBytes(torn, to: file)
-        #expect(try fileSize(file) == 64 + Int64(ends.last!.value) + Int64(torn.count))
+        #expect(try fileSize(file) == 8 + Int64(ends.last!.value) + Int64(torn.count))
         log = try SegmentLog(directory: dir.url)
         #expect(log.endOffset == ends.last!)
         #expect(log.damage.isEmpty)
-        #expect(try fileSize(file) == 64 + Int64(ends.last!.value))
+        #expect(try fileSize(file) == 8 + Int64(ends.last!.value))
         // Nothing is cut without a copy.
         let copies = try FileManager.default.contentsOfDirectory(atPath: dir.url.appendingPathComponent("quarantine").path)
         #expect(copies.count == 1 && copies[0].hasPrefix("tail-"))
@@ -253,7 +255,7 @@ struct SegmentLogTests {
         try log.close()
     }
 
-    @Test("A corrupted CRC in the last segment's last record is cut off on reopen")
+    @Test("The residual: with log/ACKED behind (a crash within its interval), a damaged last commit is cut as torn")
     func corruptLastRecord() throws {
         let dir = try TempDir()
         var log = try SegmentLog(directory: dir.url)
@@ -264,15 +266,22 @@ struct SegmentLogTests {
         var bytes = [UInt8](try Data(contentsOf: file))
         bytes[bytes.count - 1] ^= 0xff  // flip the last payload byte
         try Data(bytes).write(to: file)
+        // With the mark up to date it is damage (kept, reported)...
+        log = try SegmentLog(directory: dir.url)
+        #expect(log.damage.map(\.range) == [ends[1].value..<ends[2].value])
+        try log.close()
+        // ...without it (the crash came before the mark's next write), only the commit marks speak, and the last
+        // commit's own records have none after them: indistinguishable from a torn write. Cut, with a copy kept.
+        try FileManager.default.removeItem(at: dir.url.appendingPathComponent("ACKED"))
         log = try SegmentLog(directory: dir.url)
         #expect(log.endOffset == ends[1])
         #expect(try readAll(log).map(\.0) == Array(payloads.prefix(2)))
-        #expect(try log.append([[42]]) == [LogOffset(ends[1].value + 13)])
+        #expect(try log.append([[42]]) == [LogOffset(ends[1].value + 33)])
         #expect(try readAll(log).map(\.0) == Array(payloads.prefix(2)) + [[42]])
         try log.close()
     }
 
-    @Test("A corrupted CRC header (not payload) is cut off too")
+    @Test("The residual again: a corrupted CRC field (not payload) in the last commit, log/ACKED behind")
     func corruptCRCField() throws {
         let dir = try TempDir()
         var log = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
@@ -280,8 +289,9 @@ struct SegmentLogTests {
         try log.close()
         let file = try #require(try dir.segments().last)
         var bytes = [UInt8](try Data(contentsOf: file))
-        bytes[64 + Int(ends[1].value) + 8] ^= 0x01  // CRC field of the third record
+        bytes[8 + Int(ends[1].value) + 8] ^= 0x01  // CRC field of the third record
         try Data(bytes).write(to: file)
+        try FileManager.default.removeItem(at: dir.url.appendingPathComponent("ACKED"))  // as if it lagged
         log = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         #expect(log.endOffset == ends[1])
         #expect(try readAll(log).map(\.0) == [[1], [2]])
@@ -309,7 +319,7 @@ struct SegmentLogTests {
         #expect(files.allSatisfy { $0.lastPathComponent.count == 24 && $0.pathExtension == "log" })
         var total: Int64 = 0
         for (i, file) in files.enumerated() {
-            let size = try fileSize(file) - 64
+            let size = try fileSize(file) - 8
             if i + 1 < files.count {
                 #expect(UInt64(total) == bases[i])
                 #expect(bases[i] + UInt64(size) == bases[i + 1])
@@ -414,7 +424,7 @@ struct SegmentLogTests {
         #expect(try log.removeSegments(consumedUpTo: log.endOffset, lastWrittenBeforeMs: Int64.max) == 0)
         // The log still appends and reads after retention, and reopens.
         let more = try log.append([[1, 2, 3]])
-        #expect(more == [LogOffset(ends.last!.value + 15)])
+        #expect(more == [LogOffset(ends.last!.value + 35)])
         #expect(try readAll(log, from: log.startOffset).last?.0 == [1, 2, 3])
         try log.close()
         let reopened = try SegmentLog(directory: dir.url, configuration: config)
@@ -429,7 +439,7 @@ struct SegmentLogTests {
         _ = try log.append([[1]])
         #expect(logError { _ = try SegmentLog(directory: dir.url) }?.code == .locked)
         // The failed attempt did not disturb the first.
-        #expect(try log.append([[2]]) == [LogOffset(26)])
+        #expect(try log.append([[2]]) == [LogOffset(66)])
         try log.close()
         let again = try SegmentLog(directory: dir.url, configuration: .init(fsync: false))
         #expect(try readAll(again).map(\.0) == [[1], [2]])
@@ -444,7 +454,7 @@ struct SegmentLogTests {
         try log.close()
         #expect(logError { _ = try log.append([[3]]) }?.code == .closed)
         try log.close()
-        #expect(log.endOffset == LogOffset(14))
+        #expect(log.endOffset == LogOffset(34))
     }
 
     @Test("Releasing the last reference closes the log and its lock")
