@@ -1,15 +1,17 @@
 import Foundation
 
-/// A hand-written, allocation-light scanner for the hot path of `EventBatch.decode`: batch elements that are
-/// flat JSON objects holding only the six known fields.
+/// A hand-written, allocation-light scanner for the hot path of `EventBatch.decode`: batch elements that are JSON
+/// objects of the six known fields, plus unknown fields of any shape within the nesting limit.
 ///
 /// It answers only where it is sure to produce exactly what `JSONDecoder` + `RawEvent`'s lenient `Decodable`
-/// would. Anything else is *declined*: per element, the element's bytes are checked by `JSONSyntax` (strict,
-/// linear, depth-bounded) and go to `JSONDecoder` in chunks, or for the whole body (`false`/`nil`), so the
-/// reference path decides, including its errors. Valid elements that are not objects are answered here
-/// (`not_an_object` needs no decoding), so a body of millions of `1`s never reaches `JSONDecoder`. Declined on purpose: unknown fields (their re-encoding in `extra` is JSONDecoder's business), nested
-/// values, duplicate keys, keys with escapes or non-ASCII bytes, escapes in strings that are not string fields,
-/// invalid UTF-8, raw control characters, numbers out of range or not exactly representable as the field wants.
+/// would, including `extra` (unknown fields re-encoded as `JSONEncoder` with sorted keys writes them), in time
+/// linear in the element and without recursion deeper than `EventBatch.maxElementDepth`. Anything else is
+/// *declined*: per element, the element's bytes are checked by `JSONSyntax` (strict, linear, depth-bounded) and go
+/// to `JSONDecoder` in chunks, or for the whole body (`false`/`nil`), so the reference path decides, including its
+/// errors. Declined on purpose: keys with escapes or non-ASCII bytes, strings that are not
+/// valid Unicode, invalid UTF-8, raw control characters, numbers out of range or not exactly representable as the
+/// field wants. Valid elements that are not objects are answered here (`not_an_object` needs no decoding), so a body
+/// of millions of `1`s never reaches `JSONDecoder`.
 enum FastEventParser {
     typealias Element = Result<RawEvent, RejectionReason>
 
@@ -129,8 +131,8 @@ enum FastEventParser {
 
     // MARK: One object
 
-    /// Parses a flat object of known fields starting at `start` (which must be `{`); returns the event and the
-    /// index after `}`. `nil`: declined.
+    /// Parses an event object starting at `start` (which must be `{`); returns the event and the index after `}`.
+    /// `nil`: declined.
     static func parseObject(
         _ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int, _ scratch: inout [UInt8]
     ) -> (RawEvent, Int)? {
@@ -141,8 +143,9 @@ enum FastEventParser {
         var raw = RawEvent()
         if p[i] == .closeBrace { return (raw, i + 1) }
         var seen: UInt8 = 0
+        var extras: [String: JSONValue] = [:]
         while true {
-            // Key: plain ASCII, one of the six names, not seen before.
+            // Key: plain ASCII (no escapes), a known name not seen before, or an unknown name.
             guard i < end, p[i] == .quote else { return nil }
             i += 1
             let keyStart = i
@@ -153,14 +156,43 @@ enum FastEventParser {
                 i += 1
             }
             guard i < end else { return nil }
-            guard let field = knownField(p + keyStart, i - keyStart) else { return nil }
-            let bit: UInt8 = 1 << field.rawValue
-            guard seen & bit == 0 else { return nil }
-            seen |= bit
+            let keyEnd = i
             i = skipSpace(p, i + 1, end)
             guard i < end, p[i] == .colon else { return nil }
             i = skipSpace(p, i + 1, end)
             guard i < end else { return nil }
+            guard let field = knownField(p + keyStart, keyEnd - keyStart) else {
+                // Unknown field: parsed here (linear, depth-bounded) into what JSONDecoder + `JSONValue` would
+                // give; the first of duplicate names wins, as with JSONDecoder.
+                guard let value = unknownValue(p, &i, end, level: 2, &scratch) else { return nil }
+                let key = String(decoding: UnsafeBufferPointer(start: p + keyStart, count: keyEnd - keyStart), as: UTF8.self)
+                if extras[key] == nil {
+                    switch value {
+                    case .value(let v): extras[key] = v
+                    case .unrepresentable: extras[key] = .null  // RawEvent: `(try? decode(JSONValue)) ?? .null`
+                    }
+                }
+                if let next = afterMember(p, &i, end) {
+                    if next { continue }
+                    if !extras.isEmpty { raw.extra = encodeExtras(extras) }
+                    return (raw, i)
+                }
+                return nil
+            }
+            let bit: UInt8 = 1 << field.rawValue
+            if seen & bit != 0 {
+                // A repeated known name: JSONDecoder reads the first occurrence only; this one must merely be valid.
+                let start = i
+                guard let next = skipValue(p, start, end),
+                    JSONSyntax.check(p, start, next, maxDepth: EventBatch.maxElementDepth - 1) == nil
+                else { return nil }
+                i = next
+                guard let more = afterMember(p, &i, end) else { return nil }
+                if more { continue }
+                if !extras.isEmpty { raw.extra = encodeExtras(extras) }
+                return (raw, i)
+            }
+            seen |= bit
 
             switch field {
             case .kvfvId:
@@ -183,15 +215,206 @@ enum FastEventParser {
                 raw.lane = f
             }
 
-            i = skipSpace(p, i, end)
-            guard i < end else { return nil }
-            if p[i] == .comma {
-                i = skipSpace(p, i + 1, end)
-                continue
-            }
-            guard p[i] == .closeBrace else { return nil }
-            return (raw, i + 1)
+            guard let next = afterMember(p, &i, end) else { return nil }
+            if next { continue }
+            if !extras.isEmpty { raw.extra = encodeExtras(extras) }
+            return (raw, i)
         }
+    }
+
+    /// After a member's value: `,` (→ `true`, `i` at the next key) or `}` (→ `false`, `i` after it); `nil` else.
+    @inline(__always)
+    static func afterMember(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> Bool? {
+        i = skipSpace(p, i, end)
+        guard i < end else { return nil }
+        if p[i] == .comma {
+            i = skipSpace(p, i + 1, end)
+            return true
+        }
+        guard p[i] == .closeBrace else { return nil }
+        i += 1
+        return false
+    }
+
+    // MARK: Unknown fields
+
+    /// What `JSONDecoder` makes of an unknown field's value through `JSONValue`: the value, or
+    /// `unrepresentable` where its decoding throws (a number beyond Double, anywhere inside) and `RawEvent`
+    /// keeps `null`.
+    enum Unknown {
+        case value(JSONValue)
+        case unrepresentable
+    }
+
+    /// Parses an unknown field's value at `i` (nesting level `level`: a field's value is level 2, the element
+    /// being level 1), recursing at most `EventBatch.maxElementDepth` levels. `nil`: declined (deeper, invalid,
+    /// or a form whose `JSONDecoder` reading is not certain: escaped or non-ASCII keys, strings that are not
+    /// valid Unicode, integral numbers beyond 2^53 written with a fraction or exponent).
+    static func unknownValue(
+        _ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, level: Int, _ scratch: inout [UInt8]
+    ) -> Unknown? {
+        guard i < end else { return nil }
+        switch p[i] {
+        case .quote:
+            guard let s = parseString(p, &i, end, &scratch) else { return nil }
+            return .value(.string(s))
+        case UInt8(ascii: "n"):
+            return literal(p, &i, end, "null") ? .value(.null) : nil
+        case UInt8(ascii: "t"):
+            return literal(p, &i, end, "true") ? .value(.bool(true)) : nil
+        case UInt8(ascii: "f"):
+            return literal(p, &i, end, "false") ? .value(.bool(false)) : nil
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return unknownNumber(p, &i, end)
+        case .openBracket:
+            guard level <= EventBatch.maxElementDepth else { return nil }
+            i = skipSpace(p, i + 1, end)
+            guard i < end else { return nil }
+            var items: [JSONValue] = []
+            var unrepresentable = false
+            if p[i] == .closeBracket {
+                i += 1
+                return .value(.array(items))
+            }
+            while true {
+                guard let item = unknownValue(p, &i, end, level: level + 1, &scratch) else { return nil }
+                switch item {
+                case .value(let v): items.append(v)
+                case .unrepresentable: unrepresentable = true
+                }
+                i = skipSpace(p, i, end)
+                guard i < end else { return nil }
+                if p[i] == .comma {
+                    i = skipSpace(p, i + 1, end)
+                    continue
+                }
+                guard p[i] == .closeBracket else { return nil }
+                i += 1
+                return unrepresentable ? .unrepresentable : .value(.array(items))
+            }
+        case .openBrace:
+            guard level <= EventBatch.maxElementDepth else { return nil }
+            i = skipSpace(p, i + 1, end)
+            guard i < end else { return nil }
+            var members: [String: JSONValue] = [:]
+            var unrepresentable = false
+            if p[i] == .closeBrace {
+                i += 1
+                return .value(.object(members))
+            }
+            while true {
+                guard i < end, p[i] == .quote else { return nil }
+                i += 1
+                let keyStart = i
+                while i < end {
+                    let b = p[i]
+                    if b == .quote { break }
+                    if b == .backslash || b < 0x20 || b >= 0x80 { return nil }
+                    i += 1
+                }
+                guard i < end else { return nil }
+                let key = String(decoding: UnsafeBufferPointer(start: p + keyStart, count: i - keyStart), as: UTF8.self)
+                i = skipSpace(p, i + 1, end)
+                guard i < end, p[i] == .colon else { return nil }
+                i = skipSpace(p, i + 1, end)
+                guard let item = unknownValue(p, &i, end, level: level + 1, &scratch) else { return nil }
+                switch item {
+                case .value(let v): if members[key] == nil { members[key] = v }
+                case .unrepresentable: if members[key] == nil { unrepresentable = true }  // a later duplicate is never decoded
+                }
+                guard let next = afterMember(p, &i, end) else { return nil }
+                if !next { return unrepresentable ? .unrepresentable : .value(.object(members)) }
+            }
+        default:
+            return nil
+        }
+    }
+
+    /// A number as `JSONValue` decodes it: `Int64` when exact (`2.0`, `2e0` and `-0` are integers, as
+    /// `JSONDecoder`'s exact conversion makes them), else `Double`; beyond Double it is `unrepresentable`.
+    static func unknownNumber(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> Unknown? {
+        let start = i
+        guard let n = scanNumber(p, &i, end) else { return nil }
+        if n.integral && n.digits <= 18 {
+            let v = n.integerMagnitude
+            return .value(.integer(n.negative ? -v : v))
+        }
+        let text = String(decoding: UnsafeBufferPointer(start: p + start, count: i - start), as: UTF8.self)
+        if n.integral {
+            if let v = Int64(text) { return .value(.integer(v)) }
+            guard let d = Double(text) else { return nil }
+            return d.isFinite ? .value(.number(d)) : .unrepresentable
+        }
+        guard let d = Double(text) else { return nil }
+        if !d.isFinite { return .unrepresentable }
+        if d == 0 { return .value(.integer(0)) }
+        if d != d.rounded(.towardZero) || d.magnitude >= 0x1p63 { return .value(.number(d)) }
+        // Integral: certain only below 2^53 with at most 15 mantissa digits (then the text's value is exactly d).
+        var digits = 0
+        for k in start..<i {
+            let b = p[k]
+            if b == UInt8(ascii: "e") || b == UInt8(ascii: "E") { break }
+            if isDigit(b) { digits += 1 }
+        }
+        guard digits <= 15, d.magnitude < 0x1p53 else { return nil }
+        return .value(.integer(Int64(d)))
+    }
+
+    /// `extra` as `RawEvent` writes it (`JSONEncoder`, `.sortedKeys`): keys in code-point order (all ASCII
+    /// here), no spaces, `/` escaped as `\/`, control characters as `\b \f \n \r \t` or `\u00xx`, numbers as
+    /// Swift prints them.
+    static func encodeExtras(_ extras: [String: JSONValue]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        encode(.object(extras), into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func encode(_ value: JSONValue, into out: inout [UInt8]) {
+        switch value {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .integer(let v): out.append(contentsOf: String(v).utf8)
+        case .number(let d): out.append(contentsOf: d.description.utf8)
+        case .string(let s): encodeString(s, into: &out)
+        case .array(let items):
+            out.append(.openBracket)
+            for (n, item) in items.enumerated() {
+                if n > 0 { out.append(.comma) }
+                encode(item, into: &out)
+            }
+            out.append(.closeBracket)
+        case .object(let members):
+            out.append(.openBrace)
+            for (n, key) in members.keys.sorted().enumerated() {
+                if n > 0 { out.append(.comma) }
+                encodeString(key, into: &out)
+                out.append(.colon)
+                encode(members[key]!, into: &out)
+            }
+            out.append(.closeBrace)
+        }
+    }
+
+    static func encodeString(_ s: String, into out: inout [UInt8]) {
+        out.append(.quote)
+        for b in s.utf8 {
+            switch b {
+            case .quote: out.append(contentsOf: [.backslash, .quote])
+            case .backslash: out.append(contentsOf: [.backslash, .backslash])
+            case UInt8(ascii: "/"): out.append(contentsOf: [.backslash, UInt8(ascii: "/")])
+            case 0x08: out.append(contentsOf: [.backslash, UInt8(ascii: "b")])
+            case 0x0C: out.append(contentsOf: [.backslash, UInt8(ascii: "f")])
+            case 0x0A: out.append(contentsOf: [.backslash, UInt8(ascii: "n")])
+            case 0x0D: out.append(contentsOf: [.backslash, UInt8(ascii: "r")])
+            case 0x09: out.append(contentsOf: [.backslash, UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [.backslash, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 15)]])
+            default: out.append(b)
+            }
+        }
+        out.append(.quote)
     }
 
     enum KnownField: UInt8 {
@@ -229,8 +452,8 @@ enum FastEventParser {
         }
     }
 
-    /// A value that is not the field's own type: `null` is `.null`, any other scalar `.wrongType`; objects,
-    /// arrays and garbage decline (`nil`) so JSONDecoder decides.
+    /// A value that is not the field's own type: `null` is `.null`, any other valid value `.wrongType`; garbage
+    /// declines (`nil`) so the reference path decides.
     @inline(__always)
     static func otherValue<T>(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> RawEvent.Field<T>? {
         switch p[i] {
@@ -244,6 +467,14 @@ enum FastEventParser {
             return literal(p, &i, end, "false") ? .wrongType : nil
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return scanNumber(p, &i, end) != nil ? .wrongType : nil
+        case .openBracket, .openBrace:
+            // Never decoded (a container is the wrong type for every known field): only its validity matters.
+            let start = i
+            guard let next = skipValue(p, start, end),
+                JSONSyntax.check(p, start, next, maxDepth: EventBatch.maxElementDepth - 1) == nil
+            else { return nil }
+            i = next
+            return .wrongType
         default:
             return nil
         }

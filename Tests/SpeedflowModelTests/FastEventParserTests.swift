@@ -275,10 +275,49 @@ struct FastEventParserTests {
         expectSameAsOracle(Array(body), ndjson: true)
     }
 
-    @Test("declined: unknown fields, nesting, duplicates, escaped keys, unsure numbers, invalid UTF-8")
+    @Test("answered without JSONDecoder: unknown fields of any shape, containers as wrong-typed known fields")
+    func answered() {
+        for text in [
+            #"{"kvfv_id":"KV1","direction":"north"}"#, #"{"lane":{"n":1}}"#, #"{"lane":[1]}"#, #"{"kvfv_id":[[{"a":[]}]]}"#,
+            #"{"z":1,"a":[1,2.5,-0,"x\u00e9\n/",null,true,{"b":{},"a":[]}],"m":{"k":1e400},"e":1e-400,"big":12345678901234567890}"#,
+            #"{"d":1,"d":2,"x":{"q":1,"q":[2]}}"#, #"{"lane":1,"lane":2}"#, #"{"lane":"x","lane":2,"kvfv_id":"A","kvfv_id":[1e400]}"#, #"{"s":"\u0000\u001f\u007f\b\f\t\r\"\\"}"#, #"{"n":[2.0,2e0,1E2,852e-1,4.9e-324,-1e-400]}"#,
+        ] {
+            #expect(fastObject(text) != nil, "\(text)")
+            expectSameAsOracle(text, ndjson: false)
+            expectSameAsOracle(text, ndjson: true)
+            expectSameAsOracle("[" + text + "]", ndjson: false)
+        }
+    }
+
+    @Test("property: random unknown values (nested, numbers, escapes, duplicates) give JSONDecoder's extra", arguments: 0..<4)
+    func randomUnknownValues(shard: Int) {
+        var rng = SeededRandom(seed: 0xE0_7A00 + UInt64(shard))
+        func pick<T>(_ xs: [T]) -> T { xs[Int.random(in: 0..<xs.count, using: &rng)] }
+        let keys = ["a", "b", "Z", "_x", "10", "9", "a b", "a/b", "zz", "Lane", "kvfv", "e"]
+        let invalid: Set = ["01", "1.", ".5", "-", "1e", "+1", "NaN", "Infinity", "0x10", "1.5.3", "--1", "1e+"]
+        let scalars = BodyGenerator.numbers.filter { !invalid.contains($0) }
+            + ["1e18", "9007199254740993.0", "123456789012345.0", "1.5e1", "-2.50", "0e0", "1e19", "3.14159", "1e-320"]
+            + ["null", "true", "false", #""""#, #""plain""#, #""é日😀""#, #""a\"b\\c\/d""#, #""\u0041\u00e9\ud83d\ude00""#, #""\b\f\n\r\t\u0001""#]
+        func value(_ depth: Int) -> String {
+            let r = Int.random(in: 0..<10, using: &rng)
+            if depth >= 4 || r < 6 { return pick(scalars) }
+            let n = Int.random(in: 0..<4, using: &rng)
+            if r < 8 { return "[" + (0..<n).map { _ in value(depth + 1) }.joined(separator: ",") + "]" }
+            return "{" + (0..<n).map { _ in "\"" + pick(keys) + "\":" + value(depth + 1) }.joined(separator: ",") + "}"
+        }
+        for n in 0..<500 {
+            var members = [#""kvfv_id":"KV1""#, #""timestamp":"\#(Timestamp.format(nowMs - 1000))""#, #""vehicle_speed":80"#]
+            for _ in 0..<Int.random(in: 1..<4, using: &rng) { members.append("\"" + pick(keys) + "\":" + value(1)) }
+            members.shuffle(using: &rng)
+            let text = "{" + members.joined(separator: ",") + "}"
+            expectSameAsOracle(Array(text.utf8), ndjson: true, "unknown values shard \(shard) #\(n)")
+            expectSameAsOracle(Array(("[" + text + "," + text + "]").utf8), ndjson: false, "unknown values shard \(shard) #\(n)")
+        }
+    }
+
+    @Test("declined: escaped keys, unsure numbers, invalid UTF-8")
     func declined() {
         for text in [
-            #"{"kvfv_id":"KV1","direction":"north"}"#, #"{"lane":{"n":1}}"#, #"{"lane":[1]}"#, #"{"lane":1,"lane":2}"#,
             #"{"kvfv\u005fid":"KV1"}"#, #"{"vehicle_speed":1e400}"#, #"{"vehicle_speed":1e-400}"#,
             #"{"vehicle_speed":4.9e-324}"#, #"{"lane":12345678901234567}"#, #"{"lane":1e300}"#, #"{"lane":01}"#,
             #"{"vehicle_speed":"a\nb"}"#, "{\"plate_number\":\"a\tb\"}", #"{"plate_number":"\ud800"}"#, #"{"a":1,}"#,
