@@ -8,7 +8,7 @@ import Foundation
 /// linear in the element and without recursion deeper than `EventBatch.maxElementDepth`. Anything else is
 /// *declined*: per element, the element's bytes are checked by `JSONSyntax` (strict, linear, depth-bounded) and go
 /// to `JSONDecoder` in chunks, or for the whole body (`false`/`nil`), so the reference path decides, including its
-/// errors. Declined on purpose: keys with escapes or non-ASCII bytes, strings that are not
+/// errors. Declined on purpose: keys that are not valid Unicode, known-field strings that are not
 /// valid Unicode, invalid UTF-8, raw control characters, numbers out of range or not exactly representable as the
 /// field wants. Valid elements that are not objects are answered here (`not_an_object` needs no decoding), so a body
 /// of millions of `1`s never reaches `JSONDecoder`.
@@ -145,27 +145,24 @@ enum FastEventParser {
         var seen: UInt8 = 0
         var extras: [String: JSONValue] = [:]
         while true {
-            // Key: plain ASCII (no escapes), a known name not seen before, or an unknown name.
-            guard i < end, p[i] == .quote else { return nil }
-            i += 1
-            let keyStart = i
-            while i < end {
-                let b = p[i]
-                if b == .quote { break }
-                if b == .backslash || b < 0x20 || b >= 0x80 { return nil }
-                i += 1
-            }
-            guard i < end else { return nil }
-            let keyEnd = i
-            i = skipSpace(p, i + 1, end)
+            // Key: a known name (first occurrence decides), or an unknown name.
+            guard let key = parseKey(p, &i, end, &scratch) else { return nil }
+            i = skipSpace(p, i, end)
             guard i < end, p[i] == .colon else { return nil }
             i = skipSpace(p, i + 1, end)
             guard i < end else { return nil }
-            guard let field = knownField(p + keyStart, keyEnd - keyStart) else {
+            let known: KnownField?
+            switch key {
+            case .plain(let range): known = knownField(p + range.lowerBound, range.count)
+            case .unescaped(let text):
+                var text = text
+                known = text.withUTF8 { knownField($0.baseAddress!, $0.count) }
+            }
+            guard let field = known else {
                 // Unknown field: parsed here (linear, depth-bounded) into what JSONDecoder + `JSONValue` would
                 // give; the first of duplicate names wins, as with JSONDecoder.
                 guard let value = unknownValue(p, &i, end, level: 2, &scratch) else { return nil }
-                let key = String(decoding: UnsafeBufferPointer(start: p + keyStart, count: keyEnd - keyStart), as: UTF8.self)
+                let key = key.string(p)
                 if extras[key] == nil {
                     switch value {
                     case .value(let v): extras[key] = v
@@ -236,6 +233,43 @@ enum FastEventParser {
         return false
     }
 
+    /// An object key: plain bytes of the body (the common case, no copy) or its unescaped text.
+    enum Key {
+        case plain(Range<Int>)
+        case unescaped(String)
+
+        func string(_ p: UnsafePointer<UInt8>) -> String {
+            switch self {
+            case .plain(let r): String(decoding: UnsafeBufferPointer(start: p + r.lowerBound, count: r.count), as: UTF8.self)
+            case .unescaped(let s): s
+            }
+        }
+    }
+
+    /// A key at `i` (its opening quote); `i` ends after the closing quote. `nil`: not a valid key (raw control
+    /// characters, invalid UTF-8 or escapes, lone surrogates).
+    @inline(__always)
+    static func parseKey(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, _ scratch: inout [UInt8]) -> Key? {
+        guard i < end, p[i] == .quote else { return nil }
+        let quote = i
+        i += 1
+        let keyStart = i
+        while i < end {
+            let b = p[i]
+            if b == .quote {
+                i += 1
+                return .plain(keyStart..<(i - 1))
+            }
+            if b < 0x20 { return nil }
+            if b == .backslash || b >= 0x80 {
+                i = quote
+                return parseString(p, &i, end, &scratch).map { .unescaped($0) }
+            }
+            i += 1
+        }
+        return nil
+    }
+
     // MARK: Unknown fields
 
     /// What `JSONDecoder` makes of an unknown field's value through `JSONValue`: the value, or
@@ -248,16 +282,19 @@ enum FastEventParser {
 
     /// Parses an unknown field's value at `i` (nesting level `level`: a field's value is level 2, the element
     /// being level 1), recursing at most `EventBatch.maxElementDepth` levels. `nil`: declined (deeper, invalid,
-    /// or a form whose `JSONDecoder` reading is not certain: escaped or non-ASCII keys, strings that are not
-    /// valid Unicode, integral numbers beyond 2^53 written with a fraction or exponent).
+    /// or a form whose `JSONDecoder` reading is not reproduced: keys that are not valid Unicode, integral numbers
+    /// from 2^53 to 2^63 written with a fraction or exponent).
     static func unknownValue(
         _ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, level: Int, _ scratch: inout [UInt8]
     ) -> Unknown? {
         guard i < end else { return nil }
         switch p[i] {
         case .quote:
-            guard let s = parseString(p, &i, end, &scratch) else { return nil }
-            return .value(.string(s))
+            let start = i
+            if let s = parseString(p, &i, end, &scratch) { return .value(.string(s)) }
+            // Valid JSON text that is not valid Unicode (a lone surrogate escape): JSONDecoder cannot decode it.
+            i = start
+            return JSONSyntax.string(p, &i, end) == nil ? .unrepresentable : nil
         case UInt8(ascii: "n"):
             return literal(p, &i, end, "null") ? .value(.null) : nil
         case UInt8(ascii: "t"):
@@ -303,18 +340,8 @@ enum FastEventParser {
                 return .value(.object(members))
             }
             while true {
-                guard i < end, p[i] == .quote else { return nil }
-                i += 1
-                let keyStart = i
-                while i < end {
-                    let b = p[i]
-                    if b == .quote { break }
-                    if b == .backslash || b < 0x20 || b >= 0x80 { return nil }
-                    i += 1
-                }
-                guard i < end else { return nil }
-                let key = String(decoding: UnsafeBufferPointer(start: p + keyStart, count: i - keyStart), as: UTF8.self)
-                i = skipSpace(p, i + 1, end)
+                guard let key = parseKey(p, &i, end, &scratch)?.string(p) else { return nil }
+                i = skipSpace(p, i, end)
                 guard i < end, p[i] == .colon else { return nil }
                 i = skipSpace(p, i + 1, end)
                 guard let item = unknownValue(p, &i, end, level: level + 1, &scratch) else { return nil }
@@ -349,19 +376,13 @@ enum FastEventParser {
         if !d.isFinite { return .unrepresentable }
         if d == 0 { return .value(.integer(0)) }
         if d != d.rounded(.towardZero) || d.magnitude >= 0x1p63 { return .value(.number(d)) }
-        // Integral: certain only below 2^53 with at most 15 mantissa digits (then the text's value is exactly d).
-        var digits = 0
-        for k in start..<i {
-            let b = p[k]
-            if b == UInt8(ascii: "e") || b == UInt8(ascii: "E") { break }
-            if isDigit(b) { digits += 1 }
-        }
-        guard digits <= 15, d.magnitude < 0x1p53 else { return nil }
+        // Integral below 2^53: JSONDecoder's Int64 is strtod's Double converted exactly (so 1.0000000000000001 is
+        // 1). From 2^53 it reparses the text as a Decimal: not reproduced here, declined.
+        guard d.magnitude < 0x1p53 else { return nil }
         return .value(.integer(Int64(d)))
     }
 
-    /// `extra` as `RawEvent` writes it (`JSONEncoder`, `.sortedKeys`): keys in code-point order (all ASCII
-    /// here), no spaces, `/` escaped as `\/`, control characters as `\b \f \n \r \t` or `\u00xx`, numbers as
+    /// `extra` as `RawEvent` writes it (`JSONEncoder`, `.sortedKeys`): keys in code-point order, no spaces, `/` escaped as `\/`, control characters as `\b \f \n \r \t` or `\u00xx`, numbers as
     /// Swift prints them.
     static func encodeExtras(_ extras: [String: JSONValue]) -> String {
         var out: [UInt8] = []
@@ -386,7 +407,8 @@ enum FastEventParser {
             out.append(.closeBracket)
         case .object(let members):
             out.append(.openBrace)
-            for (n, key) in members.keys.sorted().enumerated() {
+            // JSONEncoder sorts keys by their Unicode scalars as written (not by String's canonical `<`).
+            for (n, key) in members.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
                 if n > 0 { out.append(.comma) }
                 encodeString(key, into: &out)
                 out.append(.colon)
