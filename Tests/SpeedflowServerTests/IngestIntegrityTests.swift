@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import SpeedflowModel
+@testable import SpeedflowServer
 import Testing
 
 /// The HTTP side of issue 11: gzip members, encodings, 413 from the header, bounded answers, nesting, JSON
@@ -193,6 +194,31 @@ struct IngestIntegrityTests {
                 let j = try H.json(r.body)
                 #expect(j["accepted"] as? Int == 0)
                 #expect((j["rejected"] as? [[String: Any]])?.first?["reason"] as? String == "speed_out_of_range")
+            }
+        }
+    }
+}
+
+/// An unexpected error inside a handler is a logged JSON 500, never an empty body.
+@Suite("JSON errors")
+struct JSONErrorTests {
+    struct Unexpected: Error {}
+
+    @Test("a handler's unexpected error is 500 internal_error with a JSON body; HTTPError keeps its status")
+    func unexpected() async throws {
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
+        router.get("/boom") { _, _ -> Response in throw Unexpected() }
+        router.get("/teapot") { _, _ -> Response in throw HTTPError(.badRequest) }
+        try await Application(router: router).test(.router) { client in
+            try await client.execute(uri: "/boom", method: .get) { r in
+                #expect(r.status == .internalServerError)
+                #expect(r.headers[.contentType] == "application/json")
+                #expect(HTTPContractTests.object(r.body)["reason"] as? String == "internal_error")
+            }
+            try await client.execute(uri: "/teapot", method: .get) { r in
+                #expect(r.status == .badRequest)
+                #expect(HTTPContractTests.object(r.body)["reason"] as? String == "bad_request")
             }
         }
     }
