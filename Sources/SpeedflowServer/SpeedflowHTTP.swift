@@ -8,11 +8,15 @@ import SpeedflowEngine
 /// Builds the HTTP application: every route of the contract on one router.
 public enum SpeedflowHTTP {
     /// The router, separate from the application so tests can drive it in-process.
+    ///
+    /// - Parameter drain: once closed, every request is answered `503 shutting_down` (see `DrainGate`).
     public static func router(
-        engine: Engine, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?
+        engine: Engine, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?,
+        drain: DrainGate? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: MetricsMiddleware())
+        if let drain { router.add(middleware: DrainMiddleware(gate: drain)) }
         router.add(middleware: JSONErrorMiddleware())
         let ingest = IngestController(engine: engine, configuration: configuration)
         let query = QueryController(engine: engine)
@@ -44,10 +48,10 @@ public enum SpeedflowHTTP {
 
     public static func application(
         engine: Engine, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?, logger: Logger,
-        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        drain: DrainGate? = nil, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: router(engine: engine, configuration: configuration, prometheus: prometheus),
+            router: router(engine: engine, configuration: configuration, prometheus: prometheus, drain: drain),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "speedflow"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)

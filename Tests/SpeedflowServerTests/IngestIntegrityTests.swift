@@ -7,6 +7,9 @@ import HummingbirdTesting
 import NIOCore
 import SpeedflowModel
 @testable import SpeedflowServer
+import SpeedflowEngine
+import SpeedflowLog
+import SpeedflowStore
 import Testing
 
 /// The HTTP side of issue 11: gzip members, encodings, 413 from the header, bounded answers, nesting, JSON
@@ -221,5 +224,36 @@ struct JSONErrorTests {
                 #expect(HTTPContractTests.object(r.body)["reason"] as? String == "bad_request")
             }
         }
+    }
+}
+
+/// Graceful shutdown answers `503 shutting_down` instead of cutting connections (issue 11).
+@Suite("Drain")
+struct DrainTests {
+    @Test("once the drain gate closes, every request is 503 shutting_down with Retry-After and Connection: close")
+    func drain() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-drain-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let engine = try Engine(
+            log: try SegmentLog(directory: dir.appendingPathComponent("log")),
+            store: try SQLiteStore(path: dir.appendingPathComponent("store.sqlite").path),
+            configuration: EngineConfiguration())
+        engine.start()
+        defer { engine.shutdown() }
+        let gate = DrainGate()
+        let router = SpeedflowHTTP.router(engine: engine, configuration: ServerConfiguration(), prometheus: nil, drain: gate)
+        try await Application(router: router).test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { r in #expect(r.status == .ok) }
+            gate.close()
+            let body = ByteBuffer(string: HTTPContractTests.event("KVD", HTTPContractTests.now - 1000, 80, id: "d"))
+            try await client.execute(uri: "/events", method: .post, body: body) { r in
+                #expect(r.status == .serviceUnavailable)
+                #expect(r.headers[.retryAfter] == "5")
+                #expect(r.headers[.connection] == "close")
+                #expect(HTTPContractTests.object(r.body)["reason"] as? String == "shutting_down")
+            }
+            try await client.execute(uri: "/health", method: .get) { r in #expect(r.status == .serviceUnavailable) }
+        }
+        #expect(engine.log.endOffset == .zero, "nothing of a drained request is stored")
     }
 }
