@@ -99,12 +99,15 @@ func runHTTPNode(
     engine: Engine, server: ServerConfiguration, registry: PrometheusCollectorRegistry, logger: Logger,
     banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
 ) async throws {
+    // On SIGTERM the drain service (listed last, so it stops first) answers every request 503 shutting_down
+    // for a moment while the server still runs, instead of keep-alive connections being cut under a request.
+    let drain = DrainGate()
     let app = SpeedflowHTTP.application(
-        engine: engine, configuration: server, prometheus: registry, logger: logger,
+        engine: engine, configuration: server, prometheus: registry, logger: logger, drain: drain,
         onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
     let group = ServiceGroup(
         configuration: .init(
-            services: [.init(service: EngineService(engine: engine))] + services + [.init(service: app)],
+            services: [.init(service: EngineService(engine: engine))] + services + [.init(service: app), .init(service: DrainService(gate: drain))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
 }
