@@ -5,13 +5,15 @@ import Foundation
 ///
 /// It answers only where it is sure to produce exactly what `JSONDecoder` + `RawEvent`'s lenient `Decodable`
 /// would, including `extra` (unknown fields re-encoded as `JSONEncoder` with sorted keys writes them), in time
-/// linear in the element and without recursion deeper than `EventBatch.maxElementDepth`. Anything else is
-/// *declined*: per element, the element's bytes are checked by `JSONSyntax` (strict, linear, depth-bounded) and go
-/// to `JSONDecoder` in chunks, or for the whole body (`false`/`nil`), so the reference path decides, including its
-/// errors. Declined on purpose: keys that are not valid Unicode, known-field strings that are not
-/// valid Unicode, invalid UTF-8, raw control characters, numbers out of range or not exactly representable as the
-/// field wants. Valid elements that are not objects are answered here (`not_an_object` needs no decoding), so a body
-/// of millions of `1`s never reaches `JSONDecoder`.
+/// linear in the element and without recursion deeper than `EventBatch.maxElementDepth`. A few scalars whose
+/// conversion it does not reproduce (numbers beyond Double, subnormals, integral numbers from 2^53 written with a
+/// fraction or exponent, lone surrogates in known fields) are handed to `JSONDecoder` alone, one scalar at a time.
+/// Anything else is *declined*: per element, the element's bytes are checked by `JSONSyntax` (strict, linear,
+/// depth-bounded) and go to `JSONDecoder` in chunks, or for the whole body (`false`/`nil`), so the reference path
+/// decides, including its errors. Declined: text that is not valid JSON, and keys that are not valid Unicode (lone
+/// surrogate escapes) — the only valid input left for which `JSONDecoder` sees a whole element. Valid elements that
+/// are not objects are answered here (`not_an_object` needs no decoding), so a body of millions of `1`s never
+/// reaches `JSONDecoder`.
 enum FastEventParser {
     typealias Element = Result<RawEvent, RejectionReason>
 
@@ -282,8 +284,7 @@ enum FastEventParser {
 
     /// Parses an unknown field's value at `i` (nesting level `level`: a field's value is level 2, the element
     /// being level 1), recursing at most `EventBatch.maxElementDepth` levels. `nil`: declined (deeper, invalid,
-    /// or a form whose `JSONDecoder` reading is not reproduced: keys that are not valid Unicode, integral numbers
-    /// from 2^53 to 2^63 written with a fraction or exponent).
+    /// or keys that are not valid Unicode).
     static func unknownValue(
         _ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, level: Int, _ scratch: inout [UInt8]
     ) -> Unknown? {
@@ -375,10 +376,16 @@ enum FastEventParser {
         guard let d = Double(text) else { return nil }
         if !d.isFinite { return .unrepresentable }
         if d == 0 { return .value(.integer(0)) }
-        if d != d.rounded(.towardZero) || d.magnitude >= 0x1p63 { return .value(.number(d)) }
+        if d != d.rounded(.towardZero) { return .value(.number(d)) }
         // Integral below 2^53: JSONDecoder's Int64 is strtod's Double converted exactly (so 1.0000000000000001 is
-        // 1). From 2^53 it reparses the text as a Decimal: not reproduced here, declined.
-        guard d.magnitude < 0x1p53 else { return nil }
+        // 1). From 2^53 it reparses the text as a Decimal: not reproduced here, so JSONDecoder reads the number
+        // alone (the same `JSONValue` conversion, at the cost of one short decode).
+        guard d.magnitude < 0x1p53 else {
+            guard let v = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes: p + start, count: i - start)) else {
+                return .unrepresentable
+            }
+            return .value(v)
+        }
         return .value(.integer(Int64(d)))
     }
 
@@ -467,11 +474,25 @@ enum FastEventParser {
     ) -> RawEvent.Field<String>? {
         switch p[i] {
         case .quote:
-            guard let s = parseString(p, &i, end, &scratch) else { return nil }
-            return .value(s)
+            let start = i
+            if let s = parseString(p, &i, end, &scratch) { return .value(s) }
+            // Valid JSON that is not valid Unicode (a lone surrogate escape): JSONDecoder decides, on the string alone.
+            i = start
+            guard JSONSyntax.string(p, &i, end) == nil else { return nil }
+            return scalarField(p, start, i, as: String.self)
         default:
             return otherValue(p, &i, end)
         }
+    }
+
+    /// What `RawEvent`'s field decoding makes of one scalar that this parser does not reproduce (a number beyond
+    /// Double, a subnormal, a lone surrogate), asked of `JSONDecoder` for that scalar's text alone: the same
+    /// conversion as inside the object, in time proportional to the scalar, never to the element's nesting.
+    static func scalarField<T: Decodable & Sendable>(
+        _ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int, as type: T.Type
+    ) -> RawEvent.Field<T> {
+        if let v = try? JSONDecoder().decode(T.self, from: Data(bytes: p + start, count: end - start)) { return .value(v) }
+        return .wrongType
     }
 
     /// A value that is not the field's own type: `null` is `.null`, any other valid value `.wrongType`; garbage
@@ -480,7 +501,11 @@ enum FastEventParser {
     static func otherValue<T>(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int) -> RawEvent.Field<T>? {
         switch p[i] {
         case .quote:
-            return skipPlainString(p, &i, end) ? .wrongType : nil
+            let start = i
+            if skipPlainString(p, &i, end) { return .wrongType }
+            // Escapes (or a lone surrogate): never decoded for a wrong-typed field, only its validity matters.
+            i = start
+            return JSONSyntax.string(p, &i, end) == nil ? .wrongType : nil
         case UInt8(ascii: "n"):
             return literal(p, &i, end, "null") ? .null : nil
         case UInt8(ascii: "t"):
@@ -514,7 +539,7 @@ enum FastEventParser {
                 let magnitude = Double(number.integerMagnitude)
                 return .value(number.negative ? -magnitude : magnitude)
             }
-            guard let d = parseDouble(p + start, i - start) else { return nil }
+            guard let d = parseDouble(p + start, i - start) else { return scalarField(p, start, i, as: Double.self) }
             return .value(d)
         default:
             return otherValue(p, &i, end)
@@ -530,13 +555,13 @@ enum FastEventParser {
             let start = i
             guard let number = scanNumber(p, &i, end) else { return nil }
             if number.integral {
-                guard number.digits <= 15 else { return nil }
+                guard number.digits <= 15 else { return scalarField(p, start, i, as: Int.self) }
                 let v = Int(number.integerMagnitude)
                 return .value(number.negative ? -v : v)
             }
-            guard let d = parseDouble(p + start, i - start) else { return nil }
+            guard let d = parseDouble(p + start, i - start) else { return scalarField(p, start, i, as: Int.self) }
             guard d == d.rounded(.towardZero) else { return .wrongType }
-            guard d.magnitude < 9.0e15, let v = Int(exactly: d) else { return nil }
+            guard d.magnitude < 9.0e15, let v = Int(exactly: d) else { return scalarField(p, start, i, as: Int.self) }
             return .value(v)
         default:
             return otherValue(p, &i, end)
