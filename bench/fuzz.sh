@@ -20,6 +20,13 @@ case "$DURATION" in
 esac
 NICE=${NICE:-10}
 
+# What is fuzzed, taken now: the tree may move on while the run lasts.
+model=${FUZZ_MODEL:-Sources/SpeedflowModel}
+if [ -z "${FUZZ_MODEL:-}" ]; then
+  what="model at $(git log -1 --format=%h -- Sources/SpeedflowModel)$([ -z "$(git status --porcelain -- Sources/SpeedflowModel)" ] || echo ' + local changes')"
+else
+  what="model sources in $model"
+fi
 corpus=${FUZZ_OUT:-.build-fuzz}/corpus
 before=$(find "$corpus" -type f 2>/dev/null | wc -l)
 echo "bench/fuzz: ${seconds}s of fuzzing, corpus starts with $before grown inputs + $(ls Tests/Fuzz/corpus | wc -l) seeds"
@@ -40,15 +47,15 @@ cov=$(grep -E '^#[0-9]+' "$log" | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+(
 crashes=$(grep -oE 'oom/timeout/crash: [0-9/]+' "$log" | tail -1 || true)
 after=$(find "$corpus" -type f | wc -l)
 echo
-echo "bench/fuzz: figures ($(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD)$(git diff --quiet -- Sources/SpeedflowModel || echo '+local changes'), $(nproc) cores, nice $NICE)"
+echo "bench/fuzz: figures ($(date -u +%Y-%m-%dT%H:%MZ), $what, $(nproc) cores, nice $NICE)"
 printf '  %-28s %s\n' \
   "wall time" "${elapsed}s (incl. build)" \
   "executions" "${execs:-?}" \
   "execs/s" "${rate:-?}" \
   "coverage (edges, features)" "${cov:-?}" \
   "corpus (grown)" "$before -> $after inputs" \
-  "slowest input" "${slowest:-?}s" \
-  "peak RSS" "${rss:-?} MB" \
+  "slowest input" "${slowest:+${slowest}s}${slowest:-n/a (fork mode)}" \
+  "peak RSS" "${rss:+$rss MB}${rss:-n/a (fork mode)}" \
   "findings (fork mode)" "${crashes:-n/a} (saved in ${FUZZ_OUT:-.build-fuzz}/artifacts/)" \
   "result" "$([ $status = 0 ] && echo 'no finding' || echo "FINDING (exit $status), see above")"
 exit $status
