@@ -10,10 +10,9 @@ import Foundation
 /// fraction or exponent, lone surrogates in known fields) are handed to `JSONDecoder` alone, one scalar at a time.
 /// Anything else is *declined*: per element, the element's bytes are checked by `JSONSyntax` (strict, linear,
 /// depth-bounded) and go to `JSONDecoder` in chunks, or for the whole body (`false`/`nil`), so the reference path
-/// decides, including its errors. Declined: text that is not valid JSON, and keys that are not valid Unicode (lone
-/// surrogate escapes) — the only valid input left for which `JSONDecoder` sees a whole element. Valid elements that
-/// are not objects are answered here (`not_an_object` needs no decoding), so a body of millions of `1`s never
-/// reaches `JSONDecoder`.
+/// decides, including its errors. Only text that is not valid JSON is declined in practice: no valid element within
+/// the nesting limit is handed whole to `JSONDecoder`. Valid elements that are not objects are answered here
+/// (`not_an_object` needs no decoding), so a body of millions of `1`s never reaches `JSONDecoder`.
 enum FastEventParser {
     typealias Element = Result<RawEvent, RejectionReason>
 
@@ -148,7 +147,16 @@ enum FastEventParser {
         var extras: [String: JSONValue] = [:]
         while true {
             // Key: a known name (first occurrence decides), or an unknown name.
-            guard let key = parseKey(p, &i, end, &scratch) else { return nil }
+            let keyStart = i
+            guard let key = parseKey(p, &i, end, &scratch) else {
+                // A key JSONDecoder cannot read (a lone surrogate escape): it cannot open the object at all, so
+                // `RawEvent` sees no object. Only if the element is otherwise valid JSON.
+                i = keyStart
+                guard JSONSyntax.string(p, &i, end) == nil, let next = skipValue(p, start, end),
+                    JSONSyntax.check(p, start, next, maxDepth: EventBatch.maxElementDepth) == nil
+                else { return nil }
+                return (nonObject, next)
+            }
             i = skipSpace(p, i, end)
             guard i < end, p[i] == .colon else { return nil }
             i = skipSpace(p, i + 1, end)
@@ -284,7 +292,7 @@ enum FastEventParser {
 
     /// Parses an unknown field's value at `i` (nesting level `level`: a field's value is level 2, the element
     /// being level 1), recursing at most `EventBatch.maxElementDepth` levels. `nil`: declined (deeper, invalid,
-    /// or keys that are not valid Unicode).
+    /// or what `JSONDecoder` would not read the same way).
     static func unknownValue(
         _ p: UnsafePointer<UInt8>, _ i: inout Int, _ end: Int, level: Int, _ scratch: inout [UInt8]
     ) -> Unknown? {
@@ -332,6 +340,7 @@ enum FastEventParser {
             }
         case .openBrace:
             guard level <= EventBatch.maxElementDepth else { return nil }
+            let objectStart = i
             i = skipSpace(p, i + 1, end)
             guard i < end else { return nil }
             var members: [String: JSONValue] = [:]
@@ -341,7 +350,16 @@ enum FastEventParser {
                 return .value(.object(members))
             }
             while true {
-                guard let key = parseKey(p, &i, end, &scratch)?.string(p) else { return nil }
+                let keyStart = i
+                guard let key = parseKey(p, &i, end, &scratch)?.string(p) else {
+                    // A key JSONDecoder cannot read makes the whole object undecodable (if it is valid JSON).
+                    i = keyStart
+                    guard JSONSyntax.string(p, &i, end) == nil, let next = skipValue(p, objectStart, end),
+                        JSONSyntax.check(p, objectStart, next, maxDepth: EventBatch.maxElementDepth + 1 - level) == nil
+                    else { return nil }
+                    i = next
+                    return .unrepresentable
+                }
                 i = skipSpace(p, i, end)
                 guard i < end, p[i] == .colon else { return nil }
                 i = skipSpace(p, i + 1, end)
