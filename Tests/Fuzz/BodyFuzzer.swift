@@ -451,11 +451,13 @@ public func bodyFuzzerCustomMutator(_ data: UnsafeMutablePointer<UInt8>, _ size:
     body.append(contentsOf: repeatElement(0, count: 2048))
     let n = body.withUnsafeMutableBufferPointer { LLVMFuzzerMutate($0.baseAddress!, plain.count, $0.count) }
     body.removeSubrange(n...)
-    // Repeat the body now and then, past the limit in one of 8 rounds (checks .tooLarge without a big input).
+    // Now and then many elements: the body's elements repeated (an array stays an array, lines stay lines) to
+    // cross the decoder's chunk boundary (4096 elements) and `referenceBodyLimit`; or the body repeated past the
+    // gzip limit (checks .tooLarge without a big input).
     var content = body
     switch rng.next() % 16 {
     case 0: content = Array(repeatElement(body.isEmpty ? [0x20] : body, count: gzipLimit / max(1, body.count) + 1).joined())
-    case 1: content = Array(repeatElement(body, count: Int(rng.next() % 64) + 2).joined())
+    case 1, 2: content = repeatedElements(body, times: Int(rng.next() % 8192) + 2)
     default: break
     }
     // 1–3 members split at random points.
@@ -469,6 +471,19 @@ public func bodyFuzzerCustomMutator(_ data: UnsafeMutablePointer<UInt8>, _ size:
     guard out.count <= maxSize else { return LLVMFuzzerMutate(data, size, maxSize) }
     out.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: out.count) }
     return out.count
+}
+
+/// `[e1,e2]` becomes `[e1,e2,e1,e2,…]`; anything else is repeated as lines. At most about `gzipLimit` bytes.
+func repeatedElements(_ body: [UInt8], times: Int) -> [UInt8] {
+    let trimmed = body.drop(while: isJSONSpace).reversed().drop(while: isJSONSpace).reversed()
+    let times = min(times, gzipLimit / max(1, body.count))
+    if trimmed.first == UInt8(ascii: "["), trimmed.last == UInt8(ascii: "]"), trimmed.count > 2 {
+        let inner = Array(trimmed.dropFirst().dropLast())
+        return [UInt8(ascii: "[")] + Array(repeatElement(inner, count: times).joined(separator: [UInt8(ascii: ",")]))
+            + [UInt8(ascii: "]")]
+    }
+    let line = body.last == UInt8(ascii: "\n") ? body : body + [UInt8(ascii: "\n")]
+    return Array(repeatElement(line, count: times).joined())
 }
 
 /// SplitMix64: deterministic from libFuzzer's seed, so a run can be replayed.
