@@ -28,10 +28,10 @@ public struct EventBatch: Sendable {
 
     /// Deepest nesting of arrays/objects allowed within one element (the element's own braces are level 1).
     ///
-    /// Real camera payloads nest 2–3 levels. The fast parser reads unknown fields itself in linear time; the limit
-    /// bounds its recursion and the cost of the few elements it still hands to `JSONDecoder` (numbers from 2^53 to
-    /// 2^63 written with a fraction or exponent, numbers beyond Double or lone surrogates in known fields), whose
-    /// time grows with the square of the depth (measured: 3 ms per 150-byte element at depth 64, 0.4 s at 400).
+    /// Real camera payloads nest 2–3 levels. The fast parser reads every valid element itself in linear time (a
+    /// few odd scalars go to `JSONDecoder` one at a time); the limit bounds its recursion and the work of the
+    /// reference path, where `JSONDecoder`'s time grows with the square of the depth (measured: 3 ms per 150-byte
+    /// element at depth 64, 0.4 s at 400).
     public static let maxElementDepth = 16
     /// Per-camera rejection counts are kept for this many distinct cameras per body (beyond: counted by reason
     /// only), so a body of distinct ids cannot grow a dictionary per element.
@@ -57,8 +57,8 @@ public struct EventBatch: Sendable {
     /// and `5.`, and nests up to 512 levels at quadratic cost).
     ///
     /// Elements go through `FastEventParser` first (objects of the known fields plus unknown fields, answered
-    /// exactly as `JSONDecoder` would); whatever it declines goes through `JSONDecoder`, which stays the reference
-    /// for the semantics, in bounded chunks.
+    /// exactly as `JSONDecoder` would); whatever it declines (in practice: invalid JSON, which then fails the
+    /// syntax check) goes through `JSONDecoder`, which stays the reference for the semantics, in bounded chunks.
     ///
     /// - Parameters:
     ///   - useFastPath: `false` decodes with the syntax check + `JSONDecoder` only (the oracle for tests, the
