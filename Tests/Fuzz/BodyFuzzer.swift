@@ -112,10 +112,12 @@ func compareWithOracle(_ body: Data, ndjson: Bool) {
     #endif
     // 2. The oracle against plain JSONDecoder, as the decoder was before the strict syntax check: equal except for
     //    the documented deviations.
-    guard body.count <= referenceBodyLimit else { return }
+    //    A body showing a deviation is not decoded by the reference at all: plain JSONDecoder is what took
+    //    quadratic time on deep nesting, so running it would time out on exactly the bodies the decoder now
+    //    refuses cheaply.
+    guard body.count <= referenceBodyLimit, documentedDeviation(body, ndjson: ndjson) == nil else { return }
     let reference = referenceOutcome(body, ndjson: ndjson)
     if oracle == reference { return }
-    if documentedDeviation(body, ndjson: ndjson) != nil { return }
     fail("the decoder differs from plain JSONDecoder outside the documented deviations (ndjson: \(ndjson))\ndecoder:     \(oracle)\nJSONDecoder: \(reference)", body: body)
 }
 
