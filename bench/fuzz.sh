@@ -31,10 +31,12 @@ corpus=${FUZZ_OUT:-.build-fuzz}/corpus
 before=$(find "$corpus" -type f 2>/dev/null | wc -l)
 echo "bench/fuzz: ${seconds}s of fuzzing, corpus starts with $before grown inputs + $(ls Tests/Fuzz/corpus | wc -l) seeds"
 start=$(date +%s)
+log=${FUZZ_OUT:-.build-fuzz}/last-run.log
+rm -f "$log"
 status=0
 nice -n "$NICE" scripts/fuzz "$seconds" || status=$?
 elapsed=$(( $(date +%s) - start ))
-log=${FUZZ_OUT:-.build-fuzz}/last-run.log
+[ -f "$log" ] || { echo "bench/fuzz: scripts/fuzz did not get to fuzzing (exit $status)"; exit $status; }
 
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
@@ -54,8 +56,8 @@ printf '  %-28s %s\n' \
   "execs/s" "${rate:-?}" \
   "coverage (edges, features)" "${cov:-?}" \
   "corpus (grown)" "$before -> $after inputs" \
-  "slowest input" "${slowest:+${slowest}s}${slowest:-n/a (fork mode)}" \
-  "peak RSS" "${rss:+$rss MB}${rss:-n/a (fork mode)}" \
+  "slowest input" "$([ -n "$slowest" ] && echo "${slowest}s" || echo 'n/a (fork mode)')" \
+  "peak RSS" "$([ -n "$rss" ] && echo "$rss MB" || echo 'n/a (fork mode)')" \
   "findings (fork mode)" "${crashes:-n/a} (saved in ${FUZZ_OUT:-.build-fuzz}/artifacts/)" \
   "result" "$([ $status = 0 ] && echo 'no finding' || echo "FINDING (exit $status), see above")"
 exit $status
