@@ -12,7 +12,10 @@ extension Engine {
     /// Stores up to this size are checked in full before the engine opens; a bigger one after start, in the
     /// background (the per-read checks guard every answer meanwhile), so a restart stays under 2 s.
     /// `PRAGMA quick_check` + the summary pass read ~1 GB/s here (see the README's integrity section).
-    public static let synchronousCheckMaxBytes: Int64 = 256 << 20
+    /// `SPEEDFLOW_STORE_CHECK_AT_OPEN_MAX_BYTES` overrides it (0: always in the background; for fault-injection
+    /// tests of the run-time answers, and for operators who prefer a fast start over an early repair).
+    public static let synchronousCheckMaxBytes: Int64 =
+        ProcessInfo.processInfo.environment["SPEEDFLOW_STORE_CHECK_AT_OPEN_MAX_BYTES"].flatMap { Int64($0) } ?? 256 << 20
 
     /// At open, before anything reads the store: routes the store's corruption reports to the log and the
     /// `speedflow_store_corruptions_total` counter, and checks a small store in full. A damaged store is moved

@@ -41,6 +41,13 @@ public final class SQLiteStore: Store {
         config.maximumReaderCount = 4
         do {
             let pool = try DatabasePool(path: path, configuration: config)
+            let migrator = Self.migrator
+            // GRDB would open a store migrated by a newer Speedflow and leave its newer tables unmaintained.
+            let unknown = try pool.read { try migrator.appliedIdentifiers($0) }.subtracting(migrator.migrations)
+            guard unknown.isEmpty else {
+                throw StoreError(
+                    .newer, "\(path) was written by a newer Speedflow (schema \(unknown.sorted().joined(separator: ", "))); use that version")
+            }
             try migrator.migrate(pool)
             return pool
         } catch let error as DatabaseError where isCorruption(error) {

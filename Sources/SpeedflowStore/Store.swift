@@ -141,6 +141,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         let raw: String
         /// Stored data is damaged; the log (`speedflow rebuild`) or a backup repairs it.
         public static let corrupt = Code(raw: "corrupt")
+        /// The store was written by a newer Speedflow: opening it here would leave its newer parts unmaintained.
+        public static let newer = Code(raw: "newer")
         public var description: String { raw }
     }
 

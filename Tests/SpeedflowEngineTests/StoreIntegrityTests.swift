@@ -275,6 +275,24 @@ struct StoreIntegrityTests {
         #expect(try store.loadBucket(BucketKey(camera: 1, bucket: firstDay * 288 + 305)).map { Int64($0.ids.count) == $0.state.count } == true)
     }
 
+    @Test("a store written by a newer Speedflow is refused, not half-maintained")
+    func newerStoreRefused() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("store.sqlite").path
+        do {
+            let store = try SQLiteStore(path: path)
+            try await store.pool.write { try $0.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v99-future')") }
+            try store.close()
+        }
+        do {
+            _ = try SQLiteStore(path: path)
+            Issue.record("a newer store opened")
+        } catch let error as StoreError {
+            #expect(error.code == .newer && error.message.contains("v99-future"))
+        }
+    }
+
     @Test("the data dir written by a01ce8f upgrades and checks clean")
     func fixtureUpgrades() throws {
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
