@@ -319,6 +319,8 @@ struct FastEventParserTests {
     func scalarsByJSONDecoder() {
         for text in [
             #"{"vehicle_speed":1e400}"#, #"{"vehicle_speed":1e-400}"#, #"{"vehicle_speed":4.9e-324}"#,
+            // Found by the fuzz target: JSONDecoder's Double refuses a zero written with a non-zero exponent digit.
+            #"{"vehicle_speed":0e2}"#, #"{"vehicle_speed":-0.0E+1}"#, #"{"vehicle_speed":0e0}"#, #"{"lane":0e2}"#,
             #"{"lane":12345678901234567}"#, #"{"lane":1e300}"#, #"{"lane":9007199254740993.0}"#, #"{"vehicle_speed":"a\nb"}"#,
             #"{"plate_number":"\ud800"}"#, #"{"event_id":"x\udc00"}"#, #"{"x":[1e18,9007199254740993.0,-1.5e300,1e400]}"#,
             #"{"x":12345678901234567.89e1,"y":{"z":-9223372036854775296.0}}"#,
