@@ -37,7 +37,9 @@ extension Engine {
         }
         guard !problems.isEmpty else { return }
         let summary = problems.prefix(3).joined(separator: "; ")
-        guard log.startOffset.value == 0, !(log is ExternalLog), log.endOffset.value > 0 else {
+        // Rebuilt only from a log that still holds every event ever accepted: from offset 0 and with nothing set
+        // aside (quarantined log records are in no replay).
+        guard log.startOffset.value == 0, log.quarantined.isEmpty, !(log is ExternalLog), log.endOffset.value > 0 else {
             throw StoreError(
                 .corrupt,
                 "the store failed its integrity check at start (\(summary)) and the log no longer holds every event (retention removed its start), so it cannot be rebuilt automatically: \(StoreError.repairHint)")

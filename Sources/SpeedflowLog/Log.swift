@@ -43,10 +43,15 @@ public protocol Log: AnyObject, Sendable {
     /// that ends before `checkpoint`, or damage after it, stops the caller with a clear error; damage before it
     /// (already counted) is set aside. Logs that are not the replay source do nothing.
     func reconcile(countedUpTo checkpoint: UInt64) throws
+
+    /// Ranges set aside (damaged or missing, see `SegmentLog.quarantine`): their events are in no replay, so a
+    /// store rebuilt from this log would lack them.
+    var quarantined: [LogDamage] { get }
 }
 
 extension Log {
     public func reconcile(countedUpTo checkpoint: UInt64) throws {}
+    public var quarantined: [LogDamage] { [] }
 }
 
 /// Damaged or missing bytes of acknowledged log data, as global offsets.

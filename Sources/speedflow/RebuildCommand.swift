@@ -24,8 +24,8 @@ struct RebuildCommand: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
 
     @Flag(help: """
-        When the damaged store cannot be read at all and the log no longer covers everything, rebuild anyway: \
-        the days before the log's start are then lost and read as empty.
+        When the damaged store cannot be read at all and the log no longer covers everything, or the log has \
+        quarantined records (speedflow log quarantine), rebuild anyway: what they held is then lost.
         """)
     var discardUnrecoverable = false
 
@@ -46,6 +46,16 @@ struct RebuildCommand: AsyncParsableCommand {
             note(error.message)
             damaged = try SQLiteStore.moveAside(storePath)
             (log, store) = try openStorage(dataDir: dataDir, logger: logger)
+        }
+
+        // Records set aside by `log quarantine` cannot be recomputed: a rebuild would drop their events from the store.
+        let setAside = log.quarantined.filter { $0.range.upperBound > log.startOffset.value }
+        if !setAside.isEmpty {
+            note("the log has \(setAside.count) quarantined range(s): \(setAside.map(\.description).joined(separator: "; "))")
+            guard discardUnrecoverable else {
+                throw ValidationError(
+                    "events in quarantined log records cannot be recomputed, so a rebuild would drop them from the store. Restore the log from a backup, or pass --discard-unrecoverable to rebuild without them.")
+            }
         }
 
         // If retention removed segments, the log covers event times from (oldest retained arrival − skew) on.
