@@ -275,6 +275,43 @@ struct StoreIntegrityTests {
         #expect(try store.loadBucket(BucketKey(camera: 1, bucket: firstDay * 288 + 305)).map { Int64($0.ids.count) == $0.state.count } == true)
     }
 
+    @Test("salvage carries over the old days that verify; a damaged old day keeps answering store_corrupt")
+    func salvageBeyondTheLog() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("store.sqlite").path
+        let written: [Int64: [Int64: BucketState]]
+        do {
+            let store = try SQLiteStore(path: path)
+            written = try populate(store, cameras: 4, days: 4, firstDay: firstDay)
+            try store.close()
+        }
+        let (pageSize, pages) = try PageDamage.leafPages(path, of: "bucket")
+        try PageDamage.copy(path, from: pages[0], to: pages[pages.count / 3], pageSize: pageSize)
+        // The log covers days 2 and 3 (as rebuild computes it); days 0 and 1 exist only in the store.
+        let limit = (firstDay + 2) * 288
+        let store = try SQLiteStore(path: path)
+        let damaged = try #require(try store.quarantine(reason: "test"))
+        #expect(FileManager.default.fileExists(atPath: damaged))
+        let report = try store.salvage(from: damaged, before: limit)
+        #expect(report.cameras == 4)
+        #expect(report.days + report.damagedDays.count >= 8, "\(report)")
+        #expect(!report.damagedDays.isEmpty, "\(report)")
+        // Nothing at or after the limit: the replay fills it.
+        let old = written.mapValues { $0.filter { $0.key < limit } }
+        let failed = try await expectExactOrCorrupt(store, old, days: 4, firstDay: firstDay)
+        #expect(failed == report.damagedDays.count)
+        // Known damage does not fail the full check (it would block every start); it is listed instead.
+        #expect(try store.checkIntegrity(summaries: true) == [])
+        #expect(try store.markedDamagedDays().count == report.damagedDays.count)
+        // A late event into a damaged old day is refused, not counted against an empty bucket.
+        let marked = try await store.pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT camera, day FROM bucket_day WHERE buckets < 0 LIMIT 1").map { ($0[0] as Int64, $0[1] as Int64) }
+        }
+        let (camera, day) = try #require(marked)
+        #expect(throws: StoreError.self) { _ = try store.loadBucket(BucketKey(camera: camera, bucket: day * 288 + 5)) }
+    }
+
     @Test("a store written by a newer Speedflow is refused, not half-maintained")
     func newerStoreRefused() async throws {
         let dir = temporaryDirectory()
