@@ -72,7 +72,7 @@ let package = Package(
         ], swiftSettings: strict),
         // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets.
         .target(name: "SpeedflowServer", dependencies: [
-            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine",
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine", "SpeedflowStore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

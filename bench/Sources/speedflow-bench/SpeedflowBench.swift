@@ -64,7 +64,8 @@ struct Populate: AsyncParsableCommand {
         let began = Date()
         var written = 0
         for c in 1...cameras {
-            var commit = StoreCommit(logOffset: UInt64(c), timeMs: now)
+            // Offset 0: the data set has no log, and a store that counted past its log's end is refused at start.
+            var commit = StoreCommit(logOffset: 0, timeMs: now)
             commit.cameras = [CameraRecord(id: Int64(c), kvfvId: String(format: "KV%05d", c), lastEventMs: now, lastArrivalMs: now)]
             for b in firstBucket...lastBucket {
                 let state = templates[Int(b & 255)]
