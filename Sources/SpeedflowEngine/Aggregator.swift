@@ -148,12 +148,15 @@ struct Aggregator {
     /// Dedup, then merge: the only place an event changes a bucket.
     private static func add(_ event: CameraEvent, to entry: inout HotBucket, nowMs: Int64, recordsDeltas: Bool) -> Bool {
         entry.lastTouchMs = nowMs
+        // A speed no bucket can hold (only in logs written before min_speed existed: a01ce8f accepted subnormals,
+        // which made Σ1/v infinite) is not counted at all, identity included, so identities and count stay equal.
+        guard BucketState.isRepresentable(event.speed) else { return false }
         let id = event.identity
         guard entry.ids.insert(id).inserted else { return false }
         entry.pendingIds.append(id)
-        entry.state.add(event.speed)
+        _ = entry.state.add(event.speed)
         if recordsDeltas {
-            entry.delta.add(event.speed)
+            _ = entry.delta.add(event.speed)
             entry.pendingEvents.append(event)
         }
         entry.version += 1

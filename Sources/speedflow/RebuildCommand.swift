@@ -109,9 +109,10 @@ struct RebuildCommand: AsyncParsableCommand {
         let engine = try Engine(log: log, store: store, configuration: EngineConfiguration(policy: policy), logger: logger)
         let cutoff = firstBucket == .min ? Int64.min : Bucket.start(ofIndex: firstBucket)
         let maxSpeed = policy.maxSpeed
+        let minSpeed = policy.minSpeed
         let began = Date()
         try engine.recover(
-            filter: { $0.timestampMs >= cutoff && $0.speed <= maxSpeed },
+            filter: { $0.timestampMs >= cutoff && $0.speed >= minSpeed && $0.speed <= maxSpeed },
             progress: { done, total, events in
                 let pct = total == 0 ? 100 : Double(done) * 100 / Double(total)
                 let rate = Double(events) / max(Date().timeIntervalSince(began), 0.001)

@@ -219,6 +219,39 @@ struct EngineTests {
         engine.shutdown()
     }
 
+    @Test("a subnormal speed in a log written before min_speed is not counted on replay; the bucket stays finite and consistent")
+    func subnormalInOldLog() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let t = now.floorDiv(300_000) * 300_000
+        do {
+            // What a01ce8f accepted and logged: a 1e-320 km/h pass beside a real one.
+            let log = try SegmentLog(directory: dir.appendingPathComponent("log"))
+            let record = EventRecord(arrivalMs: now, events: [
+                CameraEvent(kvfvId: "SUB", timestampMs: t + 1, speed: 1e-320, eventId: "tiny"),
+                CameraEvent(kvfvId: "SUB", timestampMs: t + 2, speed: 80, eventId: "real"),
+            ])
+            _ = try log.append([record.encoded()])
+            try log.close()
+        }
+        var engine = try makeEngine(dir)
+        try engine.recover()
+        var s = try #require(try await engine.windowStates(kvfvId: "SUB", windows: [Window(startMs: t, endMs: t + 300_000)]))
+        #expect(s[0].count == 1 && s[0].sumInverse.isFinite && s[0].sumInverse == 1.0 / 80)
+        try engine.flushSynchronously()  // recover() already committed; never started, so no shutdown()
+        try engine.log.close()
+        // Read back from the store (identities must number the count, or the integrity check calls it damage).
+        engine = try makeEngine(dir)
+        try engine.recover()
+        engine.start()
+        let late = CameraEvent(kvfvId: "SUB", timestampMs: t + 3, speed: 60, eventId: "late")
+        _ = try await engine.ingest([late], arrivalMs: now)
+        s = try #require(try await engine.windowStates(kvfvId: "SUB", windows: [Window(startMs: t, endMs: t + 300_000)]))
+        #expect(s[0].count == 2)
+        engine.shutdown()
+    }
+
     @Test("identity chunks of a bucket read back from many flushes are compacted into one; dedup stays exact")
     func chunkCompaction() async throws {
         let dir = temporaryDirectory()
