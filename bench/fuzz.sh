@@ -6,8 +6,9 @@
 #   DURATION=2h bench/fuzz.sh         # s, m or h (or plain seconds)
 #   NICE=0 bench/fuzz.sh              # at normal priority (default: nice 10, one core, so it can run alongside)
 #
-# Keeps growing the corpus in .build-fuzz/corpus across runs (FUZZ_FRESH=1 starts over); every other
-# FUZZ_* variable of scripts/fuzz applies. Uses one libFuzzer process, i.e. one core.
+# Keeps growing the corpus in .build-fuzz/corpus across runs, minimised after each run (libFuzzer -merge=1;
+# FUZZ_FRESH=1 starts over); every other FUZZ_* variable of scripts/fuzz applies. Uses one libFuzzer process,
+# i.e. one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,4 +61,16 @@ printf '  %-28s %s\n' \
   "peak RSS" "$([ -n "$rss" ] && echo "$rss MB" || echo 'n/a (fork mode)')" \
   "findings (fork mode)" "${crashes:-n/a} (saved in ${FUZZ_OUT:-.build-fuzz}/artifacts/)" \
   "result" "$([ $status = 0 ] && echo 'no finding' || echo "FINDING (exit $status), see above")"
+
+# A long run leaves many inputs that later ones made redundant; keep the corpus small for the next (short) run:
+# libFuzzer's merge keeps a minimal subset with the same coverage.
+if [ $status = 0 ] && [ "$after" -gt 2000 ]; then
+  bin=${FUZZ_OUT:-.build-fuzz}/body-fuzzer
+  rm -rf "$corpus.min" && mkdir -p "$corpus.min"
+  if SWIFT_BACKTRACE=enable=no nice -n "$NICE" "$bin" -merge=1 -timeout=5 -rss_limit_mb=2048 -max_len=8192 \
+      "$corpus.min" "$corpus" >"${FUZZ_OUT:-.build-fuzz}/merge.log" 2>&1; then
+    rm -rf "$corpus" && mv "$corpus.min" "$corpus"
+    echo "bench/fuzz: corpus minimised to $(find "$corpus" -type f | wc -l) inputs (same coverage)"
+  fi
+fi
 exit $status
