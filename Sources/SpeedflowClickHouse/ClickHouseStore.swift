@@ -40,7 +40,7 @@ public final class ClickHouseStore: Store {
     private let names = Mutex(Names())
     private let cachedSize = Mutex<(bytes: Int64, atMs: Int64)>((0, 0))
 
-    public var recordsDeltas: Bool { true }
+    public var commitPolicy: CommitPolicy { .appendDeltas }
 
     public init(
         client: ClickHouseClient, database: String = "speedflow", writer: String = "embedded",

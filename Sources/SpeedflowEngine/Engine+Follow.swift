@@ -1,3 +1,4 @@
+import SpeedflowAggregation
 import SpeedflowModel
 import SpeedflowStore
 
@@ -7,26 +8,18 @@ import SpeedflowStore
 /// - an **API node** only reads: the store is written by other processes, so cameras are refreshed from it.
 extension Engine {
     /// Applies a record that is already durable elsewhere; `endOffset` is the source position after it (a
-    /// Kafka offset + 1). Starts a flush when one is due. Throws `IngestError.storeUnavailable`-style errors
-    /// when a late event's bucket cannot be read from the store: retry the same record (its events already
-    /// applied are then duplicates, so a retry is exact).
+    /// Kafka offset + 1). Starts a flush when one is due. Throws when a late event's bucket cannot be read from
+    /// the store: retry the same record (nothing of it was counted, so a retry is exact).
     public func applyDurable(_ record: EventRecord, endOffset: UInt64) throws -> IngestOutcome {
-        let now = clock()
-        let outcome = try aggregator.withLock { a in
-            let o = try a.apply(record, endOffset: endOffset, nowMs: now)
-            if a.recordsDeltas { storeBacklog.add(o.accepted, ordering: .relaxed) }
-            return o
-        }
+        let outcome = try apply(record, endOffset: endOffset, nowMs: clock())
         maybeStartFlush()
         return outcome
     }
 
     /// An aggregator losing its partition: one last flush, after which this engine never writes again — not
-    /// even a retry of a commit that failed (the next owner replays those records from the store's position;
-    /// a late retry landing after it started would be a second writer of the same offsets).
+    /// even a retry of a commit that failed (see `FlushMachine.relinquish`).
     public func relinquish() throws {
-        flushState.withLock { $0.relinquished = true }
-        defer { flushState.withLock { $0.retryQueue = [] } }
+        flush.withLock { $0.relinquish() }
         try flushSynchronously()
     }
 
@@ -34,10 +27,10 @@ extension Engine {
     public func tick() { maybeStartFlush() }
 
     /// The source position after the last applied record (where the next record is expected).
-    public var appliedOffset: UInt64 { aggregator.withLock { $0.appliedOffset } }
+    public var appliedOffset: UInt64 { table.withLock { $0.appliedOffset } }
 
     /// The store's position: everything before it is in the store (the offset to resume a source from).
-    public var storedOffset: UInt64 { aggregator.withLock { $0.committedOffset } }
+    public var storedOffset: UInt64 { table.withLock { $0.committedOffset } }
 
     /// Events counted in memory whose flush has not landed in the store yet.
     public var storeBacklogEvents: Int { storeBacklog.load(ordering: .relaxed) }
@@ -45,18 +38,7 @@ extension Engine {
     /// Learns cameras other processes wrote to the store, and their newest times (API nodes).
     public func refreshCamerasFromStore() throws {
         let records = try store.cameras()
-        aggregator.withLock { a in
-            for r in records {
-                if let id = a.cameraIds[r.kvfvId] {
-                    a.cameras[id]!.record.lastEventMs = max(a.cameras[id]!.record.lastEventMs ?? .min, r.lastEventMs ?? .min)
-                    a.cameras[id]!.record.lastArrivalMs = max(a.cameras[id]!.record.lastArrivalMs ?? .min, r.lastArrivalMs ?? .min)
-                } else {
-                    a.cameraIds[r.kvfvId] = r.id
-                    a.cameras[r.id] = CameraLive(record: r)
-                    a.nextCameraId = max(a.nextCameraId, r.id + 1)
-                }
-            }
-        }
+        table.withLock { $0.learn(records) }
     }
 
     /// API nodes: refresh the camera list at most once a second, or every 200 ms when asked for an unknown
@@ -64,7 +46,7 @@ extension Engine {
     func refreshIfFollowing(unknownCamera: Bool = false) {
         guard configuration.followsStore else { return }
         let now = clock()
-        let due = flushState.withLock { s -> Bool in
+        let due = timers.withLock { s -> Bool in
             guard now - s.lastCameraRefreshMs >= (unknownCamera ? 200 : 1000) else { return false }
             s.lastCameraRefreshMs = now
             return true
@@ -77,4 +59,3 @@ extension Engine {
         }
     }
 }
-

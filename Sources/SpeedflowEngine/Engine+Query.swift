@@ -12,16 +12,12 @@ extension Engine {
     public func windowStates(kvfvId: String, windows: [Window]) async throws -> [BucketState]? {
         guard let first = windows.first, let last = windows.last else { return [] }
         let range = first.buckets.lowerBound..<max(first.buckets.lowerBound, last.buckets.upperBound)
-        if configuration.followsStore && aggregator.withLock({ $0.cameraIds[kvfvId] == nil }) {
+        if configuration.followsStore && table.withLock({ $0.kvfvIds[kvfvId] == nil }) {
             refreshIfFollowing(unknownCamera: true)
         }
-        let hot: (camera: Int64, states: [Int64: BucketState])? = aggregator.withLock { a in
-            guard let camera = a.cameraIds[kvfvId] else { return nil }
-            var states: [Int64: BucketState] = [:]
-            for (bucket, entry) in a.hot[camera] ?? [:] where range.contains(bucket) && !entry.state.isEmpty {
-                states[bucket] = entry.state
-            }
-            return (camera, states)
+        let hot: (camera: Int64, states: [Int64: BucketState])? = table.withLock { t in
+            guard let camera = t.kvfvIds[kvfvId] else { return nil }
+            return (camera, t.hotStates(camera: camera, buckets: range))
         }
         guard let hot else { return nil }
         var byBucket = hot.states
@@ -65,13 +61,16 @@ extension Engine {
         let hourStart = Bucket.index(ofTimestamp: now - 3_600_000) + 1
         let lowest = min(dayStart, hourStart)
         // Counts are all the day needs; the full state (histogram and all) only for the current bucket.
-        struct Row { var live: CameraLive; var hotCounts: [Int64: Int64]; var hotCurrent: BucketState? }
-        let rows: [Int64: Row] = aggregator.withLock { a in
+        struct Row { var live: BucketTable.Camera; var hotCounts: [Int64: Int64]; var hotCurrent: BucketState? }
+        let rows: [Int64: Row] = table.withLock { t in
             var rows: [Int64: Row] = [:]
-            for (id, live) in a.cameras {
+            for (id, camera) in t.cameras {
                 var counts: [Int64: Int64] = [:]
-                for (bucket, e) in a.hot[id] ?? [:] where bucket >= lowest { counts[bucket] = e.state.count }
-                rows[id] = Row(live: live, hotCounts: counts, hotCurrent: a.hot[id]?[currentBucket]?.state)
+                for (bucket, e) in camera.buckets where bucket >= lowest { counts[bucket] = e.state.count }
+                // Without its buckets: the copy would keep every hot bucket's storage alive past the lock.
+                var live = camera
+                live.dropBuckets()
+                rows[id] = Row(live: live, hotCounts: counts, hotCurrent: camera.buckets[currentBucket]?.state)
             }
             return rows
         }
@@ -96,11 +95,11 @@ extension Engine {
         }.sorted { $0.kvfvId < $1.kvfvId }
     }
 
-    func health(_ c: CameraLive, nowMs: Int64) -> CameraStatus.Health {
+    func health(_ c: BucketTable.Camera, nowMs: Int64) -> CameraStatus.Health {
         if let arrival = c.record.lastArrivalMs, nowMs - arrival > configuration.silentAfterMs { return .silent }
         if c.record.lastArrivalMs == nil { return .silent }
         if let f = c.lastInFutureMs, nowMs - f < 3_600_000 { return .clockSkew }
-        if c.recentSpeeds.count == CameraLive.recentSpeedCount, Set(c.recentSpeeds).count == 1 { return .stuck }
+        if c.looksStuck { return .stuck }
         if c.lagMs > configuration.laggingAfterMs { return .lagging }
         return .live
     }
@@ -109,15 +108,11 @@ extension Engine {
     public func noteRejections(_ rejections: [(kvfvId: String, reason: RejectionReason)]) {
         guard !rejections.isEmpty else { return }
         let now = clock()
-        aggregator.withLock { a in
-            for r in rejections {
-                guard let id = a.cameraIds[r.kvfvId] else { continue }
-                a.cameras[id]!.rejected += 1
-                if r.reason == .inFuture { a.cameras[id]!.lastInFutureMs = now }
-            }
+        table.withLock { t in
+            for r in rejections { t.noteRejection(kvfvId: r.kvfvId, reason: r.reason, nowMs: now) }
         }
     }
 
-    public var hotBuckets: Int { aggregator.withLock { $0.hotBucketCount } }
+    public var hotBuckets: Int { table.withLock { $0.hotBucketCount } }
     public var now: Int64 { clock() }
 }

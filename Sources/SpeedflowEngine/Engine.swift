@@ -35,25 +35,20 @@ public final class Engine: Sendable {
         var stopped = false
     }
 
-    struct FlushState {
-        var running = false
-        var lastFlushMs: Int64 = 0
+    /// Housekeeping clocks, apart from the flush protocol.
+    struct Timers {
         var lastMaintenanceMs: Int64 = 0
-        /// Delta stores only: commits that failed, retried verbatim (same content, same offset) before any newer
-        /// one. Merging a failed delta into the next one instead could count it twice when part of the failed
-        /// commit did land (one ClickHouse shard written, the other not).
-        var retryQueue: [Aggregator.Snapshot] = []
         var lastCameraRefreshMs: Int64 = 0
-        /// Set by `relinquish()`: no flush starts any more.
-        var relinquished = false
     }
 
     let intake = Mutex(Intake())
-    /// Delta stores: events applied in memory whose snapshot has not landed in the store yet.
+    /// `.appendDeltas`: events counted in memory whose snapshot has not landed in the store yet (the table's
+    /// count, mirrored here so every request can read it without the table's lock).
     let storeBacklog = Atomic<Int>(0)
     let wake = DispatchSemaphore(value: 0)
-    let aggregator: Mutex<Aggregator>
-    let flushState = Mutex(FlushState())
+    let table: Mutex<BucketTable>
+    let flush: Mutex<FlushMachine<BucketTable.Snapshot>>
+    let timers = Mutex(Timers())
     let flushDone = DispatchSemaphore(value: 0)
     let stoppedSignal = DispatchSemaphore(value: 0)
 
@@ -74,7 +69,10 @@ public final class Engine: Sendable {
         self.clock = clock
         self.stats = IngestStats(nowMs: clock())
         try Self.checkStoreAtOpen(store, log: log, logger: logger)
-        self.aggregator = Mutex(try Aggregator(store: store))
+        // The one place the store's commit policy is read: the table and the flush protocol carry it.
+        let policy = store.commitPolicy
+        self.table = Mutex(BucketTable(policy: policy, logOffset: try store.logOffset(), cameras: try store.cameras()))
+        self.flush = Mutex(FlushMachine(policy: policy, intervalMs: configuration.flushIntervalMs))
     }
 
     // MARK: - Recovery
@@ -87,7 +85,7 @@ public final class Engine: Sendable {
         filter: (@Sendable (CameraEvent) -> Bool)? = nil,
         progress: ((_ done: UInt64, _ total: UInt64, _ events: Int) -> Void)? = nil
     ) throws {
-        let start = aggregator.withLock { $0.appliedOffset }
+        let start = table.withLock { $0.appliedOffset }
         // The store's checkpoint must lie within the log, and nothing it has not counted may be damaged.
         try log.reconcile(countedUpTo: start)
         let end = log.endOffset.value
@@ -101,13 +99,10 @@ public final class Engine: Sendable {
             if let filter { record.events.removeAll { !filter($0) } }
             events += record.events.count
             let now = clock()
-            try aggregator.withLock { a in
-                let outcome = try a.apply(record, endOffset: endOffset.value, nowMs: now)
-                if a.recordsDeltas { storeBacklog.add(outcome.accepted, ordering: .relaxed) }
-            }
+            _ = try apply(record, endOffset: endOffset.value, nowMs: now)
             // Over the memory budget: commit (so buckets become evictable), at most once per flush interval.
             if now - lastFlush >= configuration.flushIntervalMs,
-                aggregator.withLock({ $0.hotIdentities > configuration.maxHotIdentities })
+                table.withLock({ $0.hotIdentities > configuration.maxHotIdentities })
             {
                 try flushSynchronously()
                 lastFlush = now
@@ -126,24 +121,31 @@ public final class Engine: Sendable {
     /// Commits everything changed, now, on the calling thread (after any background flush in flight, and
     /// keeping new ones from starting meanwhile, so "everything" really is in the store on return).
     public func flushSynchronously() throws {
-        while !flushState.withLock({ s -> Bool in
-            guard !s.running else { return false }
-            s.running = true
-            return true
-        }) {
-            flushDone.wait()
+        while true {
+            switch flush.withLock({ $0.flushNow() }) {
+            case .flush: return try runClaimedFlush()
+            case .wait: flushDone.wait()
+            case .none: return
+            }
         }
-        defer {
-            flushState.withLock { $0.running = false }
-            flushDone.signal()
-        }
-        let snapshot = aggregator.withLock { $0.takeSnapshot(nowMs: clock()) }
-        try commit(snapshot)
-        let now = clock()
-        aggregator.withLock {
-            $0.evict(
-                nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities,
-                workingSetMs: configuration.flushIntervalMs)
+    }
+
+    /// Counts a durable record in the table. A late event for a bucket no longer in memory needs it from the
+    /// store: read here, outside the table's lock, then the record is applied again with it (all or nothing).
+    /// Throws when the store cannot be read; the record is then untouched and can be applied again.
+    func apply(_ record: EventRecord, endOffset: UInt64, nowMs: Int64) throws -> IngestOutcome {
+        var loaded: [BucketTable.LoadedBucket] = []
+        while true {
+            let (applied, backlog) = table.withLock { t in
+                (t.apply(record, endOffset: endOffset, nowMs: nowMs, loaded: loaded), t.unflushedEvents)
+            }
+            switch applied {
+            case .counted(let outcome):
+                storeBacklog.store(backlog, ordering: .relaxed)
+                return outcome
+            case .needs(let keys):
+                for key in keys { loaded.append(.init(key: key, stored: try store.loadBucket(key))) }
+            }
         }
     }
 
@@ -237,7 +239,7 @@ public final class Engine: Sendable {
 
     private func commitLoop() {
         while true {
-            let nextFlush = flushState.withLock { $0.lastFlushMs } + configuration.flushIntervalMs
+            let nextFlush = flush.withLock { $0.lastFlushMs } + configuration.flushIntervalMs
             let waitMs = max(1, nextFlush - clock())
             _ = wake.wait(timeout: .now() + .milliseconds(Int(min(waitMs, 1000))))
             let (batch, queued, closing) = intake.withLock { s -> ([Pending], Int, Bool) in
@@ -269,22 +271,18 @@ public final class Engine: Sendable {
         let now = clock()
         var outcomes: [Result<IngestOutcome, IngestError>] = []
         outcomes.reserveCapacity(batch.count)
-        aggregator.withLock { a in
-            for (p, end) in zip(batch, ends) {
-                guard configuration.aggregates else {
-                    // An ingest node: the log (Kafka) is the product; aggregators downstream dedup and count.
-                    outcomes.append(.success(IngestOutcome(accepted: p.record.events.count)))
-                    continue
-                }
-                do {
-                    let outcome = try a.apply(p.record, endOffset: end.value, nowMs: now)
-                    if a.recordsDeltas { storeBacklog.add(outcome.accepted, ordering: .relaxed) }
-                    outcomes.append(.success(outcome))
-                } catch {
-                    // The events are durable in the log; the store could not be read. Replay will count them.
-                    logger.error("Apply failed: the store could not be read; the client is asked to resend", metadata: ["error": "\(error)"])
-                    outcomes.append(.failure(IngestError(.storeUnavailable, "the store could not be read; retry: \(error)")))
-                }
+        for (p, end) in zip(batch, ends) {
+            guard configuration.aggregates else {
+                // An ingest node: the log (Kafka) is the product; aggregators downstream dedup and count.
+                outcomes.append(.success(IngestOutcome(accepted: p.record.events.count)))
+                continue
+            }
+            do {
+                outcomes.append(.success(try apply(p.record, endOffset: end.value, nowMs: now)))
+            } catch {
+                // The events are durable in the log; the store could not be read. Replay will count them.
+                logger.error("Apply failed: the store could not be read; the client is asked to resend", metadata: ["error": "\(error)"])
+                outcomes.append(.failure(IngestError(.storeUnavailable, "the store could not be read; retry: \(error)")))
             }
         }
         for (p, outcome) in zip(batch, outcomes) {
@@ -294,63 +292,58 @@ public final class Engine: Sendable {
 
     // MARK: - Flushing
 
+    /// Starts a flush on its own thread when one is due (`FlushMachine.tick`: due and none running, in one step).
     func maybeStartFlush() {
-        let now = clock()
-        // One mechanism for time and memory: every flush is followed by eviction (idle, then over budget).
-        // Check and claim in one step: callers race (an aggregator's apply thread and its ticker). Two flushes
-        // at once once let a later, emptier snapshot land its log-offset marker while the earlier one's deltas
-        // were still in flight; a crash then lost those deltas behind the marker (seen in the scale-out test).
-        let claimed = flushState.withLock { s -> Bool in
-            guard !s.running, !s.relinquished, now - s.lastFlushMs >= configuration.flushIntervalMs else { return false }
-            s.running = true
-            s.lastFlushMs = now
-            return true
-        }
-        guard claimed else { return }
-        let snapshot = aggregator.withLock { $0.takeSnapshot(nowMs: clock()) }
-        hotGauge.record(aggregator.withLock { $0.hotBucketCount })
+        guard flush.withLock({ $0.tick(nowMs: clock()) }) == .flush else { return }
+        hotGauge.record(table.withLock { $0.hotBucketCount })
         backlogGauge.record(storeBacklog.load(ordering: .relaxed))
         let thread = Thread { [self] in
-            defer {
-                flushState.withLock { $0.running = false }
-                flushDone.signal()
-            }
             do {
-                try commit(snapshot)
+                try runClaimedFlush()
             } catch {
                 logger.error("Store commit failed; will retry", metadata: ["error": "\(error)"])
                 return
             }
-            let now = clock()
-            aggregator.withLock {
-                $0.evict(
-                nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities,
-                workingSetMs: configuration.flushIntervalMs)
-            }
-            maintenance(nowMs: now)
+            maintenance(nowMs: clock())
         }
         thread.name = "speedflow-flush"
         thread.start()
     }
 
-    private func commit(_ snapshot: Aggregator.Snapshot) throws {
-        guard store.recordsDeltas else { return try commitOne(snapshot, requeueOnFailure: false) }
-        // Flushes are serialised (`running`), so only one flush touches the queue at a time.
-        let queue = flushState.withLock { $0.retryQueue } + [snapshot]
-        for (i, s) in queue.enumerated() {
+    /// Runs the flush this caller claimed: snapshot, commit (failed deltas first, verbatim), evict; the state
+    /// machine decides what a failure means.
+    private func runClaimedFlush() throws {
+        var succeeded = false
+        defer {
+            let ended = flush.withLock { $0.flushEnded(succeeded: succeeded) }
+            if ended == .evict {
+                let now = clock()
+                table.withLock {
+                    $0.evict(
+                        nowMs: now, idleMs: configuration.hotIdleMs, maxIdentities: configuration.maxHotIdentities,
+                        workingSetMs: configuration.flushIntervalMs)
+                }
+            }
+            flushDone.signal()
+        }
+        let fresh = table.withLock { $0.takeSnapshot(nowMs: clock()) }
+        let commits = flush.withLock { $0.commits(fresh: fresh) }
+        for (i, snapshot) in commits.enumerated() {
             do {
-                try commitOne(s, requeueOnFailure: true)
+                try commit(snapshot)
             } catch {
-                // Its buckets stay unpersisted (so never evicted) until the verbatim retry lands.
-                flushState.withLock { $0.retryQueue = Array(queue[i...]) }
+                switch flush.withLock({ $0.commitFailed(remaining: Array(commits[i...])) }) {
+                case .markDirty(let failed): table.withLock { $0.failed(failed) }
+                case .retryVerbatim: break
+                }
                 throw error
             }
         }
-        flushState.withLock { $0.retryQueue = [] }
+        succeeded = true
     }
 
-    private func commitOne(_ snapshot: Aggregator.Snapshot, requeueOnFailure: Bool) throws {
-        guard !snapshot.isEmpty || snapshot.logOffset != aggregator.withLock({ $0.committedOffset }) else { return }
+    private func commit(_ snapshot: BucketTable.Snapshot) throws {
+        guard table.withLock({ $0.needsCommit(snapshot) }) else { return }
         let start = DispatchTime.now().uptimeNanoseconds
         var c = StoreCommit(logOffset: snapshot.logOffset, timeMs: snapshot.timeMs)
         c.cameras = snapshot.cameras
@@ -359,22 +352,18 @@ public final class Engine: Sendable {
                 key: $0.key, state: $0.state, addedIds: $0.addedIds, replacesIds: $0.replacesIds,
                 delta: $0.delta, events: $0.events)
         }
-        do {
-            try store.commit(c)
-        } catch {
-            if !requeueOnFailure { aggregator.withLock { $0.failed(snapshot) } }
-            throw error
+        try store.commit(c)
+        let backlog = table.withLock { t in
+            t.persisted(snapshot)
+            return t.unflushedEvents
         }
-        aggregator.withLock { $0.persisted(snapshot) }
-        if store.recordsDeltas {
-            storeBacklog.subtract(snapshot.buckets.reduce(0) { $0 + $1.events.count }, ordering: .relaxed)
-        }
+        storeBacklog.store(backlog, ordering: .relaxed)
         flushTimer.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - start))
     }
 
     /// Hourly: drop log segments and dedup identities past the acceptance horizon.
     private func maintenance(nowMs: Int64) {
-        let due = flushState.withLock { s -> Bool in
+        let due = timers.withLock { s -> Bool in
             guard nowMs - s.lastMaintenanceMs >= 3_600_000 else { return false }
             s.lastMaintenanceMs = nowMs
             return true
@@ -403,5 +392,5 @@ public final class Engine: Sendable {
     public var queueDepth: Int { intake.withLock { $0.pendingEvents } }
 
     /// Log offset after the last record applied to memory (the store catches up to it on the next flush).
-    public var appliedLogOffset: UInt64 { aggregator.withLock { $0.appliedOffset } }
+    public var appliedLogOffset: UInt64 { table.withLock { $0.appliedOffset } }
 }

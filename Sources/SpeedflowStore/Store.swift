@@ -1,51 +1,6 @@
 import SpeedflowAggregation
 import SpeedflowModel
 
-/// Identifies a bucket: the camera's numeric id (assigned by the store on first sight) and the bucket number.
-public struct BucketKey: Hashable, Sendable, Comparable {
-    public var camera: Int64
-    public var bucket: Int64
-
-    public init(camera: Int64, bucket: Int64) {
-        self.camera = camera
-        self.bucket = bucket
-    }
-
-    public static func < (a: BucketKey, b: BucketKey) -> Bool { (a.camera, a.bucket) < (b.camera, b.bucket) }
-}
-
-/// A camera as the store knows it.
-public struct CameraRecord: Sendable, Hashable {
-    public var id: Int64
-    public var kvfvId: String
-    /// Newest event time seen, ms.
-    public var lastEventMs: Int64?
-    /// Arrival time of the newest request carrying an event of this camera, ms.
-    public var lastArrivalMs: Int64?
-
-    public init(id: Int64, kvfvId: String, lastEventMs: Int64? = nil, lastArrivalMs: Int64? = nil) {
-        self.id = id
-        self.kvfvId = kvfvId
-        self.lastEventMs = lastEventMs
-        self.lastArrivalMs = lastArrivalMs
-    }
-}
-
-/// A bucket's full persisted state: the aggregate and the identities already counted in it.
-public struct StoredBucket: Sendable {
-    public var state: BucketState
-    /// Distinct identity hashes of the events counted in `state`, in no particular order.
-    public var ids: [UInt64]
-    /// How many flushes the identities are spread over (rows to read); many means "compact on next write".
-    public var chunkCount: Int
-
-    public init(state: BucketState, ids: [UInt64], chunkCount: Int = 1) {
-        self.state = state
-        self.ids = ids
-        self.chunkCount = chunkCount
-    }
-}
-
 /// One atomic flush: bucket states, the identities added to them, camera metadata, and the log offset they reflect.
 public struct StoreCommit: Sendable {
     /// A changed bucket: its whole new aggregate, and only the identities added since its previous commit, so a
@@ -56,7 +11,7 @@ public struct StoreCommit: Sendable {
         public var addedIds: [UInt64]
         /// When set, `addedIds` is the bucket's complete identity set and replaces its chunks (compaction).
         public var replacesIds: Bool
-        /// Only for stores that record deltas (`Store.recordsDeltas`): the aggregate of just the events added
+        /// Only for stores that record deltas (`CommitPolicy.appendDeltas`): the aggregate of just the events added
         /// since the bucket's previous commit, and those events themselves.
         public var delta: BucketState
         public var events: [CameraEvent]
@@ -90,9 +45,10 @@ public struct StoreCommit: Sendable {
 /// Where aggregated state lives. Every commit is atomic: state, dedup identities and offset move together,
 /// which together with idempotent identities is what makes replay after a crash exact.
 public protocol Store: Sendable {
-    /// Whether commits must carry each bucket's delta and new events (an append-only store such as
-    /// ClickHouse adds deltas; SQLite overwrites whole states and leaves this `false`).
-    var recordsDeltas: Bool { get }
+    /// How the store takes a commit: SQLite overwrites whole states (`.overwrite`, the default); an append-only
+    /// store such as ClickHouse adds each bucket's delta and new events (`.appendDeltas`). Read once, where a
+    /// pipeline is put together.
+    var commitPolicy: CommitPolicy { get }
     /// The log offset the stored state reflects (0 for a new store).
     func logOffset() throws -> UInt64
     func cameras() throws -> [CameraRecord]
@@ -124,7 +80,7 @@ public protocol Store: Sendable {
 }
 
 extension Store {
-    public var recordsDeltas: Bool { false }
+    public var commitPolicy: CommitPolicy { .overwrite }
     public func maintain(nowMs: Int64) throws -> String? { nil }
     public func checkIntegrity(summaries: Bool) throws -> [String] { [] }
     public func quarantine(reason: String) throws -> String? { nil }

@@ -17,7 +17,7 @@ final class OverlapDetectingStore: Store {
 
     init(path: String) throws { inner = try SQLiteStore(path: path) }
 
-    var recordsDeltas: Bool { inner.recordsDeltas }
+    var commitPolicy: CommitPolicy { inner.commitPolicy }
     func logOffset() throws -> UInt64 { try inner.logOffset() }
     func cameras() throws -> [CameraRecord] { try inner.cameras() }
     func loadBucket(_ key: BucketKey) throws -> StoredBucket? { try inner.loadBucket(key) }

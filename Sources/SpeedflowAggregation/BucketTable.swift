@@ -1,0 +1,366 @@
+import SpeedflowModel
+
+/// Every camera's buckets in memory: where "what is a duplicate" and "where does a late event go" are decided.
+///
+/// A pure value, no IO: applying a record either counts it or names the buckets that must first be read from
+/// the store (a late event for a bucket evicted from memory). The caller reads them — outside any lock — and
+/// applies the record again with them. So memory stays bounded while dedup stays exact, and the lock that
+/// guards the table is never held across a store read.
+///
+/// Snapshots cut what changed for the store; `persisted` / `failed` / `evict` follow the flush (see
+/// `FlushMachine` for when flushes run and what a failed one means).
+public struct BucketTable: Sendable {
+    /// A bucket held in memory: its aggregate, the identities counted in it, and whether the store has it.
+    public struct HotBucket: Sendable {
+        public fileprivate(set) var state = BucketState()
+        fileprivate var ids: Set<UInt64> = []
+        /// Identities added since the last snapshot: the next flush appends just these to the store.
+        fileprivate var pendingIds: [UInt64] = []
+        /// Loaded from many chunks: the next flush writes the whole set as one chunk instead.
+        fileprivate var compactIds = false
+        /// `.appendDeltas` only: the aggregate and the events added since the last snapshot.
+        fileprivate var delta = BucketState()
+        fileprivate var pendingEvents: [CameraEvent] = []
+        /// Bumped on every change; the store holds `persistedVersion`.
+        fileprivate var version: UInt64 = 0
+        fileprivate var persistedVersion: UInt64 = 0
+        fileprivate var lastTouchMs: Int64
+
+        fileprivate var isClean: Bool { version == persistedVersion }
+
+        fileprivate init(lastTouchMs: Int64) { self.lastTouchMs = lastTouchMs }
+
+        fileprivate init(stored: StoredBucket, nowMs: Int64) {
+            state = stored.state
+            ids = Set(stored.ids)
+            version = 1
+            persistedVersion = 1
+            lastTouchMs = nowMs
+            compactIds = stored.chunkCount > BucketTable.maxChunks
+        }
+    }
+
+    /// A camera: its record (persisted), counters since start, and its buckets in memory.
+    public struct Camera: Sendable {
+        public fileprivate(set) var record: CameraRecord
+        /// How old the camera's freshest event was when it arrived: a backlog flush shows as lag.
+        public fileprivate(set) var lagMs: Int64 = 0
+        public fileprivate(set) var accepted: Int64 = 0
+        public fileprivate(set) var duplicates: Int64 = 0
+        public fileprivate(set) var rejected: Int64 = 0
+        public fileprivate(set) var lastInFutureMs: Int64?
+        /// The last `recentSpeedCount` speeds (a ring; order does not matter for "all identical": a stuck sensor).
+        public fileprivate(set) var recentSpeeds: [Double] = []
+        public fileprivate(set) var buckets: [Int64: HotBucket] = [:]
+        fileprivate var recentSpeedCursor = 0
+        fileprivate var dirty = false
+
+        public static let recentSpeedCount = 20
+
+        fileprivate init(record: CameraRecord) { self.record = record }
+
+        fileprivate mutating func noteSpeed(_ v: Double) {
+            if recentSpeeds.count < Self.recentSpeedCount {
+                recentSpeeds.append(v)
+            } else {
+                recentSpeeds[recentSpeedCursor] = v
+                recentSpeedCursor = (recentSpeedCursor + 1) % Self.recentSpeedCount
+            }
+        }
+
+        /// This camera without its buckets (a copy for a reader that needs only its record and counters).
+        public mutating func dropBuckets() { buckets = [:] }
+
+        /// Whether the last `recentSpeedCount` speeds were all identical.
+        public var looksStuck: Bool { recentSpeeds.count == Self.recentSpeedCount && Set(recentSpeeds).count == 1 }
+    }
+
+    /// A bucket read from the store for `apply(_:endOffset:nowMs:loaded:)`; `stored == nil`: the store has none.
+    public struct LoadedBucket: Sendable {
+        public var key: BucketKey
+        public var stored: StoredBucket?
+
+        public init(key: BucketKey, stored: StoredBucket?) {
+            self.key = key
+            self.stored = stored
+        }
+    }
+
+    public enum Applied: Sendable, Hashable {
+        /// The record is counted: how many events were new and how many duplicates.
+        case counted(IngestOutcome)
+        /// Nothing changed: read these buckets from the store and apply the record again with them.
+        case needs([BucketKey])
+    }
+
+    /// A bucket read back from more chunks than this is rewritten as one chunk when next flushed.
+    public static let maxChunks = 16
+
+    public let policy: CommitPolicy
+    /// Cameras by store id; `kvfvIds` maps a camera's name to its id.
+    public private(set) var cameras: [Int64: Camera] = [:]
+    public private(set) var kvfvIds: [String: Int64] = [:]
+    /// Identities held in memory (the memory budget `evict` keeps).
+    public private(set) var hotIdentities = 0
+    /// `.appendDeltas`: events counted whose snapshot has not landed in the store yet (a store outage shows
+    /// here; the engine refuses intake beyond a bound so memory cannot grow without one).
+    public private(set) var unflushedEvents = 0
+    /// Log offset after the last applied record.
+    public private(set) var appliedOffset: UInt64
+    /// Log offset the store holds.
+    public private(set) var committedOffset: UInt64
+    private var dirty: Set<BucketKey> = []
+    private var nextCameraId: Int64 = 1
+
+    /// A table over a store at `logOffset` that knows `cameras`.
+    public init(policy: CommitPolicy, logOffset: UInt64, cameras records: [CameraRecord]) {
+        self.policy = policy
+        self.appliedOffset = logOffset
+        self.committedOffset = logOffset
+        learn(records)
+    }
+
+    // MARK: - Applying
+
+    /// Applies one log record ending at `endOffset`, all or nothing: every bucket it touches must be in memory
+    /// (or in `loaded`) before any event counts, so a store that cannot be read leaves the record untouched.
+    /// (Counted in part, the next snapshot would carry the same log offset as the previous one, and a delta
+    /// store keyed by that offset would collapse the two.)
+    public mutating func apply(
+        _ record: EventRecord, endOffset: UInt64, nowMs: Int64, loaded: [LoadedBucket] = []
+    ) -> Applied {
+        for l in loaded where cameras[l.key.camera] != nil && cameras[l.key.camera]?.buckets[l.key.bucket] == nil {
+            hotIdentities += l.stored?.ids.count ?? 0
+            cameras[l.key.camera]?.buckets[l.key.bucket] =
+                l.stored.map { HotBucket(stored: $0, nowMs: nowMs) } ?? HotBucket(lastTouchMs: nowMs)
+        }
+        var missing: [BucketKey] = []
+        for event in record.events {
+            let camera = cameraId(for: event.kvfvId)
+            let bucket = Bucket.index(ofTimestamp: event.timestampMs)
+            guard cameras[camera]?.buckets[bucket] == nil else { continue }
+            // Newer than the camera's newest counted event: the store cannot have it, so no read (and no
+            // dependency on the store being up for live traffic).
+            if let newest = cameras[camera]?.record.lastEventMs, bucket <= Bucket.index(ofTimestamp: newest) {
+                let key = BucketKey(camera: camera, bucket: bucket)
+                if !missing.contains(key) { missing.append(key) }
+            } else {
+                cameras[camera]?.buckets[bucket] = HotBucket(lastTouchMs: nowMs)
+            }
+        }
+        guard missing.isEmpty else { return .needs(missing) }
+        var outcome = IngestOutcome()
+        for event in record.events {
+            if count(event, arrivalMs: record.arrivalMs, nowMs: nowMs) {
+                outcome.accepted += 1
+            } else {
+                outcome.duplicates += 1
+            }
+        }
+        appliedOffset = endOffset
+        return .counted(outcome)
+    }
+
+    /// Dedup, then merge: the only place an event changes a bucket. Returns `true` when the event was counted.
+    ///
+    /// The bucket and camera are mutated in place (`[key, default:]` on entries known to exist), never copied
+    /// out and back: a copy would make the identity set non-unique and every insert would copy the whole set.
+    private mutating func count(_ event: CameraEvent, arrivalMs: Int64, nowMs: Int64) -> Bool {
+        let camera = cameraId(for: event.kvfvId)
+        let bucket = Bucket.index(ofTimestamp: event.timestampMs)
+        let isNew = Self.add(
+            event, to: &cameras[camera, default: Camera(record: CameraRecord(id: camera, kvfvId: event.kvfvId))]
+                .buckets[bucket, default: HotBucket(lastTouchMs: nowMs)],
+            nowMs: nowMs, policy: policy)
+        if isNew {
+            hotIdentities += 1
+            if policy == .appendDeltas { unflushedEvents += 1 }
+            dirty.insert(BucketKey(camera: camera, bucket: bucket))
+        }
+        Self.note(event, isNew: isNew, arrivalMs: arrivalMs, in: &cameras[camera, default: Camera(record: CameraRecord(id: camera, kvfvId: event.kvfvId))])
+        return isNew
+    }
+
+    private static func add(_ event: CameraEvent, to entry: inout HotBucket, nowMs: Int64, policy: CommitPolicy) -> Bool {
+        entry.lastTouchMs = nowMs
+        // A speed no bucket can hold (only in logs written before min_speed existed: a01ce8f accepted subnormals,
+        // which made Σ1/v infinite) is not counted at all, identity included, so identities and count stay equal.
+        guard BucketState.isRepresentable(event.speed) else { return false }
+        let id = event.identity
+        guard entry.ids.insert(id).inserted else { return false }
+        entry.pendingIds.append(id)
+        _ = entry.state.add(event.speed)
+        if policy == .appendDeltas {
+            _ = entry.delta.add(event.speed)
+            entry.pendingEvents.append(event)
+        }
+        entry.version += 1
+        return true
+    }
+
+    private static func note(_ event: CameraEvent, isNew: Bool, arrivalMs: Int64, in camera: inout Camera) {
+        if isNew {
+            camera.accepted += 1
+            if event.timestampMs >= (camera.record.lastEventMs ?? .min) {
+                camera.record.lastEventMs = event.timestampMs
+            }
+            camera.noteSpeed(event.speed)
+        } else {
+            camera.duplicates += 1
+        }
+        camera.record.lastArrivalMs = max(camera.record.lastArrivalMs ?? .min, arrivalMs)
+        camera.lagMs = max(0, arrivalMs - (camera.record.lastEventMs ?? arrivalMs))
+        camera.dirty = true
+    }
+
+    /// The camera's id, assigning the next one (and a dirty record, persisted by the next flush) on first sight.
+    private mutating func cameraId(for kvfvId: String) -> Int64 {
+        if let id = kvfvIds[kvfvId] { return id }
+        let id = nextCameraId
+        nextCameraId += 1
+        kvfvIds[kvfvId] = id
+        var camera = Camera(record: CameraRecord(id: id, kvfvId: kvfvId))
+        camera.dirty = true
+        cameras[id] = camera
+        return id
+    }
+
+    // MARK: - Cameras beyond their buckets
+
+    /// Counts a rejection against its camera when the camera is known (for health: clock skew).
+    public mutating func noteRejection(kvfvId: String, reason: RejectionReason, nowMs: Int64) {
+        guard let id = kvfvIds[kvfvId] else { return }
+        cameras[id]?.rejected += 1
+        if reason == .inFuture { cameras[id]?.lastInFutureMs = nowMs }
+    }
+
+    /// Learns cameras from the store (at open, and on API nodes whose store other processes write), keeping the
+    /// newest times of those already known.
+    public mutating func learn(_ records: [CameraRecord]) {
+        for r in records {
+            if let id = kvfvIds[r.kvfvId], var known = cameras[id]?.record {
+                known.lastEventMs = max(known.lastEventMs ?? .min, r.lastEventMs ?? .min)
+                known.lastArrivalMs = max(known.lastArrivalMs ?? .min, r.lastArrivalMs ?? .min)
+                cameras[id]?.record = known
+            } else {
+                kvfvIds[r.kvfvId] = r.id
+                cameras[r.id] = Camera(record: r)
+                nextCameraId = max(nextCameraId, r.id + 1)
+            }
+        }
+    }
+
+    /// The non-empty in-memory states of `camera` for bucket numbers in `range`.
+    public func hotStates(camera: Int64, buckets range: Range<Int64>) -> [Int64: BucketState] {
+        var states: [Int64: BucketState] = [:]
+        for (bucket, entry) in cameras[camera]?.buckets ?? [:] where range.contains(bucket) && !entry.state.isEmpty {
+            states[bucket] = entry.state
+        }
+        return states
+    }
+
+    public var hotBucketCount: Int { cameras.values.reduce(0) { $0 + $1.buckets.count } }
+
+    // MARK: - Flushing
+
+    /// A consistent cut of everything changed since the last snapshot, for the store.
+    public struct Snapshot: Sendable {
+        public struct Bucket: Sendable {
+            public var key: BucketKey
+            public var state: BucketState
+            public var addedIds: [UInt64]
+            public var replacesIds: Bool
+            public var version: UInt64
+            public var delta: BucketState
+            public var events: [CameraEvent]
+        }
+        public var buckets: [Bucket] = []
+        public var cameras: [CameraRecord] = []
+        public var logOffset: UInt64 = 0
+        public var timeMs: Int64 = 0
+
+        public var isEmpty: Bool { buckets.isEmpty && cameras.isEmpty }
+        public var eventCount: Int { buckets.reduce(0) { $0 + $1.events.count } }
+    }
+
+    /// Takes the changed buckets (copy-on-write copies: cheap until the next change) and clears the dirty set.
+    public mutating func takeSnapshot(nowMs: Int64) -> Snapshot {
+        var s = Snapshot(logOffset: appliedOffset, timeMs: nowMs)
+        s.buckets.reserveCapacity(dirty.count)
+        for key in dirty {
+            guard let e = cameras[key.camera]?.buckets[key.bucket] else { continue }
+            s.buckets.append(.init(
+                key: key, state: e.state, addedIds: e.compactIds ? Array(e.ids) : e.pendingIds, replacesIds: e.compactIds,
+                version: e.version, delta: e.delta, events: e.pendingEvents))
+            cameras[key.camera]?.buckets[key.bucket]?.compactIds = false
+            cameras[key.camera]?.buckets[key.bucket]?.pendingIds = []
+            if policy == .appendDeltas {
+                cameras[key.camera]?.buckets[key.bucket]?.delta = BucketState()
+                cameras[key.camera]?.buckets[key.bucket]?.pendingEvents = []
+            }
+        }
+        dirty.removeAll(keepingCapacity: true)
+        for (id, camera) in cameras where camera.dirty {
+            s.cameras.append(camera.record)
+            cameras[id]?.dirty = false
+        }
+        return s
+    }
+
+    /// Whether committing `snapshot` would change the store (an empty snapshot at the stored offset would not).
+    public func needsCommit(_ snapshot: Snapshot) -> Bool {
+        !snapshot.isEmpty || snapshot.logOffset != committedOffset
+    }
+
+    /// After the store committed `snapshot`: mark what it holds as persisted.
+    public mutating func persisted(_ snapshot: Snapshot) {
+        committedOffset = max(committedOffset, snapshot.logOffset)
+        unflushedEvents -= snapshot.eventCount
+        for b in snapshot.buckets {
+            guard let version = cameras[b.key.camera]?.buckets[b.key.bucket]?.persistedVersion else { continue }
+            cameras[b.key.camera]?.buckets[b.key.bucket]?.persistedVersion = max(version, b.version)
+        }
+    }
+
+    /// After a failed commit under `.overwrite`: everything in the snapshot is dirty again, so the next flush
+    /// writes it (merged with newer changes). Under `.appendDeltas` the snapshot is retried verbatim instead.
+    public mutating func failed(_ snapshot: Snapshot) {
+        for b in snapshot.buckets {
+            dirty.insert(b.key)
+            // Not evicted meanwhile: its version is ahead of the store, so it is not clean.
+            if b.replacesIds {
+                cameras[b.key.camera]?.buckets[b.key.bucket]?.compactIds = true
+            } else {
+                cameras[b.key.camera]?.buckets[b.key.bucket]?.pendingIds.append(contentsOf: b.addedIds)
+            }
+        }
+        for c in snapshot.cameras { cameras[c.id]?.dirty = true }
+    }
+
+    /// Drops persisted buckets untouched for `idleMs`, and more (least recently touched first) while over
+    /// `maxIdentities` — but never one touched within `workingSetMs`: evicting the buckets being written
+    /// would only reload them at once (thrash); memory then overshoots the budget by the working set.
+    /// Dirty buckets always stay: they are not in the store yet.
+    public mutating func evict(nowMs: Int64, idleMs: Int64, maxIdentities: Int, workingSetMs: Int64) {
+        var candidates: [(touch: Int64, key: BucketKey, ids: Int)] = []
+        for (camera, entry) in cameras {
+            for (bucket, e) in entry.buckets where e.isClean {
+                if nowMs - e.lastTouchMs >= idleMs {
+                    remove(BucketKey(camera: camera, bucket: bucket), ids: e.ids.count)
+                } else if hotIdentities > maxIdentities && nowMs - e.lastTouchMs >= workingSetMs {
+                    candidates.append((e.lastTouchMs, BucketKey(camera: camera, bucket: bucket), e.ids.count))
+                }
+            }
+        }
+        guard hotIdentities > maxIdentities else { return }
+        for c in candidates.sorted(by: { $0.touch < $1.touch }) {
+            guard hotIdentities > maxIdentities else { break }
+            remove(c.key, ids: c.ids)
+        }
+    }
+
+    private mutating func remove(_ key: BucketKey, ids: Int) {
+        cameras[key.camera]?.buckets[key.bucket] = nil
+        hotIdentities -= ids
+    }
+}
