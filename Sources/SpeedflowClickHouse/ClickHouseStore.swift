@@ -23,7 +23,7 @@ import Synchronization
 ///
 /// Camera rows go in before the block (so a camera with counted deltas is always known) and raw events
 /// too (deduplicated by identity in their sorting key, so replays and retries collapse).
-public final class ClickHouseStore: Store {
+public final class ClickHouseStore: StoreWriter {
     public let client: ClickHouseClient
     public let schema: ClickHouseSchema
     /// Whose offsets the markers carry: "embedded" for `serve`'s own log.

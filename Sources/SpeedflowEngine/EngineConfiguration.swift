@@ -12,11 +12,6 @@ public struct EngineConfiguration: Sendable {
     /// Delta stores (ClickHouse) only: events counted in memory but not yet in the store beyond which requests
     /// are refused with 503 + Retry-After, so a store outage cannot grow memory without bound. Default: 5,000,000.
     public var maxStoreBacklogEvents: Int = 5_000_000
-    /// `false` for a stateless ingest node: requests are answered once the log (Kafka) has them; counting and
-    /// dedup happen in the aggregators. Default: `true`.
-    public var aggregates: Bool = true
-    /// `true` for an API node: other processes write the store, so the camera list is refreshed from it.
-    public var followsStore: Bool = false
     /// Buckets untouched this long are dropped from memory once persisted. Default: 10 minutes.
     public var hotIdleMs: Int64
     /// Event identities kept in memory (~12 bytes each) before persisted, idle buckets are evicted early.
@@ -40,31 +35,4 @@ public struct EngineConfiguration: Sendable {
         self.silentAfterMs = silentAfterMs
         self.laggingAfterMs = laggingAfterMs
     }
-}
-
-/// Why an ingest was not taken. Nothing of the request is stored in either case.
-public struct IngestError: Error, Sendable, Hashable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        let raw: String
-        /// The intake queue is full: retry after a moment.
-        public static let overloaded = Code(raw: "overloaded")
-        /// The server is shutting down: retry against it after restart.
-        public static let shuttingDown = Code(raw: "shutting_down")
-        /// The log could not make the events durable (disk full, I/O error).
-        public static let logFailure = Code(raw: "log_failure")
-        /// A late event's bucket is neither in memory nor readable from the store (ClickHouse down): the request
-        /// is in the log but its count is not settled; resending it is safe (dedup).
-        public static let storeUnavailable = Code(raw: "store_unavailable")
-        public var description: String { raw }
-    }
-
-    public var code: Code
-    public var message: String
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code): \(message)" }
 }

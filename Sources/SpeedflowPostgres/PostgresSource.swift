@@ -11,12 +11,12 @@ import Synchronization
 /// Streams camera events out of a PostgreSQL table into the engine, exactly once.
 ///
 /// Exactly once = at-least-once delivery + deterministic identities: every row carries a stable `event_id`
-/// (its mapped column, else `pg:<table>:<id>`), a batch is handed to `Engine.ingest`, and only once that returns
+/// (its mapped column, else `pg:<table>:<id>`), a batch is handed to `Intake.ingest`, and only once that returns
 /// (the events are fsync'd in the log) does the position move (position file, or the replication slot). A crash
 /// in between re-reads the batch; the engine's identity dedup counts those rows as duplicates, not twice.
 public final class PostgresSource: Service {
     public let configuration: PostgresSourceConfiguration
-    let engine: Engine
+    let intake: Intake
     let state: SourceStateFiles
     let logger: Logger
     let metrics: SourceMetrics
@@ -33,10 +33,10 @@ public final class PostgresSource: Service {
         public var ignoredChanges = 0
     }
 
-    public init(configuration: PostgresSourceConfiguration, engine: Engine, dataDir: String, logger: Logger) throws {
+    public init(configuration: PostgresSourceConfiguration, intake: Intake, dataDir: String, logger: Logger) throws {
         try configuration.validate()
         self.configuration = configuration
-        self.engine = engine
+        self.intake = intake
         self.state = try SourceStateFiles(dataDir: dataDir, sourceName: configuration.sourceName)
         self.lastRejected = Mutex(state.lastRejectedPosition())
         var logger = logger
@@ -147,14 +147,13 @@ public final class PostgresSource: Service {
             body += row.json
         }
         body += "]"
-        let nowMs = engine.now
-        let batch = try EventBatch.decode(Data(body.utf8), ndjson: false, policy: engine.configuration.policy, nowMs: nowMs)
-        let outcome = try await ingest(batch.events, arrivalMs: nowMs)
+        let nowMs = intake.now
+        let batch = try EventBatch.decode(Data(body.utf8), ndjson: false, policy: intake.policy, nowMs: nowMs)
+        let outcome = try await ingest(batch, arrivalMs: nowMs)
 
-        // Rejections: in the engine's statistics (as for HTTP), in metrics and logs, and in the persisted record.
+        // Rejections (already in the statistics and camera health, by the intake, as for HTTP): in metrics and
+        // logs, and in the persisted record.
         if !batch.rejections.isEmpty {
-            engine.stats.record(rejections: batch.rejections, nowMs: nowMs)
-            engine.noteRejections(batch.rejections.compactMap { r in r.kvfvId.map { ($0, r.reason) } })
             let last = lastRejected.withLock { $0 }
             let at = Timestamp.format(nowMs)
             var records: [RejectedRow] = []
@@ -185,12 +184,12 @@ public final class PostgresSource: Service {
         }
     }
 
-    /// `Engine.ingest`, waiting out a full intake queue.
-    func ingest(_ events: [CameraEvent], arrivalMs: Int64) async throws -> IngestOutcome {
+    /// `Intake.ingest`, waiting out a full intake queue.
+    func ingest(_ batch: EventBatch, arrivalMs: Int64) async throws -> IngestOutcome {
         var delayMs = 10
         while true {
             do {
-                return try await engine.ingest(events, arrivalMs: arrivalMs)
+                return try await intake.ingest(batch, arrivalMs: arrivalMs)
             } catch {
                 switch error.code {
                 case .overloaded:

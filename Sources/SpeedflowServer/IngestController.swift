@@ -5,9 +5,9 @@ import NIOCore
 import SpeedflowEngine
 import SpeedflowModel
 
-/// `POST /events`: decode, validate, hand to the engine, answer once durable.
+/// `POST /events`: decode, validate, hand to the intake, answer once durable.
 struct IngestController: Sendable {
-    let engine: Engine
+    let intake: Intake
     let configuration: ServerConfiguration
 
     /// Rejections listed one by one in an answer; beyond them only `rejected_by_reason` counts, so the answer's
@@ -18,7 +18,7 @@ struct IngestController: Sendable {
     static let offloadBytes = 64 << 10
 
     func ingest(_ request: Request, context: some RequestContext) async throws -> Response {
-        let arrivalMs = engine.now
+        let arrivalMs = intake.now
         let gzip = try Self.isGzip(request.headers[values: .contentEncoding])
         let limit = configuration.maxBodyBytes
         // Answer from the header when it already says too much: the body is never read.
@@ -33,7 +33,7 @@ struct IngestController: Sendable {
             throw APIError(.contentTooLarge, "body_too_large", "the request body exceeds \(limit) bytes")
         }
         let ndjson = request.headers[.contentType]?.lowercased().contains("ndjson") ?? false
-        let policy = engine.configuration.policy
+        let policy = intake.policy
         let decode: @Sendable () -> Result<EventBatch, APIError> = {
             Self.decode(body, gzip: gzip, ndjson: ndjson, limit: limit, policy: policy, nowMs: arrivalMs)
         }
@@ -48,7 +48,7 @@ struct IngestController: Sendable {
 
         let outcome: IngestOutcome
         do {
-            outcome = try await engine.ingest(batch.events, arrivalMs: arrivalMs)
+            outcome = try await intake.ingest(batch, arrivalMs: arrivalMs)
         } catch {
             switch error.code {
             case .overloaded:
@@ -60,8 +60,6 @@ struct IngestController: Sendable {
             }
         }
 
-        // Counted only once the request is answered 200: a 503'd request will be retried and counted then.
-        record(batch, nowMs: arrivalMs)
         return Response(
             status: .ok, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: Self.answer(batch, outcome: outcome))))
@@ -123,33 +121,6 @@ struct IngestController: Sendable {
             guard let base = buffer.baseAddress, buffer.count > 0 else { return run(Data()) }
             return run(Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count, deallocator: .none))
         }
-    }
-
-    /// Statistics and per-camera health, from the counts (the engine takes one record per rejection, so they are
-    /// handed over in bounded slices rather than as one array per element).
-    func record(_ batch: EventBatch, nowMs: Int64) {
-        let slice = 4096
-        for (reason, count) in batch.rejectedByReason.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            var left = count
-            while left > 0 {
-                let n = Swift.min(left, slice)
-                engine.stats.record(rejections: Array(repeating: Rejection(index: 0, reason: reason), count: n), nowMs: nowMs)
-                left -= n
-            }
-        }
-        var pairs: [(kvfvId: String, reason: RejectionReason)] = []
-        for (camera, reasons) in batch.rejectedByCamera {
-            for (reason, count) in reasons {
-                for _ in 0..<count {
-                    pairs.append((camera, reason))
-                    if pairs.count == slice {
-                        engine.noteRejections(pairs)
-                        pairs.removeAll(keepingCapacity: true)
-                    }
-                }
-            }
-        }
-        engine.noteRejections(pairs)
     }
 
     /// `{"accepted":…,"duplicates":…,"rejected":[first 1000],"rejected_by_reason":{…},"rejected_truncated":…}`.

@@ -8,7 +8,16 @@ import SpeedflowStore
 
 /// `GET /kvfv/{id}/avg-speed`, `GET /kvfv`, `GET /stats`, `GET /health`.
 struct QueryController: Sendable {
-    let engine: Engine
+    let node: HTTPNode
+
+    var queries: CameraQueries {
+        get throws {
+            guard let q = node.queries else {
+                throw node.notServed("answer queries", by: "query an api node (or serve)")
+            }
+            return q
+        }
+    }
 
     func avgSpeed(_ request: Request, context: some RequestContext) async throws -> Response {
         let id = context.parameters.get("id") ?? ""
@@ -46,7 +55,7 @@ struct QueryController: Sendable {
         }
         let found: [BucketState]?
         do {
-            found = try await engine.windowStates(kvfvId: id, windows: windows)
+            found = try await queries.windowStates(kvfvId: id, windows: windows)
         } catch let error as StoreError {
             throw APIError(error)
         }
@@ -151,15 +160,15 @@ struct QueryController: Sendable {
     }
 
     func cameras(_ request: Request, context: some RequestContext) async throws -> Response {
-        let statuses: [Engine.CameraStatus]
+        let statuses: [CameraStatus]
         do {
-            statuses = try await engine.cameraStatuses()
+            statuses = try await queries.cameraStatuses()
         } catch let error as StoreError {
             throw APIError(error)
         }
         var json = JSONWriter(capacity: 128 + statuses.count * 400)
         json.raw("{\"server_time\":")
-        json.string(Timestamp.format(engine.now))
+        json.string(Timestamp.format(node.clock()))
         json.raw(",\"cameras\":[")
         for (i, c) in statuses.enumerated() {
             if i > 0 { json.raw(",") }
@@ -196,13 +205,13 @@ struct QueryController: Sendable {
     }
 
     func stats(_ request: Request, context: some RequestContext) async throws -> Response {
-        let now = engine.now
-        let s = engine.stats.snapshot(nowMs: now)
+        let now = node.clock()
+        let s = node.stats.snapshot(nowMs: now)
         var json = JSONWriter(capacity: 1024)
         json.raw("{\"server_time\":")
         json.string(Timestamp.format(now))
         json.raw(",\"uptime_seconds\":")
-        json.number(Double(now - engine.stats.startedMs) / 1000)
+        json.number(Double(now - node.stats.startedMs) / 1000)
         json.raw(",\"accepted_total\":")
         json.number(s.accepted)
         json.raw(",\"duplicates_total\":")
@@ -232,13 +241,13 @@ struct QueryController: Sendable {
             json.raw("}")
         }
         json.raw("],\"queue_depth\":")
-        json.number(engine.queueDepth)
+        json.number(node.status.queueDepth())
         json.raw(",\"hot_buckets\":")
-        json.number(engine.hotBuckets)
+        json.number(node.status.hotBuckets())
         json.raw(",\"log_bytes\":")
-        json.number(engine.log.sizeInBytes)
+        json.number(node.status.logBytes())
         json.raw(",\"store_bytes\":")
-        json.number(engine.store.sizeInBytes())
+        json.number(node.status.storeBytes())
         json.raw("}")
         return Self.json(json)
     }

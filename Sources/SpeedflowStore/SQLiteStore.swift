@@ -15,7 +15,7 @@ import Synchronization
 /// bucket rows, Σcount and a digest of the rows — and every read checks the whole days it touches against it,
 /// so a damaged, vanished or foreign row is reported as `StoreError.corrupt`, never served as a number
 /// (see `SQLiteStore+Integrity.swift`).
-public final class SQLiteStore: Store {
+public final class SQLiteStore: StoreWriter {
     /// Swapped only by `quarantine` (at start, before anything else reads the store).
     let database: Mutex<DatabasePool>
     var pool: DatabasePool { database.withLock { $0 } }

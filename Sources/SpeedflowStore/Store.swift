@@ -42,18 +42,12 @@ public struct StoreCommit: Sendable {
     }
 }
 
-/// Where aggregated state lives. Every commit is atomic: state, dedup identities and offset move together,
-/// which together with idempotent identities is what makes replay after a crash exact.
-public protocol Store: Sendable {
-    /// How the store takes a commit: SQLite overwrites whole states (`.overwrite`, the default); an append-only
-    /// store such as ClickHouse adds each bucket's delta and new events (`.appendDeltas`). Read once, where a
-    /// pipeline is put together.
-    var commitPolicy: CommitPolicy { get }
-    /// The log offset the stored state reflects (0 for a new store).
-    func logOffset() throws -> UInt64
+/// What reads aggregated state: queries (memory first, then here) and API nodes, which hold nothing else.
+///
+/// GRDB's `DatabaseReader` / `DatabaseWriter` split is the model: a role that only answers queries gets a
+/// reader and cannot write by construction.
+public protocol StoreReader: Sendable {
     func cameras() throws -> [CameraRecord]
-    func loadBucket(_ key: BucketKey) throws -> StoredBucket?
-    func commit(_ commit: StoreCommit) throws
     /// Aggregates of `camera` for bucket numbers in `range`, ascending; absent buckets are omitted.
     func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)]
     /// Aggregates of every camera for bucket numbers in `range` (for the fleet view: the current window).
@@ -61,30 +55,46 @@ public protocol Store: Sendable {
     /// Event counts of every camera per bucket in `range` (for the fleet view: last hour, today), without
     /// decoding whole aggregates.
     func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]]
-    /// Forgets buckets numbered `fromBucket` or later and sets the offset, atomically (for `rebuild`).
-    func reset(fromBucket: Int64, logOffset: UInt64) throws
-    /// Drops dedup identities of buckets before `bucket`: events that old are rejected as too late anyway.
-    func pruneIdentities(before bucket: Int64) throws -> Int
     /// Bytes on disk.
     func sizeInBytes() -> Int64
-    /// Periodic housekeeping at `nowMs` (retention); returns a short description of what it did, if anything.
-    func maintain(nowMs: Int64) throws -> String?
     /// Checks the whole store for damage (SQLite: `PRAGMA quick_check`, and with `summaries` every camera-day
     /// against its summary); returns what is wrong, empty when sound. Reads only; runs beside writes.
     func checkIntegrity(summaries: Bool) throws -> [String]
-    /// Moves the store's files aside (kept, never deleted) and continues with an empty store in their place.
-    /// Returns where the damaged copy went, or `nil` when this store cannot (it has no files of its own).
-    func quarantine(reason: String) throws -> String?
     /// Called with every corruption the store detects (on reads, loads, commits, checks), for logs and metrics.
     func onCorruption(_ handler: @escaping @Sendable (StoreError) -> Void)
 }
 
-extension Store {
+/// Where aggregated state is written. Every commit is atomic: state, dedup identities and offset move
+/// together, which together with idempotent identities is what makes replay after a crash exact.
+public protocol StoreWriter: StoreReader {
+    /// How the store takes a commit: SQLite overwrites whole states (`.overwrite`, the default); an append-only
+    /// store such as ClickHouse adds each bucket's delta and new events (`.appendDeltas`). Read once, where a
+    /// pipeline is put together.
+    var commitPolicy: CommitPolicy { get }
+    /// The log offset the stored state reflects (0 for a new store).
+    func logOffset() throws -> UInt64
+    func loadBucket(_ key: BucketKey) throws -> StoredBucket?
+    func commit(_ commit: StoreCommit) throws
+    /// Forgets buckets numbered `fromBucket` or later and sets the offset, atomically (for `rebuild`).
+    func reset(fromBucket: Int64, logOffset: UInt64) throws
+    /// Drops dedup identities of buckets before `bucket`: events that old are rejected as too late anyway.
+    func pruneIdentities(before bucket: Int64) throws -> Int
+    /// Periodic housekeeping at `nowMs` (retention); returns a short description of what it did, if anything.
+    func maintain(nowMs: Int64) throws -> String?
+    /// Moves the store's files aside (kept, never deleted) and continues with an empty store in their place.
+    /// Returns where the damaged copy went, or `nil` when this store cannot (it has no files of its own).
+    func quarantine(reason: String) throws -> String?
+}
+
+extension StoreReader {
+    public func checkIntegrity(summaries: Bool) throws -> [String] { [] }
+    public func onCorruption(_ handler: @escaping @Sendable (StoreError) -> Void) {}
+}
+
+extension StoreWriter {
     public var commitPolicy: CommitPolicy { .overwrite }
     public func maintain(nowMs: Int64) throws -> String? { nil }
-    public func checkIntegrity(summaries: Bool) throws -> [String] { [] }
     public func quarantine(reason: String) throws -> String? { nil }
-    public func onCorruption(_ handler: @escaping @Sendable (StoreError) -> Void) {}
 }
 
 /// A store failure with a stable code, like `LogError` and `IngestError`.

@@ -37,9 +37,8 @@ struct ApiCommand: AsyncParsableCommand {
         let settings = try await Settings.load(configFile: storage.configFile)
         let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
         let registry = bootstrapPrometheus()
-        var configuration = EngineConfiguration(policy: try settings.policy(storage))
-        configuration.followsStore = true
-        let store: any Store
+        let configuration = EngineConfiguration(policy: try settings.policy(storage))
+        let store: any StoreReader
         switch try settings.storeKind(storeOptions) {
         case .clickhouse:
             store = try settings.clickHouseStore(storeOptions, writer: "api", logger: logger)
@@ -47,12 +46,15 @@ struct ApiCommand: AsyncParsableCommand {
             let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
             store = try SQLiteStore(path: URL(fileURLWithPath: dataDir).appendingPathComponent("store.sqlite").path, logger: logger)
         }
-        let engine = try Engine(log: ExternalLog(), store: store, configuration: configuration, logger: logger)
-        try engine.refreshCamerasFromStore()
+        // Queries over the store alone: cameras learnt from it as aggregators write them.
+        let queries = CameraQueries(view: try StoreFollower(store: store, logger: logger), store: store, configuration: configuration)
+        let node = HTTPNode(
+            role: "api", intake: nil, queries: queries, stats: IngestStats(nowMs: queries.now),
+            status: NodeStatus(storeBytes: { store.sizeInBytes() }))
         let server = ServerConfiguration(
             host: settings.string("host", host, default: "127.0.0.1"), port: try settings.int("port", port, default: 8080))
         try await runHTTPNode(
-            engine: engine, server: server, registry: registry, logger: logger,
+            node, server: server, registry: registry, logger: logger,
             banner: { "speedflow api listening on http://\(server.host):\($0)" })
     }
 }

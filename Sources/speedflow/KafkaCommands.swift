@@ -47,68 +47,55 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
 }
 
 
-/// The log of an ingest node: appending produces to Kafka — one message per camera per request, keyed by
-/// `kvfv_id`, value an `EventRecord` — and returns only when every delivery report says it is in Kafka
-/// (idempotent producer, `acks=all`). It runs on the engine's commit thread, which is meant to block.
-final class KafkaLog: ConcurrentAppendLog {
+/// The event sink of an ingest node: one Kafka message per camera per request, keyed by `kvfv_id`, value an
+/// `EventRecord`; returns only when every delivery report says it is in Kafka (idempotent producer,
+/// `acks=all`). Requests wait for their own messages only (the producer batches and pipelines them).
+/// Counting and dedup happen downstream in the aggregators, so every valid event is "accepted".
+final class KafkaEventSink: EventSink {
     let producer: KafkaProducer
     let topic: String
-    private let appended = Atomic<UInt64>(0)
-    private let bytes = Atomic<Int64>(0)
+    let maxPendingEvents: Int
+    private let pending = Atomic<Int>(0)
+    private let closing = Atomic<Bool>(false)
 
-    init(producer: KafkaProducer, topic: String) {
+    init(producer: KafkaProducer, topic: String, maxPendingEvents: Int) {
         self.producer = producer
         self.topic = topic
+        self.maxPendingEvents = maxPendingEvents
     }
 
-    /// One message per camera per record, keyed by `kvfv_id`, each camera's events in request order.
-    private func messages(_ payloads: [[UInt8]]) throws -> (messages: [KafkaProducerMessage], bytes: Int64) {
-        var messages: [KafkaProducerMessage] = []
-        var size: Int64 = 0
-        for payload in payloads {
-            let record = try payload.withUnsafeBytes { try EventRecord.decode($0) }
-            var order: [String] = []
-            var byCamera: [String: [CameraEvent]] = [:]
-            for e in record.events {
-                if byCamera[e.kvfvId] == nil { order.append(e.kvfvId) }
-                byCamera[e.kvfvId, default: []].append(e)
-            }
-            for camera in order {
-                let value = EventRecord(arrivalMs: record.arrivalMs, events: byCamera[camera]!).encoded()
-                size += Int64(value.count)
-                messages.append(KafkaProducerMessage(topic: topic, key: Array(camera.utf8), value: value))
-            }
+    /// One message per camera, keyed by `kvfv_id`, each camera's events in request order.
+    func messages(_ events: [CameraEvent], arrivalMs: Int64) -> [KafkaProducerMessage] {
+        var order: [String] = []
+        var byCamera: [String: [CameraEvent]] = [:]
+        for e in events {
+            if byCamera[e.kvfvId] == nil { order.append(e.kvfvId) }
+            byCamera[e.kvfvId, default: []].append(e)
         }
-        return (messages, size)
+        return order.map { camera in
+            KafkaProducerMessage(
+                topic: topic, key: Array(camera.utf8),
+                value: EventRecord(arrivalMs: arrivalMs, events: byCamera[camera] ?? []).encoded())
+        }
     }
 
-    func appendConcurrently(_ payload: [UInt8]) async throws {
-        let (messages, size) = try self.messages([payload])
+    func ingest(_ events: [CameraEvent], arrivalMs: Int64) async throws(IngestError) -> IngestOutcome {
+        guard !events.isEmpty else { return IngestOutcome() }
+        if closing.load(ordering: .relaxed) { throw IngestError(.shuttingDown, "the server is shutting down") }
+        let before = pending.add(events.count, ordering: .relaxed).oldValue
+        defer { pending.subtract(events.count, ordering: .relaxed) }
+        if before > 0 && before + events.count > maxPendingEvents {
+            throw IngestError(.overloaded, "\(before) events are waiting for Kafka")
+        }
         do {
-            try await producer.send(messages)
+            try await producer.send(messages(events, arrivalMs: arrivalMs))
         } catch {
-            throw LogError(.io, "Kafka did not confirm delivery: \(error)")
+            throw IngestError(.logFailure, "Kafka did not confirm delivery: \(error)")
         }
-        bytes.add(size, ordering: .relaxed)
-        appended.add(1, ordering: .relaxed)
+        return IngestOutcome(accepted: events.count)
     }
 
-    /// Ingest nodes append through `appendConcurrently` (the engine skips its group-commit thread when it does
-    /// not aggregate); a blocking append would only hold the commit thread hostage to delivery reports.
-    func append(_ payloads: [[UInt8]]) throws -> [LogOffset] {
-        throw LogError(.closed, "the Kafka log takes concurrent appends only (an engine that does not aggregate)")
-    }
-
-    var endOffset: LogOffset { LogOffset(appended.load(ordering: .relaxed)) }
-    var startOffset: LogOffset { .zero }
-    var sizeInBytes: Int64 { bytes.load(ordering: .relaxed) }
-
-    func read(from offset: LogOffset, _ body: (UnsafeRawBufferPointer, LogOffset) throws -> Void) throws {
-        // Ingest nodes keep no state to replay: aggregators read Kafka.
-    }
-
-    func removeSegments(consumedUpTo consumed: LogOffset, lastWrittenBeforeMs cutoffMs: Int64) throws -> Int { 0 }
-    func close() throws {}
+    var queueDepth: Int { pending.load(ordering: .relaxed) }
 }
 
 struct IngestCommand: AsyncParsableCommand {
@@ -136,17 +123,21 @@ struct IngestCommand: AsyncParsableCommand {
         let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
         let registry = bootstrapPrometheus()
         let (brokers, topic) = try kafka.resolve(settings)
-        var configuration = EngineConfiguration(policy: try settings.policy(storage))
-        configuration.aggregates = false
-        configuration.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: 500_000)
+        let policy = try settings.policy(storage)
         let server = ServerConfiguration(
             host: settings.string("host", host, default: "127.0.0.1"), port: try settings.int("port", port, default: 8080),
             maxBodyBytes: try settings.bytes("max_body_size", maxBodySize, default: "64MiB"))
         let producer = try KafkaProducer(configuration: .init(bootstrapServers: brokers), logger: logger)
-        let engine = try Engine(
-            log: KafkaLog(producer: producer, topic: topic), store: NullStore(), configuration: configuration, logger: logger)
+        let sink = KafkaEventSink(
+            producer: producer, topic: topic,
+            maxPendingEvents: try settings.int("max_pending_events", maxPendingEvents, default: 500_000))
+        let stats = IngestStats(nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+        // No cameras known here: rejections count in the statistics only.
+        let node = HTTPNode(
+            role: "ingest", intake: Intake(sink: sink, stats: stats, policy: policy, cameras: nil), queries: nil,
+            stats: stats, status: NodeStatus(queueDepth: { sink.queueDepth }))
         try await runHTTPNode(
-            engine: engine, server: server, registry: registry, logger: logger,
+            node, server: server, registry: registry, logger: logger,
             banner: { "speedflow ingest listening on http://\(server.host):\($0) (kafka \(brokers), topic \(topic))" })
         await producer.close()
     }
@@ -179,17 +170,17 @@ struct AggregateCommand: AsyncParsableCommand {
         let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
         let registry = bootstrapPrometheus()
         let (brokers, topic) = try kafka.resolve(settings)
-        var engineConfiguration = EngineConfiguration(policy: try settings.policy(storage))
-        engineConfiguration.flushIntervalMs = try settings.durationMs("flush_interval", flushInterval, default: "250ms")
-        let configuration = engineConfiguration
+        var aggregatorConfiguration = EngineConfiguration(policy: try settings.policy(storage))
+        aggregatorConfiguration.flushIntervalMs = try settings.durationMs("flush_interval", flushInterval, default: "250ms")
+        let configuration = aggregatorConfiguration
         let kind = try settings.storeKind(storeOptions)
         let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
         let client = kind == .clickhouse
             ? ClickHouseClient(topology: try settings.clickHouseTopology(storeOptions), logger: logger) : nil
         let storeOptions = self.storeOptions
 
-        @Sendable func openPartition(_ p: KafkaPartition) throws -> Engine {
-            let store: any Store
+        @Sendable func openPartition(_ p: KafkaPartition) throws -> Aggregator {
+            let store: any StoreWriter
             switch kind {
             case .clickhouse:
                 store = try settings.clickHouseStore(storeOptions, writer: "\(p.topic)/\(p.partition)", client: client, logger: logger)
@@ -198,10 +189,10 @@ struct AggregateCommand: AsyncParsableCommand {
                 try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
                 store = try SQLiteStore(path: dir.appendingPathComponent("\(p.topic)-\(p.partition).sqlite").path, logger: logger)
             }
-            return try Engine(log: ExternalLog(), store: store, configuration: configuration, logger: logger)
+            return try Aggregator(store: store, configuration: configuration, logger: logger)
         }
 
-        let engines = PartitionEngines()
+        let aggregators = PartitionAggregators()
         var consumerConfiguration = KafkaConsumerConfiguration(
             bootstrapServers: brokers, groupID: settings.string("group", group, default: "speedflow-aggregators"), topics: [topic])
         // Freshness: hand out what is there now instead of waiting up to 500 ms for fuller fetches.
@@ -213,9 +204,9 @@ struct AggregateCommand: AsyncParsableCommand {
                 try await offPool {
                     var offsets: [KafkaPartition: Int64] = [:]
                     for p in partitions {
-                        let engine = try openPartition(p)
-                        engines.set(p, engine)
-                        offsets[p] = Int64(engine.storedOffset)
+                        let aggregator = try openPartition(p)
+                        aggregators.set(p, aggregator)
+                        offsets[p] = Int64(aggregator.storedOffset)
                     }
                     logger.info("Partitions assigned", metadata: ["offsets": "\(offsets.sorted { $0.key < $1.key })"])
                     return offsets
@@ -235,7 +226,7 @@ struct AggregateCommand: AsyncParsableCommand {
             onServerRunning: { channel in
                 FileHandle.standardOutput.write(Data("speedflow aggregate listening on http://\(host):\(channel.localAddress?.port ?? 0) (kafka \(brokers), topic \(topic))\n".utf8))
             }, logger: logger)
-        let service = AggregatorService(consumer: consumer, engines: engines, logger: logger)
+        let service = AggregatorService(consumer: consumer, aggregators: aggregators, logger: logger)
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service), .init(service: app)],
@@ -245,36 +236,36 @@ struct AggregateCommand: AsyncParsableCommand {
     }
 }
 
-/// The engines of the partitions this aggregator owns.
-final class PartitionEngines: Sendable {
-    private let map = Mutex<[KafkaPartition: Engine]>([:])
+/// The aggregators of the partitions this aggregator owns.
+final class PartitionAggregators: Sendable {
+    private let map = Mutex<[KafkaPartition: Aggregator]>([:])
 
-    subscript(_ p: KafkaPartition) -> Engine? { map.withLock { $0[p] } }
-    func set(_ p: KafkaPartition, _ e: Engine) { map.withLock { $0[p] = e } }
-    func remove(_ p: KafkaPartition) -> Engine? { map.withLock { $0.removeValue(forKey: p) } }
-    var all: [Engine] { map.withLock { Array($0.values) } }
-    var entries: [(KafkaPartition, Engine)] { map.withLock { $0.map { ($0.key, $0.value) } } }
+    subscript(_ p: KafkaPartition) -> Aggregator? { map.withLock { $0[p] } }
+    func set(_ p: KafkaPartition, _ e: Aggregator) { map.withLock { $0[p] = e } }
+    func remove(_ p: KafkaPartition) -> Aggregator? { map.withLock { $0.removeValue(forKey: p) } }
+    var all: [Aggregator] { map.withLock { Array($0.values) } }
+    var entries: [(KafkaPartition, Aggregator)] { map.withLock { $0.map { ($0.key, $0.value) } } }
 }
 
 /// The consume → apply → flush loop of one aggregator.
 struct AggregatorService: Service {
     let consumer: KafkaConsumer
-    let engines: PartitionEngines
+    let aggregators: PartitionAggregators
     let logger: Logger
 
     func run() async throws {
-        let engines = self.engines
+        let aggregators = self.aggregators
         let logger = self.logger
         // Flushes are started by records arriving; this makes the last ones land when the topic goes quiet.
         let ticker = Task {
             var reported = ""
             var lastReport = ContinuousClock.now
             while !Task.isCancelled {
-                for engine in engines.all { engine.tick() }
+                for aggregator in aggregators.all { aggregator.tick() }
                 // Every 5 s, where each owned partition is (applied in memory / stored), when that changed.
                 if lastReport.duration(to: .now) >= .seconds(5) {
                     lastReport = .now
-                    let progress = engines.entries.sorted { $0.0 < $1.0 }
+                    let progress = aggregators.entries.sorted { $0.0 < $1.0 }
                         .map { "\($0.0): \($0.1.appliedOffset)/\($0.1.storedOffset)" }.joined(separator: ", ")
                     if progress != reported {
                         logger.info("Partition progress", metadata: ["applied/stored": "\(progress)"])
@@ -291,15 +282,15 @@ struct AggregatorService: Service {
                 case .assigned(let partitions):
                     logger.info("Consuming", metadata: ["partitions": "\(partitions.keys.sorted())"])
                 case .messages(let messages):
-                    try await offPool { Self.apply(messages, engines: engines, logger: logger) }
+                    try await offPool { Self.apply(messages, aggregators: aggregators, logger: logger) }
                 case .revoked(let partitions):
                     // Flush before letting go: the next owner starts from what is stored (a failed flush only
                     // means it replays more).
                     try await offPool {
                         for p in partitions {
-                            guard let engine = engines.remove(p) else { continue }
+                            guard let aggregator = aggregators.remove(p) else { continue }
                             do {
-                                try engine.relinquish()
+                                try aggregator.relinquish()
                             } catch {
                                 logger.warning("Flush on revoke failed; the next owner replays", metadata: ["partition": "\(p)", "error": "\(error)"])
                             }
@@ -313,17 +304,17 @@ struct AggregatorService: Service {
         }
         // Leaving: commit what we have.
         try await offPool {
-            for engine in engines.all { try? engine.relinquish() }
+            for aggregator in aggregators.all { try? aggregator.relinquish() }
         }
     }
 
     /// Applies in partition order; a record whose late bucket cannot be read from the store is retried (its
     /// already-applied events are duplicates on the retry, so it stays exact) until the store answers.
-    static func apply(_ messages: [KafkaConsumerMessage], engines: PartitionEngines, logger: Logger) {
+    static func apply(_ messages: [KafkaConsumerMessage], aggregators: PartitionAggregators, logger: Logger) {
         var next: [KafkaPartition: UInt64] = [:]  // the offset each partition should continue at
         for m in messages {
             let partition = KafkaPartition(topic: m.topic, partition: m.partition)
-            guard let engine = engines[partition] else { continue }
+            guard let aggregator = aggregators[partition] else { continue }
             let record: EventRecord
             do {
                 record = try m.value.withUnsafeBytes { try EventRecord.decode($0) }
@@ -333,7 +324,7 @@ struct AggregatorService: Service {
             }
             // Offsets of a partition are contiguous here (no compaction, no transactions): anything else means
             // records were skipped or re-read, which the store's exactness does not cover for skips.
-            let expected = next[partition] ?? engine.appliedOffset
+            let expected = next[partition] ?? aggregator.appliedOffset
             next[partition] = UInt64(m.offset + 1)
             if UInt64(m.offset) != expected {
                 logger.warning("Kafka offsets not contiguous", metadata: [
@@ -342,7 +333,8 @@ struct AggregatorService: Service {
             var delay = 0.05
             while true {
                 do {
-                    _ = try engine.applyDurable(record, endOffset: UInt64(m.offset + 1))
+                    _ = try aggregator.apply(record, endOffset: UInt64(m.offset + 1))
+                    aggregator.tick()
                     break
                 } catch {
                     logger.warning("Apply failed; retrying", metadata: ["partition": "\(partition)", "offset": "\(m.offset)", "error": "\(error)"])

@@ -68,9 +68,10 @@ struct ServeCommand: AsyncParsableCommand {
         })
 
         try await runHTTPNode(
-            engine: engine, server: server, registry: registry, logger: logger,
+            .serve(engine), server: server, registry: registry, logger: logger,
             banner: { "speedflow listening on http://\(server.host):\($0) (data: \(dataDir))" },
-            services: try postgresSource.services(settings: settings, engine: engine, dataDir: dataDir, logger: logger))
+            services: [.init(service: EngineService(engine: engine))]
+                + (try postgresSource.services(settings: settings, engine: engine, dataDir: dataDir, logger: logger)))
     }
 }
 
@@ -91,23 +92,22 @@ func openStorage(dataDir: String, logger: Logger) throws -> (log: SegmentLog, st
     try DataDirectory.open(dataDir, logger: logger)
 }
 
-/// The log, the store, and the engine over them.
-/// Runs an HTTP role (`serve`, `ingest`, `api`) until SIGTERM/SIGINT: the engine, any `services` (sources),
-/// and the HTTP server listed last so it stops first (intake ends before the engine drains). `banner` gets
-/// the bound port and is printed on stdout once the server listens.
+/// Runs an HTTP role (`serve`, `ingest`, `api`) until SIGTERM/SIGINT: the role's `services` (the engine, then
+/// sources), and the HTTP server listed after them so it stops first (intake ends before the engine drains).
+/// `banner` gets the bound port and is printed on stdout once the server listens.
 func runHTTPNode(
-    engine: Engine, server: ServerConfiguration, registry: PrometheusCollectorRegistry, logger: Logger,
+    _ node: HTTPNode, server: ServerConfiguration, registry: PrometheusCollectorRegistry, logger: Logger,
     banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
 ) async throws {
     // On SIGTERM the drain service (listed last, so it stops first) answers every request 503 shutting_down
     // for a moment while the server still runs, instead of keep-alive connections being cut under a request.
     let drain = DrainGate()
     let app = SpeedflowHTTP.application(
-        engine: engine, configuration: server, prometheus: registry, logger: logger, drain: drain,
+        node: node, configuration: server, prometheus: registry, logger: logger, drain: drain,
         onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
     let group = ServiceGroup(
         configuration: .init(
-            services: [.init(service: EngineService(engine: engine))] + services + [.init(service: app), .init(service: DrainService(gate: drain))],
+            services: services + [.init(service: app), .init(service: DrainService(gate: drain))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
 }

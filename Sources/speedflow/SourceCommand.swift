@@ -60,7 +60,7 @@ struct PostgresRunCommand: AsyncParsableCommand {
         let engine = try openEngine(
             dataDir: dataDir, configuration: EngineConfiguration(policy: try settings.policy(storage)), logger: logger)
         try engine.recover()
-        let postgres = try PostgresSource(configuration: configuration, engine: engine, dataDir: dataDir, logger: logger)
+        let postgres = try PostgresSource(configuration: configuration, intake: engine.intake, dataDir: dataDir, logger: logger)
         let started = ContinuousClock.now
         let group = ServiceGroup(
             configuration: .init(
@@ -222,6 +222,6 @@ struct PostgresSourceOptions: ParsableArguments {
         settings: Settings, engine: Engine, dataDir: String, logger: Logger
     ) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         guard let configuration = try values.resolve(settings) else { return [] }
-        return [.init(service: try PostgresSource(configuration: configuration, engine: engine, dataDir: dataDir, logger: logger))]
+        return [.init(service: try PostgresSource(configuration: configuration, intake: engine.intake, dataDir: dataDir, logger: logger))]
     }
 }

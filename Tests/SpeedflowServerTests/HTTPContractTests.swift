@@ -33,7 +33,7 @@ struct HTTPContractTests {
             configuration: configuration)
         if start { engine.start() }
         let router = SpeedflowHTTP.router(
-            engine: engine, configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes), prometheus: nil)
+            node: .serve(engine), configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes), prometheus: nil)
         let app = Application(router: router)
         try await app.test(live ? .live : .router) { client in try await body(client, Fixture(engine: engine, dir: dir)) }
         if !start { engine.start() }

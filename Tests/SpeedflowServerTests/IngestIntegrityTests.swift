@@ -241,7 +241,7 @@ struct DrainTests {
         engine.start()
         defer { engine.shutdown() }
         let gate = DrainGate()
-        let router = SpeedflowHTTP.router(engine: engine, configuration: ServerConfiguration(), prometheus: nil, drain: gate)
+        let router = SpeedflowHTTP.router(node: .serve(engine), configuration: ServerConfiguration(), prometheus: nil, drain: gate)
         try await Application(router: router).test(.router) { client in
             try await client.execute(uri: "/health", method: .get) { r in #expect(r.status == .ok) }
             gate.close()

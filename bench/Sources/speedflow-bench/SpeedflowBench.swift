@@ -25,7 +25,7 @@ struct BenchStore: ParsableArguments {
 
     var name: String { clickhouseUrl == nil ? "SQLite" : "ClickHouse" }
 
-    func open(dataDir: String) throws -> any Store {
+    func open(dataDir: String) throws -> any StoreWriter {
         if let clickhouseUrl {
             var logger = Logger(label: "bench")
             logger.logLevel = .warning

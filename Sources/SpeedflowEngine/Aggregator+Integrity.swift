@@ -5,10 +5,10 @@ import SpeedflowLog
 import SpeedflowStore
 import Synchronization
 
-/// Engines whose background integrity check is running (one at a time per engine).
+/// Aggregators whose background integrity check is running (one at a time per aggregator).
 private let integrityChecksRunning = Mutex<Set<ObjectIdentifier>>([])
 
-extension Engine {
+extension Aggregator {
     /// Stores up to this size are checked in full before the engine opens; a bigger one after start, in the
     /// background (the per-read checks guard every answer meanwhile), so a restart stays under 2 s.
     /// `PRAGMA quick_check` + the summary pass read ~1 GB/s here (see the README's integrity section).
@@ -21,7 +21,7 @@ extension Engine {
     /// `speedflow_store_corruptions_total` counter, and checks a small store in full. A damaged store is moved
     /// aside (kept) and rebuilt from the log when the log still holds every event ever accepted (it starts
     /// at offset 0); otherwise the engine refuses to open, naming the repair.
-    static func checkStoreAtOpen(_ store: any Store, log: any Log, logger: Logger) throws {
+    static func checkStoreAtOpen(_ store: any StoreWriter, completeLog: (any Log)?, logger: Logger) throws {
         store.onCorruption { error in
             Counter(label: "speedflow_store_corruptions_total").increment()
             logger.error(
@@ -39,7 +39,7 @@ extension Engine {
         let summary = problems.prefix(3).joined(separator: "; ")
         // Rebuilt only from a log that still holds every event ever accepted: from offset 0 and with nothing set
         // aside (quarantined log records are in no replay).
-        guard log.startOffset.value == 0, log.quarantined.isEmpty, !(log is ExternalLog), log.endOffset.value > 0 else {
+        guard let log = completeLog, log.startOffset.value == 0, log.quarantined.isEmpty, log.endOffset.value > 0 else {
             throw StoreError(
                 .corrupt,
                 "the store failed its integrity check at start (\(summary)) and the log no longer holds every event (retention removed its start), so it cannot be rebuilt automatically: \(StoreError.repairHint)")

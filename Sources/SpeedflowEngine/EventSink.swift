@@ -1,0 +1,40 @@
+import SpeedflowModel
+
+/// Where valid events go once a request is decoded: the one thing `POST /events` and the PostgreSQL source need.
+///
+/// - `Engine` (serve): the segment log's group commit, then counted; answers accepted and duplicates.
+/// - The Kafka sink of an ingest node (`SpeedflowScaleOut`): durable in Kafka; counting happens downstream.
+public protocol EventSink: Sendable {
+    /// Makes `events` durable (and, for a counting sink, counted); returns once they are, or throws having
+    /// stored nothing the client must not resend.
+    func ingest(_ events: [CameraEvent], arrivalMs: Int64) async throws(IngestError) -> IngestOutcome
+    /// Events waiting to be made durable (for `/stats` and back-pressure).
+    var queueDepth: Int { get }
+}
+
+/// Why an ingest was not taken. Nothing of the request is stored in either case.
+public struct IngestError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let raw: String
+        /// The intake queue is full: retry after a moment.
+        public static let overloaded = Code(raw: "overloaded")
+        /// The server is shutting down: retry against it after restart.
+        public static let shuttingDown = Code(raw: "shutting_down")
+        /// The log could not make the events durable (disk full, I/O error).
+        public static let logFailure = Code(raw: "log_failure")
+        /// A late event's bucket is neither in memory nor readable from the store (ClickHouse down): the request
+        /// is in the log but its count is not settled; resending it is safe (dedup).
+        public static let storeUnavailable = Code(raw: "store_unavailable")
+        public var description: String { raw }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
