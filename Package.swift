@@ -68,6 +68,7 @@ let package = Package(
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
         // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets.

@@ -56,14 +56,14 @@ extension Aggregator {
             ])
     }
 
-    /// Checks the whole store (quick_check + every camera-day against its summary) on its own thread, so flushes
+    /// Checks the whole store (quick_check + every camera-day against its summary) in the background, so flushes
     /// and queries go on meanwhile; damage is logged and counted, and reads of the damaged days answer
     /// store_corrupt. Run after start for a store too big to check at open, and hourly by maintenance.
     func checkStoreInBackground(why: String) {
         guard store is SQLiteStore else { return }
         let id = ObjectIdentifier(self)
         guard integrityChecksRunning.withLock({ $0.insert(id).inserted }) else { return }
-        let thread = Thread { [self] in
+        inBackground { [self] in
             defer { _ = integrityChecksRunning.withLock { $0.remove(id) } }
             let began = DispatchTime.now().uptimeNanoseconds
             let problems: [String]
@@ -90,10 +90,9 @@ extension Aggregator {
                         "store.repair": "\(StoreError.repairHint)",
                     ])
             }
+        } cancelled: {
+            _ = integrityChecksRunning.withLock { $0.remove(id) }
         }
-        thread.name = "speedflow-integrity"
-        thread.qualityOfService = .background
-        thread.start()
     }
 
     /// After start: the full check of a store too big to check at open.

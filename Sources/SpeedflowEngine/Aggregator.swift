@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import Metrics
+import NIOPosix
 import SpeedflowAggregation
 import SpeedflowLog
 import SpeedflowModel
@@ -14,8 +15,10 @@ import Synchronization
 ///
 /// - Dedup and late events: `BucketTable` (pure). A bucket it asks for is read from the store here, outside
 ///   the table's lock.
-/// - When a flush runs and what a failed commit means: `FlushMachine` (pure). Flushes run on their own thread;
-///   commits are atomic in the store (state, identities, source position together).
+/// - When a flush runs and what a failed commit means: `FlushMachine` (pure). Background flushes and integrity
+///   checks run on the thread pool of the service that runs this aggregator (`start(background:)`; until then,
+///   NIO's shared pool), so none outlives it; commits are atomic in the store (state, identities, source
+///   position together).
 public final class Aggregator: Sendable {
     public let store: any StoreWriter
     public let configuration: EngineConfiguration
@@ -28,6 +31,8 @@ public final class Aggregator: Sendable {
     let storeBacklog = Atomic<Int>(0)
     let flushDone = DispatchSemaphore(value: 0)
     let lastMaintenanceMs = Mutex<Int64>(0)
+    /// Where background flushes and integrity checks run: the running service's pool.
+    let background = Mutex<NIOThreadPool>(NIOThreadPool.singleton)
     /// The role's own hourly retention after the store's: `serve` drops log segments the store has consumed.
     /// Gets the stored position and the cutoff time; returns what it removed.
     let retention: (@Sendable (_ storedOffset: UInt64, _ cutoffMs: Int64) throws -> Int)?
@@ -90,13 +95,26 @@ public final class Aggregator: Sendable {
 
     // MARK: - Flushing
 
-    /// Starts a flush on its own thread when one is due (`FlushMachine.tick`: due and none running, in one
+    /// Background work from now on runs on `pool`, owned by the service running this aggregator (which stops
+    /// it only after `flushSynchronously`/`relinquish`, so no flush outlives the service).
+    public func start(background pool: NIOThreadPool) {
+        background.withLock { $0 = pool }
+    }
+
+    /// Runs `body` on the background pool, or `cancelled` when the pool drops it (stopping).
+    func inBackground(_ body: @escaping @Sendable () -> Void, cancelled: @escaping @Sendable () -> Void) {
+        background.withLock { $0 }.submit { state in
+            if case .active = state { body() } else { cancelled() }
+        }
+    }
+
+    /// Starts a flush in the background when one is due (`FlushMachine.tick`: due and none running, in one
     /// step). Call after applying records, and periodically when they stop arriving so the last ones land.
     public func tick() {
         guard flush.withLock({ $0.tick(nowMs: clock()) }) == .flush else { return }
         hotGauge.record(table.withLock { $0.hotBucketCount })
         backlogGauge.record(storeBacklog.load(ordering: .relaxed))
-        let thread = Thread { [self] in
+        inBackground { [self] in
             do {
                 try runClaimedFlush()
             } catch {
@@ -104,9 +122,11 @@ public final class Aggregator: Sendable {
                 return
             }
             maintenance(nowMs: clock())
+        } cancelled: { [self] in
+            // The service is stopping: give the claim back; its final flush commits everything.
+            _ = flush.withLock { $0.flushEnded(succeeded: false) }
+            flushDone.signal()
         }
-        thread.name = "speedflow-flush"
-        thread.start()
     }
 
     /// Commits everything changed, now, on the calling thread (after any background flush in flight, and

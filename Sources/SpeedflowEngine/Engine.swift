@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import Metrics
+import NIOPosix
 import SpeedflowAggregation
 import SpeedflowLog
 import SpeedflowModel
@@ -125,8 +126,10 @@ public final class Engine: EventSink {
 
     // MARK: - Running
 
-    /// Starts the commit thread. Call after `recover()`.
-    public func start() {
+    /// Starts the commit thread (it runs until `shutdown()`); background flushes and checks go to `background`,
+    /// the pool of the service running the engine (NIO's shared pool when not given). Call after `recover()`.
+    public func start(background: NIOThreadPool? = nil) {
+        if let background { aggregator.start(background: background) }
         let commitThread = Thread { [self] in commitLoop() }
         commitThread.name = "speedflow-commit"
         commitThread.qualityOfService = .userInitiated
