@@ -97,10 +97,20 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
+        // Roles as compositions of parts (serve, api; the scale-out roles in SpeedflowScaleOut), store selection,
+        // logging and metrics bootstrap: what the executable hands its configuration to.
+        .target(name: "SpeedflowRuntime", dependencies: [
+            "SpeedflowEngine", "SpeedflowServer", "SpeedflowStore", "SpeedflowLog", "SpeedflowClickHouse", "SpeedflowPostgres",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
         // The one executable: parses configuration, builds services, runs them.
         .executableTarget(name: "speedflow", dependencies: [
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
-            "SpeedflowClickHouse",
+            "SpeedflowClickHouse", "SpeedflowRuntime",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             "SpeedflowPostgres",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

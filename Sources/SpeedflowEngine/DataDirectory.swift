@@ -23,14 +23,41 @@ public enum DataDirectory {
         public var description: String
     }
 
+    /// Where a data directory lives unless told otherwise.
+    public static let defaultPath = "./data"
+
+    /// The SQLite store of the data directory at `path` (written by `serve`, or by a single aggregator for an
+    /// API node to read).
+    public static func storeFile(_ path: String) -> String {
+        URL(fileURLWithPath: path, isDirectory: true).appendingPathComponent("store.sqlite").path
+    }
+
+    /// The SQLite store of one Kafka partition an aggregator owns (`aggregate/<topic>-<partition>.sqlite`);
+    /// creates its folder.
+    public static func partitionStoreFile(_ path: String, topic: String, partition: Int32) throws -> String {
+        let dir = URL(fileURLWithPath: path, isDirectory: true).appendingPathComponent("aggregate", isDirectory: true)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent("\(topic)-\(partition).sqlite").path
+    }
+
     /// Opens (creating if needed, upgrading if older) the data directory at `path`: the log and the SQLite store.
     public static func open(
         _ path: String, logConfiguration: SegmentLog.Configuration = .init(), logger: Logger
     ) throws -> (log: SegmentLog, store: SQLiteStore) {
-        let (log, found, root) = try openLog(path, logConfiguration: logConfiguration, logger: logger)
+        let log = try openLog(path, logConfiguration: logConfiguration, logger: logger)
+        return (log, try SQLiteStore(path: storeFile(path), logger: logger))
+    }
+
+    /// Opens (creating if needed, upgrading if older) the log of the data directory at `path`, for `serve`
+    /// whatever its store. An upgrade copies the directory's SQLite store (if any) to `backups/` first, before
+    /// anything opens it: its migrations rewrite it.
+    public static func openLog(
+        _ path: String, logConfiguration: SegmentLog.Configuration = .init(), logger: Logger
+    ) throws -> SegmentLog {
+        let (log, found, root) = try checkFormatAndOpenLog(path, logConfiguration: logConfiguration, logger: logger)
         let storeFile = root.appendingPathComponent("store.sqlite")
         if found < currentFormat && FileManager.default.fileExists(atPath: storeFile.path) {
-            // The store's migrations rewrite it: keep the directory's lock (the log holds it) and copy it first.
+            // Keep the directory's lock (the log holds it) and copy the store first.
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
             let backup = root.appendingPathComponent("backups/format-\(found)-\(stamp)", isDirectory: true)
             try FileManager.default.createDirectory(at: backup, withIntermediateDirectories: true)
@@ -44,23 +71,13 @@ public enum DataDirectory {
                 "Upgrading data directory; the store as it was is copied first",
                 metadata: ["data.format.from": "\(found)", "data.format.to": "\(currentFormat)", "data.backup": "\(backup.path)"])
         }
-        let store = try SQLiteStore(path: storeFile.path, logger: logger)
-        try markCurrent(root, found: found)
-        return (log, store)
-    }
-
-    /// Opens only the log of the data directory at `path` (a process whose store is elsewhere: ClickHouse).
-    public static func openLogOnly(
-        _ path: String, logConfiguration: SegmentLog.Configuration = .init(), logger: Logger
-    ) throws -> SegmentLog {
-        let (log, found, root) = try openLog(path, logConfiguration: logConfiguration, logger: logger)
         try markCurrent(root, found: found)
         return log
     }
 
     /// Checks the format and opens the log (which takes the directory's lock). Opening an older log changes
     /// none of its records: new ones go to a new segment.
-    static func openLog(
+    static func checkFormatAndOpenLog(
         _ path: String, logConfiguration: SegmentLog.Configuration, logger: Logger
     ) throws -> (SegmentLog, Int, URL) {
         let root = URL(fileURLWithPath: path, isDirectory: true)

@@ -22,6 +22,14 @@ public struct EngineConfiguration: Sendable {
     /// A camera whose newest events arrive this late is `lagging`. Default: 5 minutes.
     public var laggingAfterMs: Int64
 
+    /// An aggregator's defaults: flushes every 250 ms (each partition's offset in the store is how far a
+    /// takeover replays, and the API nodes read only the store).
+    public static let aggregator: EngineConfiguration = {
+        var c = EngineConfiguration()
+        c.flushIntervalMs = 250
+        return c
+    }()
+
     public init(
         policy: ValidationPolicy = .init(), flushIntervalMs: Int64 = 1000, maxPendingEvents: Int = 500_000,
         hotIdleMs: Int64 = 600_000, maxHotIdentities: Int = 8_000_000, silentAfterMs: Int64 = 900_000,

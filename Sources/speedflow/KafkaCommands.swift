@@ -13,6 +13,7 @@ import SpeedflowKafka
 import SpeedflowLog
 import SpeedflowModel
 import SpeedflowServer
+import SpeedflowRuntime
 import SpeedflowStore
 import Synchronization
 
@@ -120,13 +121,11 @@ struct IngestCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
-        let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
-        let registry = bootstrapPrometheus()
+        let observability = Observability.bootstrap(logLevel: settings.logLevel(storage))
+        let logger = observability.logger
         let (brokers, topic) = try kafka.resolve(settings)
         let policy = try settings.policy(storage)
-        let server = ServerConfiguration(
-            host: settings.string("host", host, default: "127.0.0.1"), port: try settings.int("port", port, default: 8080),
-            maxBodyBytes: try settings.bytes("max_body_size", maxBodySize, default: "64MiB"))
+        let server = try settings.server(host: host, port: port, maxBodySize: maxBodySize)
         let producer = try KafkaProducer(configuration: .init(bootstrapServers: brokers), logger: logger)
         let sink = KafkaEventSink(
             producer: producer, topic: topic,
@@ -136,8 +135,8 @@ struct IngestCommand: AsyncParsableCommand {
         let node = HTTPNode(
             role: "ingest", intake: Intake(sink: sink, stats: stats, policy: policy, cameras: nil), queries: nil,
             stats: stats, status: NodeStatus(queueDepth: { sink.queueDepth }))
-        try await runHTTPNode(
-            node, server: server, registry: registry, logger: logger,
+        try await Roles.runHTTP(
+            node, server: server, observability,
             banner: { "speedflow ingest listening on http://\(server.host):\($0) (kafka \(brokers), topic \(topic))" })
         await producer.close()
     }
@@ -162,34 +161,21 @@ struct AggregateCommand: AsyncParsableCommand {
     @Option(help: "Consumer group. Default: speedflow-aggregators.") var group: String?
     @Option(help: "Address for /health and /metrics. Default: 127.0.0.1.") var host: String?
     @Option(help: "Port for /health and /metrics; 0 picks one. Default: 8081.") var port: Int?
-    @Option(help: "How often each partition's state and offset are committed to the store. Default: 250ms.")
+    @Option(help: "How often each partition's state and offset are committed to the store. Default: \(Settings.formatDuration(EngineConfiguration.aggregator.flushIntervalMs)).")
     var flushInterval: String?
 
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
-        let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
-        let registry = bootstrapPrometheus()
+        let observability = Observability.bootstrap(logLevel: settings.logLevel(storage))
+        let logger = observability.logger
+        let registry = observability.registry
         let (brokers, topic) = try kafka.resolve(settings)
-        var aggregatorConfiguration = EngineConfiguration(policy: try settings.policy(storage))
-        aggregatorConfiguration.flushIntervalMs = try settings.durationMs("flush_interval", flushInterval, default: "250ms")
-        let configuration = aggregatorConfiguration
-        let kind = try settings.storeKind(storeOptions)
-        let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
-        let client = kind == .clickhouse
-            ? ClickHouseClient(topology: try settings.clickHouseTopology(storeOptions), logger: logger) : nil
-        let storeOptions = self.storeOptions
+        let configuration = try settings.engine(storage, flushInterval: flushInterval, defaults: .aggregator)
+        let stores = try StoreOpener(try settings.store(storeOptions), dataDir: settings.dataDir(storage), logger: logger)
+        defer { stores.shutdown() }
 
         @Sendable func openPartition(_ p: KafkaPartition) throws -> Aggregator {
-            let store: any StoreWriter
-            switch kind {
-            case .clickhouse:
-                store = try settings.clickHouseStore(storeOptions, writer: "\(p.topic)/\(p.partition)", client: client, logger: logger)
-            case .sqlite:
-                let dir = URL(fileURLWithPath: dataDir).appendingPathComponent("aggregate", isDirectory: true)
-                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-                store = try SQLiteStore(path: dir.appendingPathComponent("\(p.topic)-\(p.partition).sqlite").path, logger: logger)
-            }
-            return try Aggregator(store: store, configuration: configuration, logger: logger)
+            try Aggregator(store: try stores.open(.partition(topic: p.topic, partition: p.partition)), configuration: configuration, logger: logger)
         }
 
         let aggregators = PartitionAggregators()
@@ -215,11 +201,7 @@ struct AggregateCommand: AsyncParsableCommand {
 
         let router = Router()
         router.get("/health") { _, _ in "{\"status\":\"ok\"}" }
-        router.get("/metrics") { _, _ -> Response in
-            var bytes = [UInt8]()
-            registry.emit(into: &bytes)
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-        }
+        router.get("/metrics") { _, _ -> Response in SpeedflowHTTP.metricsResponse(registry) }
         let host = settings.string("host", self.host, default: "127.0.0.1")
         let app = Application(
             router: router, configuration: .init(address: .hostname(host, port: try settings.int("port", port, default: 8081))),
@@ -232,7 +214,6 @@ struct AggregateCommand: AsyncParsableCommand {
                 services: [.init(service: service), .init(service: app)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()
-        client?.shutdown()
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SpeedflowEngine
+import SpeedflowRuntime
 import SpeedflowLog
 
 /// `speedflow log check | quarantine`: what to do when the log's integrity check stops `serve`.
@@ -22,7 +23,7 @@ struct LogCommand: ParsableCommand {
         @Option(help: "The data directory. Default: ./data. Env: SPEEDFLOW_DATA_DIR.")
         var dataDir: String?
 
-        var path: String { dataDir ?? ProcessInfo.processInfo.environment["SPEEDFLOW_DATA_DIR"] ?? "./data" }
+        var path: String { dataDir ?? ProcessInfo.processInfo.environment["SPEEDFLOW_DATA_DIR"] ?? DataDirectory.defaultPath }
     }
 
     struct Check: ParsableCommand {
@@ -75,7 +76,7 @@ struct LogReport {
         guard FileManager.default.fileExists(atPath: path + "/log") else {
             throw ValidationError("\(path) is not a speedflow data directory (no log/ in it)")
         }
-        let logger = bootstrapLogging("warning")
+        let logger = Observability.bootstrapLogging("warning")
         let (log, store) = try DataDirectory.open(path, logger: logger)
         self.log = log
         damage = try log.verify()

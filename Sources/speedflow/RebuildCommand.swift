@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SpeedflowAggregation
 import SpeedflowEngine
+import SpeedflowRuntime
 import SpeedflowLog
 import SpeedflowModel
 import SpeedflowStore
@@ -31,21 +32,21 @@ struct RebuildCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
-        let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
+        let logger = Observability.bootstrapLogging(settings.logLevel(storage))
         let policy = try settings.policy(storage)
-        let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
-        let storePath = URL(fileURLWithPath: dataDir, isDirectory: true).appendingPathComponent("store.sqlite").path
+        let dataDir = settings.dataDir(storage)
+        let storePath = DataDirectory.storeFile(dataDir)
         func note(_ s: String) { FileHandle.standardError.write(Data("rebuild: \(s)\n".utf8)) }
 
         // A store SQLite cannot even open is moved aside before opening a new one.
         var damaged: String?
         let log: SegmentLog, store: SQLiteStore
         do {
-            (log, store) = try openStorage(dataDir: dataDir, logger: logger)
+            (log, store) = try DataDirectory.open(dataDir, logger: logger)
         } catch let error as StoreError where error.code == .corrupt {
             note(error.message)
             damaged = try SQLiteStore.moveAside(storePath)
-            (log, store) = try openStorage(dataDir: dataDir, logger: logger)
+            (log, store) = try DataDirectory.open(dataDir, logger: logger)
         }
 
         // Records set aside by `log quarantine` cannot be recomputed: a rebuild would drop their events from the store.

@@ -11,19 +11,19 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .customLong("config"), help: "JSON configuration file (keys are option names with underscores). Env: SPEEDFLOW_CONFIG.")
     var configFile: String?
 
-    @Option(help: "Directory for the log segments and the SQLite store. Default: ./data. Env: SPEEDFLOW_DATA_DIR.")
+    @Option(help: "Directory for the log segments and the SQLite store. Default: \(DataDirectory.defaultPath). Env: SPEEDFLOW_DATA_DIR.")
     var dataDir: String?
 
-    @Option(help: "Lowest accepted speed, km/h; slower events are rejected (speed_out_of_range). Default: 1. Env: SPEEDFLOW_MIN_SPEED.")
+    @Option(help: "Lowest accepted speed, km/h; slower events are rejected (speed_out_of_range). Default: \(Settings.formatNumber(ValidationPolicy().minSpeed)). Env: SPEEDFLOW_MIN_SPEED.")
     var minSpeed: Double?
 
-    @Option(help: "Highest plausible speed, km/h; faster events are rejected (speed_out_of_range). Default: 300.")
+    @Option(help: "Highest plausible speed, km/h; faster events are rejected (speed_out_of_range). Default: \(Settings.formatNumber(ValidationPolicy().maxSpeed)).")
     var maxSpeed: Double?
 
-    @Option(help: "How far ahead of the server clock an event may be (in_future beyond). Default: 5m.")
+    @Option(help: "How far ahead of the server clock an event may be (in_future beyond). Default: \(Settings.formatDuration(ValidationPolicy().maxClockSkewMs)).")
     var maxClockSkew: String?
 
-    @Option(help: "How old an event may be (too_late beyond); also log retention and dedup memory. Default: 7d.")
+    @Option(help: "How old an event may be (too_late beyond); also log retention and dedup memory. Default: \(Settings.formatDuration(ValidationPolicy().acceptanceHorizonMs)).")
     var acceptanceHorizon: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. Default: info.")
@@ -81,6 +81,35 @@ struct Settings {
         return ms
     }
 
+    /// A duration whose default is the configuration struct's own (milliseconds).
+    func durationMs(_ key: String, _ flag: String?, default ms: Int64) throws -> Int64 {
+        try durationMs(key, flag, default: Self.formatDuration(ms))
+    }
+
+    /// A size whose default is the configuration struct's own (bytes).
+    func bytes(_ key: String, _ flag: String?, default n: Int) throws -> Int {
+        try bytes(key, flag, default: Self.formatBytes(n))
+    }
+
+    /// `1000` → `1s`, `250` → `250ms`, `300000` → `5m`: how defaults are shown in `--help`.
+    static func formatDuration(_ ms: Int64) -> String {
+        for (suffix, scale) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] where ms > 0 && ms % scale == 0 {
+            return "\(ms / scale)\(suffix)"
+        }
+        return "\(ms)ms"
+    }
+
+    /// `300.0` → `300`, `0.5` → `0.5`.
+    static func formatNumber(_ v: Double) -> String { v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : String(v) }
+
+    /// `67108864` → `64MiB`.
+    static func formatBytes(_ n: Int) -> String {
+        for (suffix, scale) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where n > 0 && n % scale == 0 {
+            return "\(n / scale)\(suffix)"
+        }
+        return "\(n)"
+    }
+
     static func parseDuration(_ text: String) -> Int64? {
         let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
@@ -102,13 +131,26 @@ struct Settings {
     }
 
     func policy(_ o: StorageOptions) throws -> ValidationPolicy {
-        let minSpeed = try double("min_speed", o.minSpeed, default: 1)
-        let maxSpeed = try double("max_speed", o.maxSpeed, default: 300)
+        let d = ValidationPolicy()
+        let minSpeed = try double("min_speed", o.minSpeed, default: d.minSpeed)
+        let maxSpeed = try double("max_speed", o.maxSpeed, default: d.maxSpeed)
         if let problem = ValidationPolicy.checkSpeedLimits(min: minSpeed, max: maxSpeed) { throw ValidationError(problem) }
         return ValidationPolicy(
             minSpeed: minSpeed,
             maxSpeed: maxSpeed,
-            maxClockSkewMs: try durationMs("max_clock_skew", o.maxClockSkew, default: "5m"),
-            acceptanceHorizonMs: try durationMs("acceptance_horizon", o.acceptanceHorizon, default: "7d"))
+            maxClockSkewMs: try durationMs("max_clock_skew", o.maxClockSkew, default: d.maxClockSkewMs),
+            acceptanceHorizonMs: try durationMs("acceptance_horizon", o.acceptanceHorizon, default: d.acceptanceHorizonMs))
+    }
+
+    func dataDir(_ o: StorageOptions) -> String { string("data_dir", o.dataDir, default: DataDirectory.defaultPath) }
+
+    func logLevel(_ o: StorageOptions) -> String { string("log_level", o.logLevel, default: "info") }
+
+    /// The HTTP side, from the struct's defaults.
+    func server(host: String?, port: Int?, maxBodySize: String? = nil) throws -> ServerConfiguration {
+        let d = ServerConfiguration()
+        return ServerConfiguration(
+            host: string("host", host, default: d.host), port: try int("port", port, default: d.port),
+            maxBodyBytes: try bytes("max_body_size", maxBodySize, default: d.maxBodyBytes))
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SpeedflowEngine
+import SpeedflowRuntime
 import SpeedflowPostgres
 
 /// `speedflow source …`: pull camera events out of another system into the data directory.
@@ -51,14 +52,14 @@ struct PostgresRunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
-        let logger = bootstrapLogging(settings.string("log_level", storage.logLevel, default: "info"))
+        let logger = Observability.bootstrapLogging(settings.logLevel(storage))
         guard var configuration = try source.values.resolve(settings) else {
             throw ValidationError("--dsn and --table are required (or SPEEDFLOW_SOURCE_POSTGRES_DSN / _TABLE)")
         }
         configuration.exitWhenCaughtUp = exitWhenCaughtUp
-        let dataDir = settings.string("data_dir", storage.dataDir, default: "./data")
-        let engine = try openEngine(
-            dataDir: dataDir, configuration: EngineConfiguration(policy: try settings.policy(storage)), logger: logger)
+        let dataDir = settings.dataDir(storage)
+        let (log, store) = try DataDirectory.open(dataDir, logger: logger)
+        let engine = try Engine(log: log, store: store, configuration: try settings.engine(storage), logger: logger)
         try engine.recover()
         let postgres = try PostgresSource(configuration: configuration, intake: engine.intake, dataDir: dataDir, logger: logger)
         let started = ContinuousClock.now
@@ -99,7 +100,7 @@ struct PostgresInstallTriggerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try await Settings.load(configFile: nil)
-        let logger = bootstrapLogging("warning")
+        let logger = Observability.bootstrapLogging("warning")
         guard let configuration = try source.values.resolve(settings) else {
             throw ValidationError("--dsn and --table are required")
         }
@@ -124,20 +125,20 @@ struct PostgresSourceValues {
         let tableValue = settings.string(key("table"), table, default: "")
         guard !tableValue.isEmpty else { throw ValidationError("a PostgreSQL source needs a table (--table)") }
         var c = PostgresSourceConfiguration(dsn: dsnValue, table: tableValue)
-        let modeText = settings.string(key("mode"), mode, default: "poll")
+        let modeText = settings.string(key("mode"), mode, default: c.mode.rawValue)
         guard let m = PostgresSourceConfiguration.Mode(rawValue: modeText) else {
             throw ValidationError("mode must be poll, notify or logical, not '\(modeText)'")
         }
         c.mode = m
         c.columns = try PostgresSourceConfiguration.parseColumnMap(settings.string(key("map"), map, default: ""))
-        c.idColumn = settings.string(key("id_column"), idColumn, default: "id")
-        c.xidColumn = settings.string(key("xid_column"), xidColumn, default: "speedflow_xid")
-        c.batchSize = try settings.int(key("batch_size"), batchSize, default: 5000)
-        c.pollIntervalMs = try settings.durationMs(key("poll_interval"), pollInterval, default: "200ms")
-        c.notifyFallbackIntervalMs = try settings.durationMs(key("notify_fallback_interval"), notifyFallbackInterval, default: "5s")
+        c.idColumn = settings.string(key("id_column"), idColumn, default: c.idColumn)
+        c.xidColumn = settings.string(key("xid_column"), xidColumn, default: c.xidColumn)
+        c.batchSize = try settings.int(key("batch_size"), batchSize, default: c.batchSize)
+        c.pollIntervalMs = try settings.durationMs(key("poll_interval"), pollInterval, default: c.pollIntervalMs)
+        c.notifyFallbackIntervalMs = try settings.durationMs(key("notify_fallback_interval"), notifyFallbackInterval, default: c.notifyFallbackIntervalMs)
         let slotValue = settings.string(key("slot"), slot, default: "")
         c.slot = slotValue.isEmpty ? nil : slotValue
-        c.applicationName = settings.string(key("application_name"), applicationName, default: "speedflow-source")
+        c.applicationName = settings.string(key("application_name"), applicationName, default: c.applicationName)
         let nameValue = settings.string(key("name"), name, default: "")
         c.name = nameValue.isEmpty ? nil : nameValue
         try c.validate()
@@ -214,14 +215,5 @@ struct PostgresSourceOptions: ParsableArguments {
             pollInterval: sourcePostgresPollInterval, notifyFallbackInterval: sourcePostgresNotifyFallbackInterval,
             slot: sourcePostgresSlot, applicationName: sourcePostgresApplicationName, name: sourcePostgresName,
             batchSize: sourcePostgresBatchSize)
-    }
-
-    /// The source as a service for serve's group (listed after the engine, so it stops before the engine
-    /// drains), or nothing when no DSN is configured.
-    func services(
-        settings: Settings, engine: Engine, dataDir: String, logger: Logger
-    ) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
-        guard let configuration = try values.resolve(settings) else { return [] }
-        return [.init(service: try PostgresSource(configuration: configuration, intake: engine.intake, dataDir: dataDir, logger: logger))]
     }
 }

@@ -1,0 +1,127 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import SpeedflowEngine
+import SpeedflowLog
+import SpeedflowPostgres
+import SpeedflowServer
+import SpeedflowStore
+
+// Each role is a composition of parts, put together here and nowhere else; the executable only turns flags,
+// environment and the configuration file into these configurations.
+//
+//   serve  = segment log + group commit + Aggregator (bucket table, flusher) + queries (memory ∪ store) + HTTP
+//   api    = queries over a StoreReader, cameras learnt from it (StoreFollower) + HTTP
+//   ingest = HTTP with the Kafka event sink, no engine           (SpeedflowScaleOut, Kafka trait)
+//   aggregate = one Aggregator per assigned Kafka partition      (SpeedflowScaleOut, Kafka trait)
+
+/// Logging and metrics of a process: bootstrapped once, before any role starts.
+public struct Observability: Sendable {
+    public let logger: Logger
+    /// Served by every role on `GET /metrics`.
+    public let registry: PrometheusCollectorRegistry
+
+    /// Log lines to stderr at `level` (trace … critical; anything else is info); swift-metrics into Prometheus.
+    public static func bootstrap(logLevel level: String) -> Observability {
+        let logger = bootstrapLogging(level)
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultValueHistogramBuckets = IngestStats.latenessBounds
+        MetricsSystem.bootstrap(factory)
+        return Observability(logger: logger, registry: registry)
+    }
+
+    /// Logging only (tools: `log check`, `rebuild`, `clickhouse migrate`): lines to stderr at `level`.
+    public static func bootstrapLogging(_ level: String) -> Logger {
+        let parsed = Logger.Level(rawValue: level.lowercased()) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = parsed
+            return handler
+        }
+        var logger = Logger(label: "speedflow")
+        logger.logLevel = parsed
+        return logger
+    }
+}
+
+/// `speedflow serve`: the whole pipeline in one process.
+public struct ServeConfiguration: Sendable {
+    public var dataDir = DataDirectory.defaultPath
+    public var store = StoreConfiguration()
+    public var engine = EngineConfiguration()
+    public var server = ServerConfiguration()
+    /// A PostgreSQL table read into the same engine, if any.
+    public var postgresSource: PostgresSourceConfiguration?
+
+    public init() {}
+}
+
+/// `speedflow api`: queries and the dashboard over a store other processes write.
+public struct APIConfiguration: Sendable {
+    public var dataDir = DataDirectory.defaultPath
+    public var store = StoreConfiguration()
+    /// Health thresholds (silent, lagging) of `GET /kvfv`.
+    public var engine = EngineConfiguration()
+    public var server = ServerConfiguration()
+
+    public init() {}
+}
+
+public enum Roles {
+    /// Runs `serve` until SIGTERM/SIGINT: replays the log into the store first (exact after kill -9).
+    public static func serve(_ c: ServeConfiguration, _ o: Observability) async throws {
+        let logger = o.logger
+        let stores = try StoreOpener(c.store, dataDir: c.dataDir, logger: logger)
+        defer { stores.shutdown() }
+        let (log, store) = try stores.openEmbedded()
+        let engine = try Engine(log: log, store: store, configuration: c.engine, logger: logger)
+        try engine.recover(progress: { done, total, events in
+            logger.info("Replaying log", metadata: ["replay.bytes": "\(done)/\(total)", "replay.events": "\(events)"])
+        })
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: EngineService(engine: engine))]
+        if let source = c.postgresSource {
+            // After the engine, so it stops before the engine drains.
+            services.append(.init(service: try PostgresSource(configuration: source, intake: engine.intake, dataDir: c.dataDir, logger: logger)))
+        }
+        try await runHTTP(
+            .serve(engine), server: c.server, o,
+            banner: { "speedflow listening on http://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services)
+    }
+
+    /// Runs `api` until SIGTERM/SIGINT.
+    public static func api(_ c: APIConfiguration, _ o: Observability) async throws {
+        let stores = try StoreOpener(c.store, dataDir: c.dataDir, logger: o.logger)
+        defer { stores.shutdown() }
+        let store: any StoreReader = try stores.open(.reader)
+        // Queries over the store alone: cameras learnt from it as aggregators write them.
+        let queries = CameraQueries(view: try StoreFollower(store: store, logger: o.logger), store: store, configuration: c.engine)
+        let node = HTTPNode(
+            role: "api", intake: nil, queries: queries, stats: IngestStats(nowMs: queries.now),
+            status: NodeStatus(storeBytes: { store.sizeInBytes() }))
+        try await runHTTP(node, server: c.server, o, banner: { "speedflow api listening on http://\(c.server.host):\($0)" })
+    }
+
+    /// Runs an HTTP role until SIGTERM/SIGINT: the role's `services` (the engine, then sources), and the HTTP
+    /// server listed after them so it stops first (intake ends before the engine drains). `banner` gets the
+    /// bound port and is printed on stdout once the server listens.
+    public static func runHTTP(
+        _ node: HTTPNode, server: ServerConfiguration, _ o: Observability,
+        banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+    ) async throws {
+        // On SIGTERM the drain service (listed last, so it stops first) answers every request 503 shutting_down
+        // for a moment while the server still runs, instead of keep-alive connections being cut under a request.
+        let drain = DrainGate()
+        let app = SpeedflowHTTP.application(
+            node: node, configuration: server, prometheus: o.registry, logger: o.logger, drain: drain,
+            onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services + [.init(service: app), .init(service: DrainService(gate: drain))],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: o.logger))
+        try await group.run()
+    }
+}
