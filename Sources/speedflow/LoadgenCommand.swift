@@ -3,8 +3,11 @@ import Foundation
 import Logging
 import SpeedflowLoadgen
 
-/// `speedflow loadgen`: thin CLI over `SpeedflowLoadgen`; parses options into a `LoadgenConfiguration`.
+/// `speedflow loadgen`: thin CLI over `SpeedflowLoadgen`; parses options into a `LoadgenConfiguration`, whose
+/// defaults are the options' defaults (shown by `--help`).
 struct LoadgenCommand: AsyncParsableCommand {
+    private static let defaults = LoadgenConfiguration()
+
     static let configuration = CommandConfiguration(
         commandName: "loadgen",
         abstract: "Simulate a fleet of speed cameras on bad links against a running server, and verify it exactly.",
@@ -37,7 +40,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "Base URL of the server.")
-    var url = "http://127.0.0.1:8080"
+    var url = LoadgenCommand.defaults.url
 
     @Option(help: "Base URL for queries (freshness probe, --verify) when it differs from --url: an `speedflow api` node in a scale-out deployment.")
     var queryUrl: String?
@@ -45,23 +48,23 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Flag(help: "--url is a stateless `speedflow ingest` node: its answers count every valid event as accepted (dedup happens in the aggregators); --verify still checks exactness.")
     var statelessIngest = false
 
-    @Option(help: "With --verify: keep re-checking for up to this long until every window matches (a scale-out chain aggregates after the acknowledgement). Default: 0s.")
-    var verifyWait: DurationArgument = .init(.zero)
+    @Option(help: "With --verify: keep re-checking for up to this long until every window matches (a scale-out chain aggregates after the acknowledgement).")
+    var verifyWait = DurationArgument(LoadgenCommand.defaults.verifyWait)
 
     @Option(help: "Number of simulated cameras.")
-    var cameras = 1000
+    var cameras = LoadgenCommand.defaults.cameras
 
     @Option(help: "Camera id prefix (ids are the prefix and 5 digits, e.g. KV00001).")
-    var cameraPrefix = "KV"
+    var cameraPrefix = LoadgenCommand.defaults.cameraPrefix
 
     @Option(help: "single: one event per request (like k6 in seed 000); batch: --batch-size events per request.")
-    var mode: LoadgenConfiguration.Mode = .single
+    var mode = LoadgenCommand.defaults.mode
 
     @Option(help: "Events per request in batch mode.")
-    var batchSize = 500
+    var batchSize = LoadgenCommand.defaults.batchSize
 
     @Option(help: "Batch body: ndjson (application/x-ndjson) or array (a JSON array).")
-    var batchFormat: LoadgenConfiguration.BatchFormat = .ndjson
+    var batchFormat = LoadgenCommand.defaults.batchFormat
 
     @Option(help: "Target rate in events per second over the whole fleet (default: as fast as the server answers).")
     var rate: Double?
@@ -73,55 +76,55 @@ struct LoadgenCommand: AsyncParsableCommand {
     var eventCount: Int?
 
     @Option(help: "raw: one pre-encoded keep-alive HTTP/1.1 connection per link on SwiftNIO (cheapest, http:// only); async-http-client: AsyncHTTPClient's pool.")
-    var httpClient: LoadgenConfiguration.HTTPClientKind = .raw
+    var httpClient = LoadgenCommand.defaults.httpClient
 
     @Option(help: "Requests in flight at once (keep-alive connections); each link owns a share of the cameras.")
-    var concurrency = 64
+    var concurrency = LoadgenCommand.defaults.concurrency
 
     @Option(help: "Per-request timeout; a timed-out request is resent unchanged.")
-    var timeout: DurationArgument = .init(.seconds(10))
+    var timeout = DurationArgument(LoadgenCommand.defaults.requestTimeout)
 
     @Option(help: "After generation stops, how long to keep flushing and resending before giving up.")
-    var drainTimeout: DurationArgument = .init(.seconds(120))
+    var drainTimeout = DurationArgument(LoadgenCommand.defaults.drainTimeout)
 
     @Option(help: "Share of cameras that go offline once during the run (0...1).")
-    var outageShare = 0.05
+    var outageShare = LoadgenCommand.defaults.outageShare
 
     @Option(name: .customLong("outage"), help: "How long an offline camera stays offline.")
-    var outageDuration: DurationArgument = .init(.seconds(10))
+    var outageDuration = DurationArgument(LoadgenCommand.defaults.outageDuration)
 
     @Option(help: "How far back a flushed backlog reaches (under 6.5 days; the server keeps 7).")
-    var backlogAge: DurationArgument = .init(.seconds(6 * 3600))
+    var backlogAge = DurationArgument(LoadgenCommand.defaults.backlogAge)
 
     @Option(help: "Historical events in each backlog flush, spread over --backlog-age by the daily profile.")
-    var backlogEvents = 600
+    var backlogEvents = LoadgenCommand.defaults.backlogEvents
 
     @Option(help: "Share of events resent later on their own or inside another request (0...1).")
-    var duplicateShare = 0.01
+    var duplicateShare = LoadgenCommand.defaults.duplicateShare
 
     @Option(help: "Share of answered requests whose answer is treated as lost, so the same bytes are resent (0...1).")
-    var lostAckShare = 0.005
+    var lostAckShare = LoadgenCommand.defaults.lostAckShare
 
     @Option(help: "Share of requests sent with a tiny timeout (0.1-3 ms), abandoned and resent (0...1).")
-    var timeoutShare = 0.002
+    var timeoutShare = LoadgenCommand.defaults.timeoutShare
 
     @Option(help: "Share of invalid events, cycling through every rejection reason (0...1).")
-    var invalidShare = 0.01
+    var invalidShare = LoadgenCommand.defaults.invalidShare
 
     @Option(help: "Share of batches that carry one event twice (0...1).")
-    var inBatchDuplicateShare = 0.05
+    var inBatchDuplicateShare = LoadgenCommand.defaults.inBatchDuplicateShare
 
     @Flag(inversion: .prefixedNo, help: "Shuffle the events of each batch.")
-    var shuffle = true
+    var shuffle = LoadgenCommand.defaults.shuffle
 
     @Option(help: "Camera clocks are skewed uniformly within +/- this (keep under the server's 5 min).")
-    var maxClockSkew: DurationArgument = .init(.seconds(20))
+    var maxClockSkew = DurationArgument(LoadgenCommand.defaults.maxClockSkew)
 
     @Option(help: "Simulation seed (default: random; printed in the report, so a run can be repeated).")
     var seed: UInt64?
 
     @Option(help: "Probe freshness every this long (0s disables).")
-    var freshnessInterval: DurationArgument = .init(.seconds(1))
+    var freshnessInterval = DurationArgument(LoadgenCommand.defaults.freshnessInterval ?? .zero)
 
     @Flag(help: "After the run, compare every 5-minute window of every camera with what the server acknowledged.")
     var verify = false
