@@ -63,6 +63,16 @@ let package = Package(
             .target(name: "Crdkafka", condition: .when(traits: ["Kafka"])),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // Scale-out parts over Kafka: the ingest nodes' event sink and the aggregators' partition consumer loop.
+        // Kafka trait only.
+        .target(name: "SpeedflowScaleOut", dependencies: [
+            .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
+            "SpeedflowEngine", "SpeedflowStore", "SpeedflowModel", "SpeedflowLog",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: strict),
         // The pipeline: log append (group commit) -> dedup -> buckets -> store; queries.
         .target(name: "SpeedflowEngine", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore",
@@ -101,6 +111,7 @@ let package = Package(
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
             "SpeedflowClickHouse",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
+            .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             "SpeedflowPostgres",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Configuration", package: "swift-configuration"),
@@ -124,6 +135,14 @@ let package = Package(
         .testTarget(name: "SpeedflowKafkaTests", dependencies: [
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "SpeedflowScaleOutTests", dependencies: [
+            .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
+            .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
+            "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SpeedflowEngineTests", dependencies: [
             "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowClickHouse",

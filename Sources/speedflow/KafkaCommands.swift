@@ -1,10 +1,8 @@
 #if Kafka
 import ArgumentParser
-import Dispatch
 import Foundation
 import Hummingbird
 import Logging
-import Metrics
 import Prometheus
 import ServiceLifecycle
 import SpeedflowClickHouse
@@ -12,9 +10,9 @@ import SpeedflowEngine
 import SpeedflowKafka
 import SpeedflowLog
 import SpeedflowModel
+import SpeedflowScaleOut
 import SpeedflowServer
 import SpeedflowStore
-import Synchronization
 
 // Scale-out: `ingest` nodes (HTTP → Kafka) · `aggregate` members of a consumer group (Kafka → store) ·
 // `api` nodes (store → HTTP). Built only with the `Kafka` package trait.
@@ -36,79 +34,6 @@ struct KafkaOptions: ParsableArguments {
         guard !brokers.isEmpty else { throw ValidationError("--brokers is required (e.g. 127.0.0.1:9092)") }
         return (brokers, settings.string("topic", topic, default: "speedflow-events"))
     }
-}
-
-/// Runs `body` on a thread of its own: blocking work (librdkafka-backed waits, ClickHouse over HTTP, flushes)
-/// never occupies the cooperative pool.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
-        Thread.detachNewThread { c.resume(with: Result { try body() }) }
-    }
-}
-
-
-/// The log of an ingest node: appending produces to Kafka — one message per camera per request, keyed by
-/// `kvfv_id`, value an `EventRecord` — and returns only when every delivery report says it is in Kafka
-/// (idempotent producer, `acks=all`). It runs on the engine's commit thread, which is meant to block.
-final class KafkaLog: ConcurrentAppendLog {
-    let producer: KafkaProducer
-    let topic: String
-    private let appended = Atomic<UInt64>(0)
-    private let bytes = Atomic<Int64>(0)
-
-    init(producer: KafkaProducer, topic: String) {
-        self.producer = producer
-        self.topic = topic
-    }
-
-    /// One message per camera per record, keyed by `kvfv_id`, each camera's events in request order.
-    private func messages(_ payloads: [[UInt8]]) throws -> (messages: [KafkaProducerMessage], bytes: Int64) {
-        var messages: [KafkaProducerMessage] = []
-        var size: Int64 = 0
-        for payload in payloads {
-            let record = try payload.withUnsafeBytes { try EventRecord.decode($0) }
-            var order: [String] = []
-            var byCamera: [String: [CameraEvent]] = [:]
-            for e in record.events {
-                if byCamera[e.kvfvId] == nil { order.append(e.kvfvId) }
-                byCamera[e.kvfvId, default: []].append(e)
-            }
-            for camera in order {
-                let value = EventRecord(arrivalMs: record.arrivalMs, events: byCamera[camera]!).encoded()
-                size += Int64(value.count)
-                messages.append(KafkaProducerMessage(topic: topic, key: Array(camera.utf8), value: value))
-            }
-        }
-        return (messages, size)
-    }
-
-    func appendConcurrently(_ payload: [UInt8]) async throws {
-        let (messages, size) = try self.messages([payload])
-        do {
-            try await producer.send(messages)
-        } catch {
-            throw LogError(.io, "Kafka did not confirm delivery: \(error)")
-        }
-        bytes.add(size, ordering: .relaxed)
-        appended.add(1, ordering: .relaxed)
-    }
-
-    /// Ingest nodes append through `appendConcurrently` (the engine skips its group-commit thread when it does
-    /// not aggregate); a blocking append would only hold the commit thread hostage to delivery reports.
-    func append(_ payloads: [[UInt8]]) throws -> [LogOffset] {
-        throw LogError(.closed, "the Kafka log takes concurrent appends only (an engine that does not aggregate)")
-    }
-
-    var endOffset: LogOffset { LogOffset(appended.load(ordering: .relaxed)) }
-    var startOffset: LogOffset { .zero }
-    var sizeInBytes: Int64 { bytes.load(ordering: .relaxed) }
-
-    func read(from offset: LogOffset, _ body: (UnsafeRawBufferPointer, LogOffset) throws -> Void) throws {
-        // Ingest nodes keep no state to replay: aggregators read Kafka.
-    }
-
-    func removeSegments(consumedUpTo consumed: LogOffset, lastWrittenBeforeMs cutoffMs: Int64) throws -> Int { 0 }
-    func close() throws {}
 }
 
 struct IngestCommand: AsyncParsableCommand {
@@ -201,26 +126,10 @@ struct AggregateCommand: AsyncParsableCommand {
             return try Engine(log: ExternalLog(), store: store, configuration: configuration, logger: logger)
         }
 
-        let engines = PartitionEngines()
         var consumerConfiguration = KafkaConsumerConfiguration(
             bootstrapServers: brokers, groupID: settings.string("group", group, default: "speedflow-aggregators"), topics: [topic])
         // Freshness: hand out what is there now instead of waiting up to 500 ms for fuller fetches.
         consumerConfiguration.properties["fetch.wait.max.ms"] = "20"
-        let consumer = try KafkaConsumer(
-            configuration: consumerConfiguration,
-            logger: logger,
-            startOffsets: { partitions in
-                try await offPool {
-                    var offsets: [KafkaPartition: Int64] = [:]
-                    for p in partitions {
-                        let engine = try openPartition(p)
-                        engines.set(p, engine)
-                        offsets[p] = Int64(engine.storedOffset)
-                    }
-                    logger.info("Partitions assigned", metadata: ["offsets": "\(offsets.sorted { $0.key < $1.key })"])
-                    return offsets
-                }
-            })
 
         let router = Router()
         router.get("/health") { _, _ in "{\"status\":\"ok\"}" }
@@ -235,122 +144,13 @@ struct AggregateCommand: AsyncParsableCommand {
             onServerRunning: { channel in
                 FileHandle.standardOutput.write(Data("speedflow aggregate listening on http://\(host):\(channel.localAddress?.port ?? 0) (kafka \(brokers), topic \(topic))\n".utf8))
             }, logger: logger)
-        let service = AggregatorService(consumer: consumer, engines: engines, logger: logger)
+        let service = AggregatorService(consumer: consumerConfiguration, logger: logger, openPartition: openPartition)
         let serviceGroup = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service), .init(service: app)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()
         client?.shutdown()
-    }
-}
-
-/// The engines of the partitions this aggregator owns.
-final class PartitionEngines: Sendable {
-    private let map = Mutex<[KafkaPartition: Engine]>([:])
-
-    subscript(_ p: KafkaPartition) -> Engine? { map.withLock { $0[p] } }
-    func set(_ p: KafkaPartition, _ e: Engine) { map.withLock { $0[p] = e } }
-    func remove(_ p: KafkaPartition) -> Engine? { map.withLock { $0.removeValue(forKey: p) } }
-    var all: [Engine] { map.withLock { Array($0.values) } }
-    var entries: [(KafkaPartition, Engine)] { map.withLock { $0.map { ($0.key, $0.value) } } }
-}
-
-/// The consume → apply → flush loop of one aggregator.
-struct AggregatorService: Service {
-    let consumer: KafkaConsumer
-    let engines: PartitionEngines
-    let logger: Logger
-
-    func run() async throws {
-        let engines = self.engines
-        let logger = self.logger
-        // Flushes are started by records arriving; this makes the last ones land when the topic goes quiet.
-        let ticker = Task {
-            var reported = ""
-            var lastReport = ContinuousClock.now
-            while !Task.isCancelled {
-                for engine in engines.all { engine.tick() }
-                // Every 5 s, where each owned partition is (applied in memory / stored), when that changed.
-                if lastReport.duration(to: .now) >= .seconds(5) {
-                    lastReport = .now
-                    let progress = engines.entries.sorted { $0.0 < $1.0 }
-                        .map { "\($0.0): \($0.1.appliedOffset)/\($0.1.storedOffset)" }.joined(separator: ", ")
-                    if progress != reported {
-                        logger.info("Partition progress", metadata: ["applied/stored": "\(progress)"])
-                        reported = progress
-                    }
-                }
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-        }
-        defer { ticker.cancel() }
-        try await withGracefulShutdownHandler {
-            for try await event in consumer.events {
-                switch event {
-                case .assigned(let partitions):
-                    logger.info("Consuming", metadata: ["partitions": "\(partitions.keys.sorted())"])
-                case .messages(let messages):
-                    try await offPool { Self.apply(messages, engines: engines, logger: logger) }
-                case .revoked(let partitions):
-                    // Flush before letting go: the next owner starts from what is stored (a failed flush only
-                    // means it replays more).
-                    try await offPool {
-                        for p in partitions {
-                            guard let engine = engines.remove(p) else { continue }
-                            do {
-                                try engine.relinquish()
-                            } catch {
-                                logger.warning("Flush on revoke failed; the next owner replays", metadata: ["partition": "\(p)", "error": "\(error)"])
-                            }
-                        }
-                        logger.info("Partitions revoked", metadata: ["partitions": "\(partitions.sorted())"])
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            Task { await consumer.close() }
-        }
-        // Leaving: commit what we have.
-        try await offPool {
-            for engine in engines.all { try? engine.relinquish() }
-        }
-    }
-
-    /// Applies in partition order; a record whose late bucket cannot be read from the store is retried (its
-    /// already-applied events are duplicates on the retry, so it stays exact) until the store answers.
-    static func apply(_ messages: [KafkaConsumerMessage], engines: PartitionEngines, logger: Logger) {
-        var next: [KafkaPartition: UInt64] = [:]  // the offset each partition should continue at
-        for m in messages {
-            let partition = KafkaPartition(topic: m.topic, partition: m.partition)
-            guard let engine = engines[partition] else { continue }
-            let record: EventRecord
-            do {
-                record = try m.value.withUnsafeBytes { try EventRecord.decode($0) }
-            } catch {
-                logger.error("Skipping a message that is not an event record", metadata: ["partition": "\(partition)", "offset": "\(m.offset)", "error": "\(error)"])
-                continue
-            }
-            // Offsets of a partition are contiguous here (no compaction, no transactions): anything else means
-            // records were skipped or re-read, which the store's exactness does not cover for skips.
-            let expected = next[partition] ?? engine.appliedOffset
-            next[partition] = UInt64(m.offset + 1)
-            if UInt64(m.offset) != expected {
-                logger.warning("Kafka offsets not contiguous", metadata: [
-                    "partition": "\(partition)", "expected": "\(expected)", "offset": "\(m.offset)"])
-            }
-            var delay = 0.05
-            while true {
-                do {
-                    _ = try engine.applyDurable(record, endOffset: UInt64(m.offset + 1))
-                    break
-                } catch {
-                    logger.warning("Apply failed; retrying", metadata: ["partition": "\(partition)", "offset": "\(m.offset)", "error": "\(error)"])
-                    Thread.sleep(forTimeInterval: delay)
-                    delay = min(delay * 2, 2)
-                }
-            }
-        }
     }
 }
 
