@@ -63,6 +63,16 @@ let package = Package(
             .target(name: "Crdkafka", condition: .when(traits: ["Kafka"])),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // Scale-out parts over Kafka: the ingest nodes' event sink and the aggregators' partition consumer loop.
+        // Kafka trait only.
+        .target(name: "SpeedflowScaleOut", dependencies: [
+            .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
+            "SpeedflowEngine", "SpeedflowStore", "SpeedflowModel", "SpeedflowLog",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: strict),
         // The pipeline: log append (group commit) -> dedup -> buckets -> store; queries.
         .target(name: "SpeedflowEngine", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore",
@@ -97,10 +107,12 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
-        // Roles as compositions of parts (serve, api; the scale-out roles in SpeedflowScaleOut), store selection,
+        // Roles as compositions of parts (serve, api; with the Kafka trait ingest and aggregate), store selection,
         // logging and metrics bootstrap: what the executable hands its configuration to.
         .target(name: "SpeedflowRuntime", dependencies: [
-            "SpeedflowEngine", "SpeedflowServer", "SpeedflowStore", "SpeedflowLog", "SpeedflowClickHouse", "SpeedflowPostgres",
+            "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowStore", "SpeedflowLog", "SpeedflowClickHouse", "SpeedflowPostgres",
+            .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
+            .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -112,6 +124,7 @@ let package = Package(
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
             "SpeedflowClickHouse", "SpeedflowRuntime",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
+            .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             "SpeedflowPostgres",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Configuration", package: "swift-configuration"),
@@ -135,6 +148,14 @@ let package = Package(
         .testTarget(name: "SpeedflowKafkaTests", dependencies: [
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "SpeedflowScaleOutTests", dependencies: [
+            .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
+            .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
+            "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SpeedflowEngineTests", dependencies: [
             "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowClickHouse",

@@ -1,10 +1,9 @@
 #if Kafka
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 import SpeedflowKafka
-import Synchronization
 
 /// `speedflow dev`: development helpers. Built only with the `Kafka` package trait.
 struct DevCommand: ParsableCommand {
@@ -75,8 +74,12 @@ struct KafkaMockCommand: AsyncParsableCommand {
             }
         }
 
-        await Self.waitForTermination()
-        cluster.stop()
+        // Runs until SIGTERM or SIGINT (graceful shutdown), then stops the brokers.
+        let serviceGroup = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: MockClusterService(cluster: cluster))],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await serviceGroup.run()
     }
 
     static func apply(_ command: String, to cluster: KafkaMockCluster) throws {
@@ -104,24 +107,15 @@ struct KafkaMockCommand: AsyncParsableCommand {
     static func say(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
+}
 
-    /// Returns on the first SIGTERM or SIGINT.
-    static func waitForTermination() async {
-        let signals = [SIGTERM, SIGINT]
-        let resumed = Mutex(false)
-        var sources: [any DispatchSourceSignal] = []
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            for number in signals {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler {
-                    if resumed.withLock({ done in defer { done = true }; return !done }) { continuation.resume() }
-                }
-                source.resume()
-                sources.append(source)
-            }
-        }
-        for source in sources { source.cancel() }
+/// Keeps the mock cluster up until graceful shutdown.
+struct MockClusterService: Service {
+    let cluster: KafkaMockCluster
+
+    func run() async throws {
+        try? await gracefulShutdown()  // or cancellation
+        cluster.stop()
     }
 }
 #endif

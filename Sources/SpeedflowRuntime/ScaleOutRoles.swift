@@ -1,0 +1,92 @@
+#if Kafka
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SpeedflowEngine
+import SpeedflowKafka
+import SpeedflowModel
+import SpeedflowScaleOut
+import SpeedflowServer
+
+/// Where the Kafka roles meet.
+public struct KafkaConfiguration: Sendable {
+    /// Bootstrap servers, `host:port[,host:port...]`. Required.
+    public var brokers = ""
+    /// Topic of camera events (keyed by `kvfv_id`, so a camera lives in one partition).
+    public var topic = "speedflow-events"
+    /// The aggregators' consumer group.
+    public var group = "speedflow-aggregators"
+
+    public init() {}
+}
+
+/// `speedflow ingest`: a stateless HTTP node producing valid events to Kafka.
+public struct IngestConfiguration: Sendable {
+    public var kafka = KafkaConfiguration()
+    public var policy = ValidationPolicy()
+    public var server = ServerConfiguration()
+    /// Events waiting for Kafka's delivery reports beyond which requests get 503.
+    public var maxPendingEvents = EngineConfiguration().maxPendingEvents
+
+    public init() {}
+}
+
+/// `speedflow aggregate`: a consumer-group member counting its partitions into the store.
+public struct AggregateConfiguration: Sendable {
+    public var kafka = KafkaConfiguration()
+    public var dataDir = DataDirectory.defaultPath
+    public var store = StoreConfiguration()
+    /// An aggregator's defaults (a 250 ms flush interval).
+    public var engine = EngineConfiguration.aggregator
+    /// `/health` and `/metrics`.
+    public var server = ServerConfiguration(port: 8081)
+
+    public init() {}
+}
+
+extension Roles {
+    /// Runs an ingest node until SIGTERM/SIGINT.
+    public static func ingest(_ c: IngestConfiguration, _ o: Observability) async throws {
+        let producer = try KafkaProducer(configuration: .init(bootstrapServers: c.kafka.brokers), logger: o.logger)
+        let sink = KafkaEventSink(producer: producer, topic: c.kafka.topic, maxPendingEvents: c.maxPendingEvents)
+        let stats = IngestStats(nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+        // No cameras known here: rejections count in the statistics only.
+        let node = HTTPNode(
+            role: "ingest", intake: Intake(sink: sink, stats: stats, policy: c.policy, cameras: nil), queries: nil,
+            stats: stats, status: NodeStatus(queueDepth: { sink.queueDepth }))
+        try await runHTTP(
+            node, server: c.server, o,
+            banner: { "speedflow ingest listening on http://\(c.server.host):\($0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))" })
+        await producer.close()
+    }
+
+    /// Runs an aggregator until SIGTERM/SIGINT: one `Aggregator` per assigned partition, over the partition's
+    /// store (with ClickHouse the markers of writer `<topic>/<partition>`), consuming from its stored offset.
+    public static func aggregate(_ c: AggregateConfiguration, _ o: Observability) async throws {
+        let logger = o.logger
+        let stores = try StoreOpener(c.store, dataDir: c.dataDir, logger: logger)
+        defer { stores.shutdown() }
+        var consumer = KafkaConsumerConfiguration(bootstrapServers: c.kafka.brokers, groupID: c.kafka.group, topics: [c.kafka.topic])
+        // Freshness: hand out what is there now instead of waiting up to 500 ms for fuller fetches.
+        consumer.properties["fetch.wait.max.ms"] = "20"
+        let engine = c.engine
+        let service = AggregatorService(consumer: consumer, logger: logger) { p in
+            try Aggregator(store: try stores.open(.partition(topic: p.topic, partition: p.partition)), configuration: engine, logger: logger)
+        }
+        let router = Router()
+        router.get("/health") { _, _ in "{\"status\":\"ok\"}" }
+        router.get("/metrics") { _, _ -> Response in SpeedflowHTTP.metricsResponse(o.registry) }
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(c.server.host, port: c.server.port)),
+            onServerRunning: { channel in
+                FileHandle.standardOutput.write(Data("speedflow aggregate listening on http://\(c.server.host):\(channel.localAddress?.port ?? 0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))\n".utf8))
+            }, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service), .init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+#endif

@@ -1,0 +1,267 @@
+#if Kafka
+import Foundation
+import Logging
+import SpeedflowAggregation
+import SpeedflowEngine
+import SpeedflowKafka
+import SpeedflowLog
+import SpeedflowModel
+import SpeedflowStore
+import Synchronization
+import Testing
+
+// Helpers like Tests/SpeedflowKafkaTests/KafkaTestSupport.swift (test targets cannot share files; candidates
+// for SpeedflowTestSupport once it may depend on SpeedflowKafka).
+
+struct TimedOut: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs `body`, failing with `TimedOut` (and cancelling it) after `timeout`.
+func withTimeout<T: Sendable>(_ timeout: Duration, _ what: String,
+                              _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            throw TimedOut(description: "timed out after \(timeout): \(what)")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+/// Waits until `condition` holds, checking every 20 ms, failing after `timeout`.
+func eventually(_ timeout: Duration, _ what: String, _ condition: () async -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !(await condition()) {
+        guard ContinuousClock.now < deadline else { throw TimedOut(description: "timed out after \(timeout): \(what)") }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+func testLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .error
+    return logger
+}
+
+func temporaryDirectory() -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-scaleout-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// Keeps every log message, for tests that check what was logged.
+final class CapturedLogs: Sendable {
+    struct Entry: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+    let entries = Mutex<[Entry]>([])
+
+    var logger: Logger {
+        var logger = Logger(label: "captured") { _ in Handler(logs: self) }
+        logger.logLevel = .debug
+        return logger
+    }
+
+    func count(_ level: Logger.Level, _ message: String) -> Int {
+        entries.withLock { $0.filter { $0.level == level && $0.message == message }.count }
+    }
+
+    func all(_ message: String) -> [Entry] { entries.withLock { $0.filter { $0.message == message } } }
+
+    struct Handler: LogHandler {
+        let logs: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+                 file: String, function: String, line: UInt) {
+            let all = self.metadata.merging(metadata ?? [:]) { $1 }.mapValues { "\($0)" }
+            logs.entries.withLock { $0.append(Entry(level: level, message: message.description, metadata: all)) }
+        }
+    }
+}
+
+/// The naive truth: the first copy of each event counts, once, in its camera's 5-minute bucket.
+struct Oracle {
+    var seen: Set<String> = []
+    var counts: [String: [Int64: Int64]] = [:]
+
+    mutating func add(_ events: [CameraEvent]) {
+        for e in events where seen.insert("\(e.kvfvId)|\(e.identity)").inserted {
+            counts[e.kvfvId, default: [:]][Bucket.index(ofTimestamp: e.timestampMs), default: 0] += 1
+        }
+    }
+}
+
+/// Event counts per camera and bucket as `store` holds them.
+func storedCounts(_ store: any StoreReader, nowMs: Int64) async throws -> [String: [Int64: Int64]] {
+    let now = Bucket.index(ofTimestamp: nowMs)
+    var counts: [String: [Int64: Int64]] = [:]
+    for camera in try store.cameras() {
+        for (bucket, state) in try await store.readStates(camera: camera.id, buckets: (now - 2000)..<(now + 100)) {
+            counts[camera.kvfvId, default: [:]][bucket] = state.count
+        }
+    }
+    return counts
+}
+
+/// The counts of several stores together (partitions hold disjoint cameras).
+func storedCounts(_ stores: [any StoreReader], nowMs: Int64) async throws -> [String: [Int64: Int64]] {
+    var all: [String: [Int64: Int64]] = [:]
+    for store in stores {
+        for (camera, buckets) in try await storedCounts(store, nowMs: nowMs) {
+            #expect(all[camera] == nil, "camera \(camera) in two partitions")
+            all[camera] = buckets
+        }
+    }
+    return all
+}
+
+/// A deterministic random source (SplitMix64).
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Requests as ingest nodes log them: each a few cameras' events, some late (hours), some resent (the same
+/// event again in a later request).
+func randomRequests(seed: UInt64, cameras: Int, requests: Int, nowMs: Int64) -> [EventRecord] {
+    var rng = SplitMix(seed: seed)
+    var sent: [CameraEvent] = []
+    var records: [EventRecord] = []
+    for r in 0..<requests {
+        var events: [CameraEvent] = []
+        for i in 0..<Int(1 + rng.next() % 8) {
+            if !sent.isEmpty, rng.next() % 6 == 0 {
+                events.append(sent[Int(rng.next() % UInt64(sent.count))])
+                continue
+            }
+            let camera = "KV\(rng.next() % UInt64(cameras))"
+            let age = rng.next() % 5 == 0 ? Int64(rng.next() % (6 * 3_600_000)) : Int64(rng.next() % 600_000)
+            let e = CameraEvent(
+                kvfvId: camera, timestampMs: nowMs - age, speed: 20 + Double(rng.next() % 10_000) / 100,
+                eventId: "\(camera)-\(r)-\(i)", lane: Int(rng.next() % 3), plate: "P\(r)")
+            events.append(e)
+            sent.append(e)
+        }
+        records.append(EventRecord(arrivalMs: nowMs - Int64(requests - r), events: events))
+    }
+    return records
+}
+
+/// What a Kafka topic holds after ingest nodes logged `records`: one message per camera per request, in its
+/// partition (here: camera number mod `partitions`), offsets counting from 0 per partition.
+func partitionMessages(_ records: [EventRecord], topic: String, partitions: Int32) -> [KafkaConsumerMessage] {
+    var next: [Int32: Int64] = [:]
+    var messages: [KafkaConsumerMessage] = []
+    for record in records {
+        var order: [String] = []
+        var byCamera: [String: [CameraEvent]] = [:]
+        for e in record.events {
+            if byCamera[e.kvfvId] == nil { order.append(e.kvfvId) }
+            byCamera[e.kvfvId, default: []].append(e)
+        }
+        for camera in order {
+            let partition = Int32(camera.dropFirst(2))! % partitions
+            let offset = next[partition, default: 0]
+            next[partition] = offset + 1
+            messages.append(KafkaConsumerMessage(
+                topic: topic, partition: partition, offset: offset, key: Array(camera.utf8),
+                value: EventRecord(arrivalMs: record.arrivalMs, events: byCamera[camera]!).encoded()))
+        }
+    }
+    return messages
+}
+
+/// Opens each partition's aggregator on a SQLite store of its own in `dir` (what `aggregate --store sqlite` does).
+func sqlitePartitions(_ dir: URL, wrap: @escaping @Sendable (any StoreWriter) -> any StoreWriter = { $0 }) -> @Sendable (KafkaPartition) throws -> Aggregator {
+    { p in
+        let store = try SQLiteStore(path: dir.appendingPathComponent("\(p.topic)-\(p.partition).sqlite").path,
+                                    logger: testLogger("store"))
+        return try Aggregator(store: wrap(store), configuration: EngineConfiguration(), logger: testLogger("aggregator"))
+    }
+}
+
+/// A store whose `loadBucket` fails while `failuresLeft` > 0 (a ClickHouse outage seen by a late event).
+final class FlakyStore: StoreWriter {
+    struct Unavailable: Error {}
+    let base: any StoreWriter
+    let failuresLeft = Mutex(0)
+    let loadAttempts = Mutex(0)
+
+    init(_ base: any StoreWriter) { self.base = base }
+
+    var commitPolicy: CommitPolicy { base.commitPolicy }
+    func logOffset() throws -> UInt64 { try base.logOffset() }
+    func cameras() throws -> [CameraRecord] { try base.cameras() }
+    func loadBucket(_ key: BucketKey) throws -> StoredBucket? {
+        loadAttempts.withLock { $0 += 1 }
+        let fail = failuresLeft.withLock { left -> Bool in
+            guard left > 0 else { return false }
+            left -= 1
+            return true
+        }
+        if fail { throw Unavailable() }
+        return try base.loadBucket(key)
+    }
+    func commit(_ commit: StoreCommit) throws { try base.commit(commit) }
+    func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)] {
+        try await base.readStates(camera: camera, buckets: range)
+    }
+    func statesByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
+        try await base.statesByCamera(buckets: range)
+    }
+    func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
+        try await base.countsByCamera(buckets: range)
+    }
+    func reset(fromBucket: Int64, logOffset: UInt64) throws { try base.reset(fromBucket: fromBucket, logOffset: logOffset) }
+    func pruneIdentities(before bucket: Int64) throws -> Int { try base.pruneIdentities(before: bucket) }
+    func sizeInBytes() -> Int64 { base.sizeInBytes() }
+    func maintain(nowMs: Int64) throws -> String? { try base.maintain(nowMs: nowMs) }
+    func checkIntegrity(summaries: Bool) throws -> [String] { try base.checkIntegrity(summaries: summaries) }
+    func quarantine(reason: String) throws -> String? { try base.quarantine(reason: reason) }
+    func onCorruption(_ handler: @escaping @Sendable (StoreError) -> Void) { base.onCorruption(handler) }
+}
+
+/// Reads from a fresh consumer group until `count` messages arrived; returns them in arrival order.
+func consumeAll(bootstrap: String, topic: String, group: String, count: Int) async throws -> [KafkaConsumerMessage] {
+    let consumer = try KafkaConsumer(
+        configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: group, topics: [topic]),
+        logger: testLogger("consumer"))
+    let messages = try await withTimeout(.seconds(90), "consuming \(count) messages from \(topic)") {
+        var received: [KafkaConsumerMessage] = []
+        for try await event in consumer.events {
+            if case .messages(let batch) = event { received += batch }
+            if received.count >= count { break }
+        }
+        return received
+    }
+    await consumer.close()
+    return messages
+}
+
+func mockCluster(topic: String, partitions: Int) throws -> KafkaMockCluster {
+    let cluster = try KafkaMockCluster(brokers: 3, logger: testLogger("mock"))
+    try cluster.createTopic(topic, partitions: partitions, replicationFactor: 3)
+    return cluster
+}
+
+func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+#endif
