@@ -112,7 +112,12 @@ struct PostgresInstallTriggerCommand: AsyncParsableCommand {
     }
 }
 
-/// The source's options as given (nil = not given), whatever their flag names.
+/// The source's defaults, as `PostgresSourceConfiguration` has them (shown by `--help`).
+private let pgDefaults = PostgresSourceConfiguration(dsn: "", table: "")
+
+/// The source's options as given (nil = not given), whatever their flag names. They are declared twice, plain
+/// (`source postgres`) and prefixed `--source-postgres-` (inside `serve`): ArgumentParser has no prefixed option
+/// groups; both resolve here, against the same defaults.
 struct PostgresSourceValues {
     var dsn, table, mode, map, idColumn, xidColumn, pollInterval, notifyFallbackInterval, slot, applicationName, name: String?
     var batchSize: Int?
@@ -152,23 +157,23 @@ struct PostgresSourceFlags: ParsableArguments {
     var dsn: String?
     @Option(help: "Table to read, table or schema.table. Env: SPEEDFLOW_SOURCE_POSTGRES_TABLE.")
     var table: String?
-    @Option(help: "poll | notify | logical. Default: poll.")
+    @Option(help: "poll | notify | logical. Default: \(pgDefaults.mode.rawValue).")
     var mode: String?
     @Option(help: "Column for each event field, e.g. kvfv_id=camera,timestamp=passed_at,vehicle_speed=speed_kmh. Fields: kvfv_id, timestamp (timestamptz; timestamp = UTC; or RFC 3339 text), vehicle_speed, event_id, lane, plate_number. Unlisted fields use a same-named column if there is one. Default: none.")
     var map: String?
-    @Option(help: "Unique integer key of the table; position tie-breaker and fallback event_id pg:<table>:<id>. Default: id.")
+    @Option(help: "Unique integer key of the table; position tie-breaker and fallback event_id pg:<table>:<id>. Default: \(pgDefaults.idColumn).")
     var idColumn: String?
-    @Option(help: "xid8 column recording the inserting transaction (poll, notify; see install-trigger). Default: speedflow_xid.")
+    @Option(help: "xid8 column recording the inserting transaction (poll, notify; see install-trigger). Default: \(pgDefaults.xidColumn).")
     var xidColumn: String?
-    @Option(help: "Rows per read and per durable ingest. Default: 5000.")
+    @Option(help: "Rows per read and per durable ingest. Default: \(pgDefaults.batchSize).")
     var batchSize: Int?
-    @Option(help: "Wait between reads when caught up (poll), or while rows wait behind an open transaction. Default: 200ms.")
+    @Option(help: "Wait between reads when caught up (poll), or while rows wait behind an open transaction. Default: \(Settings.formatDuration(pgDefaults.pollIntervalMs)).")
     var pollInterval: String?
-    @Option(help: "notify: read anyway after this long without a notification. Default: 5s.")
+    @Option(help: "notify: read anyway after this long without a notification. Default: \(Settings.formatDuration(pgDefaults.notifyFallbackIntervalMs)).")
     var notifyFallbackInterval: String?
     @Option(help: "logical: replication slot (wal2json), created if missing. Default: speedflow_<table>.")
     var slot: String?
-    @Option(help: "application_name of the source's connection. Default: speedflow-source.")
+    @Option(help: "application_name of the source's connection. Default: \(pgDefaults.applicationName).")
     var applicationName: String?
     @Option(help: "Name of this source: position file <data-dir>/sources/postgres-<name>.position.json, metric label. Default: the table name.")
     var name: String?
@@ -187,23 +192,23 @@ struct PostgresSourceOptions: ParsableArguments {
     var sourcePostgresDsn: String?
     @Option(help: "Source table, table or schema.table.")
     var sourcePostgresTable: String?
-    @Option(help: "poll | notify | logical. Default: poll.")
+    @Option(help: "poll | notify | logical. Default: \(pgDefaults.mode.rawValue).")
     var sourcePostgresMode: String?
     @Option(help: "Column for each event field, e.g. kvfv_id=camera,timestamp=passed_at,vehicle_speed=speed_kmh (unlisted fields: same-named column).")
     var sourcePostgresMap: String?
-    @Option(help: "Unique integer key column. Default: id.")
+    @Option(help: "Unique integer key column. Default: \(pgDefaults.idColumn).")
     var sourcePostgresIdColumn: String?
-    @Option(help: "xid8 position column (poll, notify). Default: speedflow_xid.")
+    @Option(help: "xid8 position column (poll, notify). Default: \(pgDefaults.xidColumn).")
     var sourcePostgresXidColumn: String?
-    @Option(help: "Rows per read. Default: 5000.")
+    @Option(help: "Rows per read. Default: \(pgDefaults.batchSize).")
     var sourcePostgresBatchSize: Int?
-    @Option(help: "Wait between reads when caught up. Default: 200ms.")
+    @Option(help: "Wait between reads when caught up. Default: \(Settings.formatDuration(pgDefaults.pollIntervalMs)).")
     var sourcePostgresPollInterval: String?
-    @Option(help: "notify: read anyway after this long without a notification. Default: 5s.")
+    @Option(help: "notify: read anyway after this long without a notification. Default: \(Settings.formatDuration(pgDefaults.notifyFallbackIntervalMs)).")
     var sourcePostgresNotifyFallbackInterval: String?
     @Option(help: "logical: replication slot. Default: speedflow_<table>.")
     var sourcePostgresSlot: String?
-    @Option(help: "application_name of the source's connection. Default: speedflow-source.")
+    @Option(help: "application_name of the source's connection. Default: \(pgDefaults.applicationName).")
     var sourcePostgresApplicationName: String?
     @Option(help: "Name of the source (position file, metric label). Default: the table name.")
     var sourcePostgresName: String?
