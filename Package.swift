@@ -142,9 +142,21 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "bench/Sources/speedflow-bench", swiftSettings: strict),
 
-        .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel"]),
-        .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel"]),
-        .testTarget(name: "SpeedflowLogTests", dependencies: ["SpeedflowLog"]),
+        .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel", "SpeedflowTestSupport"]),
+        .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel", "SpeedflowTestSupport"]),
+        .testTarget(name: "SpeedflowLogTests", dependencies: ["SpeedflowLog", "SpeedflowTestSupport"]),
+        // SQLiteStore on its own (integrity, upgrades, salvage) and the `Store` conformance suite against it.
+        .testTarget(name: "SpeedflowStoreTests", dependencies: [
+            "SpeedflowStore", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowTestSupport",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        // ClickHouseStore against real servers (SPEEDFLOW_TEST_CLICKHOUSE, SPEEDFLOW_TEST_CLICKHOUSE_CLUSTER): the
+        // `Store` conformance suite, engine answers equal to SQLite's, retention, and the failover suite.
+        .testTarget(name: "SpeedflowClickHouseTests", dependencies: [
+            "SpeedflowClickHouse", "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation",
+            "SpeedflowTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SpeedflowKafkaTests", dependencies: [
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .product(name: "Logging", package: "swift-log"),
@@ -158,7 +170,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SpeedflowEngineTests", dependencies: [
-            "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowClickHouse",
+            "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowTestSupport",
+            .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
@@ -166,20 +179,29 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "CompressNIO", package: "compress-nio"),
         ]),
-        // Drives the real binary as a child process; shared by the test targets below.
+        // The loadgen's pure parts (timestamps, encoder, oracle), without a server.
+        .testTarget(name: "SpeedflowLoadgenTests", dependencies: ["SpeedflowLoadgen"]),
+        // Helpers shared by the test targets: the real binary as a child process, the seeded generator, temporary
+        // directories, polling, the engine oracle, SQLite page damage, and the `Store` conformance suite.
         .target(name: "SpeedflowTestSupport", dependencies: [
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore", "SpeedflowEngine",
+            .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], path: "Tests/SpeedflowTestSupport"),
-        // Fixtures/: data directories written by earlier releases (format upgrades), read by path.
+        // Drive the real binary as a child process. Fixtures/: data directories written by earlier releases (format
+        // upgrades), read by path.
         .testTarget(name: "IntegrationTests", dependencies: [
             "SpeedflowTestSupport", "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLoadgen",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "GRDB", package: "GRDB.swift"),
         ], exclude: ["Fixtures"]),
         .testTarget(name: "PostgresSourceTests", dependencies: [
             "SpeedflowTestSupport", "SpeedflowModel", "SpeedflowPostgres",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
+        // Tests/Browser (pytest, run by scripts/dashboard-test) and Tests/Fuzz (libFuzzer, built by scripts/fuzz)
+        // are not SwiftPM targets.
     ]
 )

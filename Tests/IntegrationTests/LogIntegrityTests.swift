@@ -51,24 +51,17 @@ struct LogIntegrityTests {
         return windows.reduce(0) { $0 + (($1["count"] as? Int) ?? 0) }
     }
 
-    /// Runs `speedflow <arguments>` to completion; returns its exit status and output.
-    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: SpeedflowProcess.binaryPath!)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-    }
-
     static func segments(_ server: SpeedflowProcess) throws -> [URL] {
         let dir = server.dataDirectory.appendingPathComponent("log")
         return try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".log") }.sorted()
             .map { dir.appendingPathComponent($0) }
+    }
+
+    /// The log's end offset: every segment's bytes after its 8-byte header.
+    static func logEnd(_ server: SpeedflowProcess) throws -> UInt64 {
+        UInt64(try segments(server).reduce(0) {
+            $0 + (Int(truncating: try FileManager.default.attributesOfItem(atPath: $1.path)[.size] as! NSNumber) - 8)
+        })
     }
 
     /// Waits (up to 10 s) until `log/ACKED`, the durable high-water mark written every 100 ms, covers the whole log:
@@ -77,15 +70,13 @@ struct LogIntegrityTests {
         let dir = server.dataDirectory.appendingPathComponent("log")
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            let end = try segments(server).reduce(0) {
-                $0 + (Int(truncating: try FileManager.default.attributesOfItem(atPath: $1.path)[.size] as! NSNumber) - 8)
-            }
+            let end = try logEnd(server)
             if let data = try? Data(contentsOf: dir.appendingPathComponent("ACKED")), data.count >= 48 {
                 let marks = [0, 24].map { at in
                     (data[at..<(at + 8)].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) },
                      data[(at + 8)..<(at + 16)].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) })
                 }
-                if marks.max(by: { $0.0 < $1.0 })?.1 == UInt64(end) { return }
+                if marks.max(by: { $0.0 < $1.0 })?.1 == end { return }
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -154,20 +145,20 @@ struct LogIntegrityTests {
         let size = Int(try FileManager.default.attributesOfItem(atPath: segment.path)[.size] as! NSNumber)
         try Self.flip(segment, at: size / 2, count: 4)
         try await Self.expectRefusal(server, mentioning: ["not counted yet", "speedflow log quarantine"])
-        let check = try Self.run(["log", "check", "--data-dir", server.dataDirectory.path])
+        let check = try SpeedflowProcess.run(["log", "check", "--data-dir", server.dataDirectory.path])
         #expect(check.status == 1)
         #expect(check.output.contains("DAMAGED") && check.output.contains("NOT counted yet"), "\(check.output)")
-        let quarantine = try Self.run(["log", "quarantine", "--data-dir", server.dataDirectory.path])
+        let quarantine = try SpeedflowProcess.run(["log", "quarantine", "--data-dir", server.dataDirectory.path])
         #expect(quarantine.status == 0, "\(quarantine.output)")
         try await server.start()
         // Exactly the one damaged request's events are gone (the operator accepted that), all others counted.
         #expect(try await Self.counted("UNC", at: server.url, nowMs: now) == 19 * 500)
-        #expect(try Self.run(["log", "check", "--data-dir", "/nonexistent-\(UUID())"]).status != 0)
+        #expect(try SpeedflowProcess.run(["log", "check", "--data-dir", "/nonexistent-\(UUID())"]).status != 0)
         // A rebuild from this log would silently lack the quarantined records: it refuses unless told.
         server.stop()
-        let rebuild = try Self.run(["rebuild", "--data-dir", server.dataDirectory.path])
+        let rebuild = try SpeedflowProcess.run(["rebuild", "--data-dir", server.dataDirectory.path])
         #expect(rebuild.status != 0 && rebuild.output.contains("quarantined"), "\(rebuild.output)")
-        #expect(try Self.run(["rebuild", "--data-dir", server.dataDirectory.path, "--discard-unrecoverable"]).status == 0)
+        #expect(try SpeedflowProcess.run(["rebuild", "--data-dir", server.dataDirectory.path, "--discard-unrecoverable"]).status == 0)
         try await server.start()
         #expect(try await Self.counted("UNC", at: server.url, nowMs: now) == 19 * 500)
     }
@@ -194,9 +185,9 @@ struct LogIntegrityTests {
         try FileManager.default.removeItem(at: log)
         try FileManager.default.moveItem(at: backup, to: log)
         try await Self.expectRefusal(server, mentioning: ["log ends at offset", "speedflow log quarantine"])
-        let check = try Self.run(["log", "check", "--data-dir", server.dataDirectory.path])
+        let check = try SpeedflowProcess.run(["log", "check", "--data-dir", server.dataDirectory.path])
         #expect(check.status == 1 && check.output.contains("MISSING"), "\(check.output)")
-        #expect(try Self.run(["log", "quarantine", "--data-dir", server.dataDirectory.path]).status == 0)
+        #expect(try SpeedflowProcess.run(["log", "quarantine", "--data-dir", server.dataDirectory.path]).status == 0)
         try await server.start()
         #expect(try await Self.counted("CUT", at: server.url, nowMs: now) == 1000)
         #expect(try await Self.post(Self.batch("CUT", tag: "new", count: 300, nowMs: now), to: server.url).status == 200)
@@ -305,7 +296,7 @@ struct LogIntegrityTests {
                 // Refused: it must say why, and the documented recovery must bring it up.
                 let tail = server.logTail(8000)
                 #expect(tail.contains("speedflow log quarantine"), "round \(round): refused without a recovery:\n\(tail)")
-                #expect(try Self.run(["log", "quarantine", "--data-dir", server.dataDirectory.path]).status == 0)
+                #expect(try SpeedflowProcess.run(["log", "quarantine", "--data-dir", server.dataDirectory.path]).status == 0)
                 try await server.start()
                 let n = try await Self.counted("RND", at: server.url, nowMs: now)
                 if killed {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import GRDB
 import NIOCore
 import SpeedflowModel
 import SpeedflowTestSupport
@@ -50,6 +51,18 @@ struct StoreFaultTests {
         return "bits flipped at byte \(at) of \(file.lastPathComponent)"
     }
 
+    /// The log offset the store's last commit reflects, read beside the running server as any SQLite reader may
+    /// (WAL, read-only: it never writes or checkpoints the server's files).
+    static func storeOffset(_ server: SpeedflowProcess) throws -> UInt64 {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: server.dataDirectory.appendingPathComponent("store.sqlite").path, configuration: configuration)
+        defer { try? queue.close() }
+        return try queue.read { db in
+            UInt64(try Int64.fetchOne(db, sql: "SELECT log_offset FROM checkpoint WHERE name = 'aggregator'") ?? 0)
+        }
+    }
+
     @Test("Random page overwrites and bit flips in store.sqlite and its WAL: exact, or an error with a reason")
     func randomStoreFaults() async throws {
         var rng = SystemRandomNumberGenerator()
@@ -67,8 +80,12 @@ struct StoreFaultTests {
             }
             let store = server.dataDirectory.appendingPathComponent("store.sqlite")
             if killed {
-                // Let at least one flush land, then cut the process: the WAL holds the newest pages.
-                try await Task.sleep(for: .milliseconds(1500))
+                // Cut the process once the store's last commit covers the whole log (every acknowledged event):
+                // the WAL then holds the newest pages.
+                let end = try LogIntegrityTests.logEnd(server)
+                try await waitUntil("the store's checkpoint reaches the log's end (\(end))", timeout: .seconds(30)) {
+                    try Self.storeOffset(server) >= end
+                }
                 server.kill9()
             } else {
                 server.stop()

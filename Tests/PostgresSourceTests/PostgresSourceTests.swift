@@ -32,7 +32,7 @@ struct PostgresSourceTests {
         let appName = "sf-test-\(table)"
         try await TestDatabase.createTable(table)
 
-        let setup = try runSpeedflow(["source", "postgres", "install-trigger", "--dsn", dsn, "--table", table, "--mode", mode, "--apply"])
+        let setup = try SpeedflowProcess.run(["source", "postgres", "install-trigger", "--dsn", dsn, "--table", table, "--mode", mode, "--apply"])
         #expect(setup.status == 0, "install-trigger: \(setup.output)")
 
         var arguments = [
@@ -72,18 +72,18 @@ struct PostgresSourceTests {
             defer { writing.withLock { $0 = false } }
             try await Self.write(table: table, nowS: nowS)
         }
-        try await waitFor("1,500 events counted") {
+        try await waitUntil("1,500 events counted", timeout: .seconds(120)) {
             try await API.total(server, cameras: allCameras, from: from, to: to) >= 1500
         }
         server.kill9()
         try await server.start()
-        try await waitFor("3,000 events counted") {
+        try await waitUntil("3,000 events counted", timeout: .seconds(120)) {
             try await API.total(server, cameras: allCameras, from: from, to: to) >= 3000
         }
-        try await waitFor("the source's PostgreSQL connection terminated") {
+        try await waitUntil("the source's PostgreSQL connection terminated", timeout: .seconds(120)) {
             try await TestDatabase.terminate(applicationName: appName)
         }
-        try await waitFor("4,500 events counted") {
+        try await waitUntil("4,500 events counted", timeout: .seconds(120)) {
             try await API.total(server, cameras: allCameras, from: from, to: to) >= 4500
         }
         #expect(writing.withLock { $0 }, "the writers are still inserting at the second kill -9")
@@ -95,7 +95,7 @@ struct PostgresSourceTests {
         let truth = try await TestDatabase.truth(table)
         let expectedTotal = truth.values.flatMap(\.values).reduce(0) { $0 + $1.count }
         #expect(expectedTotal > Self.rowsPerWriter * Self.writers * 9 / 10)
-        try await waitFor("all \(expectedTotal) valid rows counted") {
+        try await waitUntil("all \(expectedTotal) valid rows counted", timeout: .seconds(120)) {
             try await API.total(server, cameras: allCameras, from: from, to: to) == expectedTotal
         }
         var compared = 0
@@ -117,7 +117,7 @@ struct PostgresSourceTests {
         let invalid = try await TestDatabase.invalidIds(table)
         #expect(!invalid.isEmpty)
         let rejectedFile = server.dataDirectory.appendingPathComponent("sources/postgres-\(table).rejected.ndjson")
-        try await waitFor("every invalid row recorded", timeout: .seconds(30)) {
+        try await waitUntil("every invalid row recorded", timeout: .seconds(30)) {
             Set(Self.rejectedRows(rejectedFile).map(\.rowId)) == invalid
         }
         let rejected = Self.rejectedRows(rejectedFile)
@@ -131,7 +131,7 @@ struct PostgresSourceTests {
             try await TestDatabase.execute("DELETE FROM \(table) WHERE NOT (speed > 0 AND speed <= 300)")
             var seen: (Double?, Double?) = (nil, nil)
             do {
-                try await waitFor("updates and deletes counted as ignored", timeout: .seconds(60)) {
+                try await waitUntil("updates and deletes counted as ignored", timeout: .seconds(60)) {
                     let metrics = try await API.metrics(server)
                     seen = (
                         Self.metric(metrics, "speedflow_source_postgres_changes_ignored_total", "action=\"update\""),
@@ -145,7 +145,7 @@ struct PostgresSourceTests {
             }
             #expect(try await API.total(server, cameras: allCameras, from: from, to: to) == expectedTotal)
             server.stop()
-            try await waitFor("slot dropped", timeout: .seconds(30)) {
+            try await waitUntil("slot dropped", timeout: .seconds(30)) {
                 try await TestDatabase.execute("SELECT pg_drop_replication_slot('speedflow_\(table)')")
                 return true
             }
@@ -169,11 +169,11 @@ struct PostgresSourceTests {
                 logger: logger)
         }
         try await b.query("COMMIT", logger: logger)
-        try await waitFor("B's 20 higher ids counted while A's lower id is uncommitted") {
+        try await waitUntil("B's 20 higher ids counted while A's lower id is uncommitted", timeout: .seconds(120)) {
             try await API.total(server, cameras: ["PGX"], from: from, to: to) == 20
         }
         try await a.query("COMMIT", logger: logger)
-        try await waitFor("A's lower id counted after it committed") {
+        try await waitUntil("A's lower id counted after it committed", timeout: .seconds(120)) {
             try await API.total(server, cameras: ["PGX"], from: from, to: to) == 21
         }
         try await a.close()

@@ -119,29 +119,3 @@ enum API {
         return String(buffer: body)
     }
 }
-
-/// Runs the speedflow binary to completion (e.g. `source postgres install-trigger --apply`).
-func runSpeedflow(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try #require(SpeedflowProcess.binaryPath))
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
-/// Waits for `condition` (polled), failing after `timeout`.
-func waitFor(
-    _ what: String, timeout: Duration = .seconds(120), _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if (try? await condition()) == true { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    throw SpeedflowProcess.ProcessError("timed out after \(timeout) waiting for: \(what)")
-}

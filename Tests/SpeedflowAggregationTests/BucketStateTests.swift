@@ -3,6 +3,7 @@ import Testing
 
 @testable import SpeedflowAggregation
 @testable import SpeedflowModel
+import SpeedflowTestSupport
 
 /// The naive oracle: everything recomputed from the full list of speeds.
 struct NaiveStats {

@@ -1,4 +1,5 @@
 import SpeedflowAggregation
+import SpeedflowTestSupport
 import Testing
 
 /// The flush protocol, driven as sequences of events — the races that `FlushRaceTests` provokes with threads,

@@ -3,6 +3,7 @@ import Testing
 
 @testable import SpeedflowAggregation
 @testable import SpeedflowModel
+import SpeedflowTestSupport
 
 func ms(_ s: String) -> Int64 { Timestamp.parse(s)! }
 

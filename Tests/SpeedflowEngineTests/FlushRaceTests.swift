@@ -4,6 +4,7 @@ import SpeedflowEngine
 import SpeedflowLog
 import SpeedflowModel
 import SpeedflowStore
+import SpeedflowTestSupport
 import Synchronization
 import Testing
 

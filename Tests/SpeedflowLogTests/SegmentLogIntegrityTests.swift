@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpeedflowLog
+import SpeedflowTestSupport
 
 /// Flips bits of `count` bytes of `file` at `position` (an outside write or a rotting disk).
 func flip(_ file: URL, at position: Int, count: Int = 1) throws {

@@ -3,19 +3,7 @@ import Synchronization
 import Testing
 
 @testable import SpeedflowLog
-
-/// A seeded generator (SplitMix64) so a failing random case can be replayed from its seed.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import SpeedflowTestSupport
 
 /// A thread-safe one-way flag.
 final class Flag: Sendable {
@@ -27,10 +15,7 @@ final class Flag: Sendable {
 /// A fresh directory under the system temp dir, removed when the test is done.
 final class TempDir {
     let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-log-test-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
+    init() throws { url = temporaryDirectory("speedflow-log-test") }
     deinit { try? FileManager.default.removeItem(at: url) }
 
     /// Segment files, sorted by name (= base offset).

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpeedflowModel
+import SpeedflowTestSupport
 
 func decodeBatch(_ body: String, ndjson: Bool = false, policy: ValidationPolicy = .init()) throws -> EventBatch {
     try EventBatch.decode(Data(body.utf8), ndjson: ndjson, policy: policy, nowMs: nowMs)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpeedflowModel
+import SpeedflowTestSupport
 
 /// An independent FNV-1a 64 + MurmurHash3 fmix64, written from the published definitions.
 struct ReferenceHash {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpeedflowModel
+import SpeedflowTestSupport
 
 func randomString(_ rng: inout SeededRandom, maxLength: Int, alphabet: [Character]) -> String {
     String((0..<Int.random(in: 0...maxLength, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpeedflowModel
+import SpeedflowTestSupport
 
 // MARK: Comparing the fast path with the JSONDecoder-only path (the oracle)
 

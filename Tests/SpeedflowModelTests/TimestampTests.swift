@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SpeedflowModel
+import SpeedflowTestSupport
 
 @Suite("Timestamp: RFC 3339 parsing and formatting")
 struct TimestampTests {

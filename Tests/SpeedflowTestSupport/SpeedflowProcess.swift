@@ -67,6 +67,22 @@ public final class SpeedflowProcess {
         throw ProcessError("speedflow \(subcommand) did not become healthy within 120 s:\n\(logTail())")
     }
 
+    /// Runs `speedflow <arguments>` (the binary from `SPEEDFLOW_BIN`) to completion, e.g. `log check` or
+    /// `source postgres install-trigger --apply`; returns its exit status and its stdout and stderr together.
+    public static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        guard let binary = binaryPath else { throw ProcessError("SPEEDFLOW_BIN must point at the speedflow binary") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
     /// `kill -9`: no shutdown hook, no flush, whatever was in flight is cut.
     public func kill9() {
         guard let process, process.isRunning else { return }

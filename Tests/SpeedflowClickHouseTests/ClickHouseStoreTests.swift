@@ -6,6 +6,7 @@ import SpeedflowEngine
 import SpeedflowLog
 import SpeedflowModel
 import SpeedflowStore
+import SpeedflowTestSupport
 import Testing
 
 /// Real ClickHouse servers started by `scripts/test` (via `scripts/clickhouse`): a single node and a
@@ -57,8 +58,8 @@ func expectSameAnswers(_ a: Engine, _ b: Engine, cameras: [String], nowMs: Int64
         for (x, y) in zip(sa, sb) {
             #expect(x.count == y.count)
             #expect(x.minSpeed == y.minSpeed && x.maxSpeed == y.maxSpeed && x.percentile(85) == y.percentile(85))
-            if let m = y.averageSpeed { #expect(close(x.averageSpeed, m)) }
-            if let s = y.standardDeviation { #expect(close(x.standardDeviation, s, tolerance: 1e-6)) }
+            if let m = y.averageSpeed { #expect(isClose(x.averageSpeed, m)) }
+            if let s = y.standardDeviation { #expect(isClose(x.standardDeviation, s, tolerance: 1e-6)) }
         }
     }
 }
@@ -137,7 +138,7 @@ struct ClickHouseStoreTests {
         let probe = try ClickHouseStore(
             client: ClickHouseClient(topology: try ClickHouseTopology(parsing: topology), logger: Logger(label: "probe")),
             database: database)
-        try await waitUntil(timeout: .seconds(30)) { try probe.logOffset() == 0 }
+        try await waitUntil("the markers deleted on every replica", timeout: .seconds(30)) { try probe.logOffset() == 0 }
         (engine, _) = try makeClickHouseEngine(dir, topology: topology, database: database)
         try engine.recover()
         engine.start()
@@ -173,7 +174,7 @@ struct ClickHouseStoreTests {
         let done = try #require(try store.maintain(nowMs: now))
         #expect(done.contains("bucket_delta") && done.contains("events"))
         // Replicas apply a DROP PARTITION from the replication log: wait until every one has.
-        try await waitUntil(timeout: .seconds(30)) {
+        try await waitUntil("old partitions dropped on every replica", timeout: .seconds(30)) {
             try keys.allSatisfy { key in
                 let old = key.bucket < Bucket.index(ofTimestamp: now - 86_400_000)
                 return (try store.loadBucket(key) == nil) == old
@@ -247,7 +248,7 @@ struct ClickHouseFailoverTests {
         var oracle = Oracle()
         var sent = 0
         var failures = 0
-        var rng = SplitMix(seed: 99)
+        var rng = SeededRandom(seed: 99)
         func load(for seconds: Double) async throws {
             let end = Date().addingTimeInterval(seconds)
             while Date() < end {
@@ -291,7 +292,7 @@ struct ClickHouseFailoverTests {
         #expect(failures == 0)
         // Resent (as a client does after 503 + Retry-After) once ClickHouse is back, the late event counts once.
         var lateAccepted = -1
-        try await waitUntil(timeout: .seconds(30)) {
+        try await waitUntil("the late event accepted once ClickHouse is back", timeout: .seconds(30)) {
             lateAccepted = try await engine.ingest([late], arrivalMs: engine.now).accepted
             return true
         }
@@ -299,7 +300,7 @@ struct ClickHouseFailoverTests {
         _ = oracle.add(late)
         // The store catches up: its markers reach what the engine applied.
         let applied = engine.appliedLogOffset
-        try await waitUntil(timeout: .seconds(60)) { try store.logOffset() >= applied }
+        try await waitUntil("the store's markers reach what the engine applied", timeout: .seconds(60)) { try store.logOffset() >= applied }
         try await expectExact(engine, oracle, nowMs: engine.now)
         engine.shutdown()
         let (reopened, _) = try makeClickHouseEngine(dir, topology: topology, database: database)
@@ -308,18 +309,4 @@ struct ClickHouseFailoverTests {
         try await expectExact(reopened, oracle, nowMs: reopened.now)
         reopened.shutdown()
     }
-}
-
-/// Polls `condition` until it holds or `timeout` passes (then fails the test).
-func waitUntil(
-    timeout: Duration, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () async throws -> Bool
-) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while clock.now < deadline {
-        if (try? await condition()) == true { return }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    Issue.record("condition not met within \(timeout)", sourceLocation: sourceLocation)
-    throw CancellationError()
 }
