@@ -7,7 +7,8 @@ import SpeedflowKafka
 /// One aggregator of the consumer group: consume → apply → flush for every partition assigned to it.
 ///
 /// `run()` joins the group and owns everything it starts: a thread pool for the blocking work (opening stores,
-/// applying, flushing; one thread, since events are handled one at a time in the order they come), the
+/// applying, final flushes; one thread, since events are handled one at a time in the order they come), a
+/// second one for the partitions' background flushes (which the first may wait for), the
 /// consumer, and a ticker that lands the last flushes when the topic goes quiet. Graceful shutdown ends any
 /// retry backoff, relinquishes every partition (one last flush each) and only then leaves the group (so no
 /// other member starts on a partition before its last flush landed), and returns; nothing it started outlives
@@ -37,6 +38,9 @@ public struct AggregatorService: Service {
     public func run() async throws {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
+        let flushes = NIOThreadPool(numberOfThreads: 2)
+        flushes.start()
+        aggregator.startBackground(on: flushes)
         poolStarted?(pool)
         do {
             try await withTaskCancellationHandler {
@@ -46,9 +50,11 @@ public struct AggregatorService: Service {
             }
         } catch {
             try? await pool.shutdownGracefully()
+            try? await flushes.shutdownGracefully()
             throw error
         }
         try await pool.shutdownGracefully()
+        try await flushes.shutdownGracefully()
     }
 
     private func consume(pool: NIOThreadPool) async throws {

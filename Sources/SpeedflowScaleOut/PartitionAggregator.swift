@@ -1,6 +1,7 @@
 #if Kafka
 import Dispatch
 import Logging
+import NIOPosix
 import SpeedflowEngine
 import SpeedflowKafka
 import SpeedflowModel
@@ -23,6 +24,8 @@ public final class PartitionAggregator: Sendable {
     let retryDelay: ClosedRange<Duration>
 
     private struct State {
+        /// Where the partitions' background flushes run (the service's pool); NIO's shared pool until set.
+        var background: NIOThreadPool?
         var stopping = false
         /// A record was given up on (stopping while its store was unreadable): nothing after it may be
         /// applied, or its partition would skip it.
@@ -44,12 +47,18 @@ public final class PartitionAggregator: Sendable {
         self.openPartition = openPartition
     }
 
+    /// Background flushes of the partitions opened from now on run on `pool` (owned by the running service).
+    public func startBackground(on pool: NIOThreadPool) {
+        state.withLock { $0.background = pool }
+    }
+
     /// Opens the aggregator of each newly assigned partition; returns where each continues: the offset its store
     /// holds, so what the store has is never read again and what it lacks is replayed.
     public func assign(_ partitions: [KafkaPartition]) throws -> [KafkaPartition: Int64] {
         var offsets: [KafkaPartition: Int64] = [:]
         for p in partitions {
             let aggregator = try openPartition(p)
+            if let pool = state.withLock({ $0.background }) { aggregator.start(background: pool) }
             owned.set(p, aggregator)
             offsets[p] = Int64(aggregator.storedOffset)
         }
