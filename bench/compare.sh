@@ -20,7 +20,7 @@ for r in $(seq 1 "$ROUNDS"); do
     grep ": median" "$OUT/$side.$r.txt" | sed "s/^/round $r $side: /"
   done
 done
-python3 - "$OUT" "$ROUNDS" <<'PY'
+python3 - "$OUT" "$ROUNDS" "$A" "$B" <<'PY'
 import re, sys, statistics, glob
 out, rounds = sys.argv[1], int(sys.argv[2])
 figures = {}
@@ -31,7 +31,7 @@ for side in "AB":
             if m:
                 f = figures.setdefault(m.group(1), {"A": [], "B": []})
                 f[side].append((float(m.group(2)), float(m.group(3)), float(m.group(4))))
-print(f"\nmedians of {rounds} interleaved rounds (A = {sys.argv[1]} side 1, B/A ratio):")
+print(f"\nmedians of {rounds} interleaved rounds (A = {sys.argv[3]}, B = {sys.argv[4]}):")
 for name, f in figures.items():
     a = [statistics.median(x[i] for x in f["A"]) for i in range(3)]
     b = [statistics.median(x[i] for x in f["B"]) for i in range(3)]
