@@ -158,10 +158,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SpeedflowKafkaTests", dependencies: [
+            "SpeedflowTestSupport",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SpeedflowScaleOutTests", dependencies: [
+            "SpeedflowTestSupport",
             .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             "SpeedflowEngine", "SpeedflowStore", "SpeedflowLog", "SpeedflowModel", "SpeedflowAggregation",
@@ -185,8 +187,10 @@ let package = Package(
         // directories, polling, the engine oracle, SQLite page damage, and the `Store` conformance suite.
         .target(name: "SpeedflowTestSupport", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore", "SpeedflowEngine",
+            .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ], path: "Tests/SpeedflowTestSupport"),
         // Drive the real binary as a child process. Fixtures/: data directories written by earlier releases (format

@@ -2,6 +2,7 @@
 import Logging
 import SpeedflowKafka
 import Synchronization
+import SpeedflowTestSupport
 import Testing
 
 /// The Kafka client layer against librdkafka's mock cluster (3 brokers, real Kafka protocol on loopback).

@@ -2,6 +2,7 @@
 import Foundation
 import SpeedflowKafka
 import Synchronization
+import SpeedflowTestSupport
 import Testing
 
 /// `speedflow dev kafka-mock` as a process: bootstrap line, stdin commands, SIGTERM. Needs the built binary

@@ -1,62 +1,12 @@
 #if Kafka
 import Logging
 import SpeedflowKafka
+import SpeedflowTestSupport
 import Synchronization
 import Testing
 
-struct TimedOut: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Runs `body`, failing with `TimedOut` (and cancelling it) after `timeout`.
-func withTimeout<T: Sendable>(_ timeout: Duration, _ what: String,
-                              _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw TimedOut(description: "timed out after \(timeout): \(what)")
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
-}
-
-/// Waits until `condition` holds, checking every 20 ms, failing after `timeout`.
-func eventually(_ timeout: Duration, _ what: String, _ condition: () async -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while !(await condition()) {
-        guard ContinuousClock.now < deadline else { throw TimedOut(description: "timed out after \(timeout): \(what)") }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
-
-func testLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label)
-    logger.logLevel = .error
-    return logger
-}
-
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 func text(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
-
-/// Reads from a fresh consumer group until `count` messages arrived; returns them in arrival order.
-func consumeAll(bootstrap: String, topic: String, group: String, count: Int,
-                startOffsets: @escaping KafkaConsumer.StartOffsets = { _ in [:] }) async throws -> [KafkaConsumerMessage] {
-    let consumer = try KafkaConsumer(
-        configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: group, topics: [topic]),
-        logger: testLogger("consumer"), startOffsets: startOffsets)
-    let messages = try await withTimeout(.seconds(90), "consuming \(count) messages from \(topic)") {
-        var received: [KafkaConsumerMessage] = []
-        for try await event in consumer.events {
-            if case .messages(let batch) = event { received += batch }
-            if received.count >= count { break }
-        }
-        return received
-    }
-    await consumer.close()
-    return messages
-}
 
 /// Thread-safe event log of one consumer, for tests that watch rebalances.
 final class ConsumerLog: Sendable {

@@ -8,6 +8,7 @@ import SpeedflowKafka
 import SpeedflowModel
 @testable import SpeedflowScaleOut
 import Synchronization
+import SpeedflowTestSupport
 import Testing
 
 /// The aggregator as a service against librdkafka's mock cluster: ingest through `KafkaEventSink`, consume, apply,
@@ -22,7 +23,7 @@ struct AggregatorServiceTests {
         let sink = KafkaEventSink(producer: producer, topic: "events", maxPendingEvents: 1_000_000)
         let now = nowMs()
         let records = randomRequests(seed: 9, cameras: 10, requests: 150, nowMs: now)
-        var oracle = Oracle()
+        var oracle = CountOracle()
         for r in records { oracle.add(r.events) }
         // Half before the aggregator joins, half while it runs.
         for record in records[..<75] { _ = try await sink.ingest(record.events, arrivalMs: record.arrivalMs) }

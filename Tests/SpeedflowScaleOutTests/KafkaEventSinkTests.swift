@@ -4,6 +4,7 @@ import SpeedflowKafka
 import SpeedflowEngine
 import SpeedflowModel
 import SpeedflowScaleOut
+import SpeedflowTestSupport
 import Testing
 
 /// The ingest nodes' event sink through librdkafka's mock cluster: what lands in the topic, read back.

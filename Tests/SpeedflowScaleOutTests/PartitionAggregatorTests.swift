@@ -7,6 +7,7 @@ import SpeedflowModel
 import SpeedflowScaleOut
 import SpeedflowStore
 import Synchronization
+import SpeedflowTestSupport
 import Testing
 
 /// The aggregator's consume loop, step by step, fed with the messages a partitioned topic would hand out;
@@ -22,7 +23,7 @@ struct PartitionAggregatorTests {
         let now = nowMs()
         var records = randomRequests(seed: 7, cameras: 12, requests: 300, nowMs: now)
         records += records[100..<120]  // whole requests resent: their events are duplicates
-        var oracle = Oracle()
+        var oracle = CountOracle()
         for r in records { oracle.add(r.events) }
         let messages = partitionMessages(records, topic: Self.topic, partitions: 2)
 
@@ -49,7 +50,7 @@ struct PartitionAggregatorTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let now = nowMs()
         let records = randomRequests(seed: 11, cameras: 6, requests: 200, nowMs: now)
-        var oracle = Oracle()
+        var oracle = CountOracle()
         for r in records { oracle.add(r.events) }
         let messages = partitionMessages(records, topic: Self.topic, partitions: 1)
         let half = messages.count / 2
@@ -109,7 +110,7 @@ struct PartitionAggregatorTests {
         let engine = aggregator.owned[p0]!
         aggregator.relinquishAll()
         #expect(engine.storedOffset == 3)
-        var oracle = Oracle()
+        var oracle = CountOracle()
         for r in records { oracle.add(r.events) }
         #expect(try await storedCounts(engine.store, nowMs: now) == oracle.counts)
         #expect(oracle.counts["KV0"]!.values.reduce(0, +) == 3)
@@ -210,7 +211,7 @@ struct PartitionAggregatorTests {
         #expect(aggregator.owned.partitions == [p1])
         #expect(revoked.storedOffset == appliedAtRevoke, "flushed before letting go")
         // The store holds exactly what was applied before the revocation.
-        var oracle = Oracle()
+        var oracle = CountOracle()
         for m in messages[..<cut] where m.partition == 0 {
             oracle.add(try m.value.withUnsafeBytes { try EventRecord.decode($0) }.events)
         }

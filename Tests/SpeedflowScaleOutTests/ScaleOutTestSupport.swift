@@ -8,49 +8,11 @@ import SpeedflowLog
 import SpeedflowModel
 import SpeedflowStore
 import Synchronization
+import SpeedflowTestSupport
 import Testing
 
-// Helpers like Tests/SpeedflowKafkaTests/KafkaTestSupport.swift (test targets cannot share files; candidates
-// for SpeedflowTestSupport once it may depend on SpeedflowKafka).
-
-struct TimedOut: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Runs `body`, failing with `TimedOut` (and cancelling it) after `timeout`.
-func withTimeout<T: Sendable>(_ timeout: Duration, _ what: String,
-                              _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw TimedOut(description: "timed out after \(timeout): \(what)")
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
-}
-
-/// Waits until `condition` holds, checking every 20 ms, failing after `timeout`.
-func eventually(_ timeout: Duration, _ what: String, _ condition: () async -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while !(await condition()) {
-        guard ContinuousClock.now < deadline else { throw TimedOut(description: "timed out after \(timeout): \(what)") }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
-
-func testLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label)
-    logger.logLevel = .error
-    return logger
-}
-
-func temporaryDirectory() -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-scaleout-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
+// Shared helpers (withTimeout, eventually, testLogger, consumeAll, mockCluster, temporaryDirectory,
+// SeededRandom) are in SpeedflowTestSupport.
 
 /// Keeps every log message, for tests that check what was logged.
 final class CapturedLogs: Sendable {
@@ -92,7 +54,7 @@ final class CapturedLogs: Sendable {
 }
 
 /// The naive truth: the first copy of each event counts, once, in its camera's 5-minute bucket.
-struct Oracle {
+struct CountOracle {
     var seen: Set<String> = []
     var counts: [String: [Int64: Int64]] = [:]
 
@@ -127,23 +89,10 @@ func storedCounts(_ stores: [any StoreReader], nowMs: Int64) async throws -> [St
     return all
 }
 
-/// A deterministic random source (SplitMix64).
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Requests as ingest nodes log them: each a few cameras' events, some late (hours), some resent (the same
 /// event again in a later request).
 func randomRequests(seed: UInt64, cameras: Int, requests: Int, nowMs: Int64) -> [EventRecord] {
-    var rng = SplitMix(seed: seed)
+    var rng = SeededRandom(seed: seed)
     var sent: [CameraEvent] = []
     var records: [EventRecord] = []
     for r in 0..<requests {
@@ -238,29 +187,6 @@ final class FlakyStore: StoreWriter {
     func checkIntegrity(summaries: Bool) throws -> [String] { try base.checkIntegrity(summaries: summaries) }
     func quarantine(reason: String) throws -> String? { try base.quarantine(reason: reason) }
     func onCorruption(_ handler: @escaping @Sendable (StoreError) -> Void) { base.onCorruption(handler) }
-}
-
-/// Reads from a fresh consumer group until `count` messages arrived; returns them in arrival order.
-func consumeAll(bootstrap: String, topic: String, group: String, count: Int) async throws -> [KafkaConsumerMessage] {
-    let consumer = try KafkaConsumer(
-        configuration: KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: group, topics: [topic]),
-        logger: testLogger("consumer"))
-    let messages = try await withTimeout(.seconds(90), "consuming \(count) messages from \(topic)") {
-        var received: [KafkaConsumerMessage] = []
-        for try await event in consumer.events {
-            if case .messages(let batch) = event { received += batch }
-            if received.count >= count { break }
-        }
-        return received
-    }
-    await consumer.close()
-    return messages
-}
-
-func mockCluster(topic: String, partitions: Int) throws -> KafkaMockCluster {
-    let cluster = try KafkaMockCluster(brokers: 3, logger: testLogger("mock"))
-    try cluster.createTopic(topic, partitions: partitions, replicationFactor: 3)
-    return cluster
 }
 
 func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
