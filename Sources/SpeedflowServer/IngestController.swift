@@ -143,14 +143,9 @@ struct IngestController: Sendable {
             }
             json.raw("}")
         }
-        json.raw("],\"rejected_by_reason\":{")
-        for (i, (reason, count)) in batch.rejectedByReason.sorted(by: { $0.key.rawValue < $1.key.rawValue }).enumerated() {
-            if i > 0 { json.raw(",") }
-            json.string(reason.rawValue)
-            json.raw(":")
-            json.number(count)
-        }
-        json.raw("},\"rejected_truncated\":")
+        json.raw("],\"rejected_by_reason\":")
+        json.reasonCounts(batch.rejectedByReason)
+        json.raw(",\"rejected_truncated\":")
         json.raw(batch.rejectionsTruncated ? "true" : "false")
         json.raw("}")
         return json.bytes

@@ -1,3 +1,5 @@
+import SpeedflowModel
+
 /// Minimal JSON text builder for the hot responses (ingest ack, windows), where explicit `null`s and
 /// full-precision doubles matter and `JSONEncoder`'s generic machinery costs more than the query itself.
 /// Only for keys and values we produce; arbitrary strings go through `string(_:)`, which escapes.
@@ -11,6 +13,18 @@ struct JSONWriter {
     }
 
     mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
+
+    /// `{"reason":count,…}`, reasons in name order: the ingest answer's and `/stats`' `rejected_by_reason`.
+    mutating func reasonCounts<N: BinaryInteger>(_ counts: [RejectionReason: N]) {
+        raw("{")
+        for (i, (reason, n)) in counts.sorted(by: { $0.key.rawValue < $1.key.rawValue }).enumerated() {
+            if i > 0 { raw(",") }
+            string(reason.rawValue)
+            raw(":")
+            raw(String(n))
+        }
+        raw("}")
+    }
 
     mutating func number(_ v: Int64) { raw(String(v)) }
     mutating func number(_ v: Int) { raw(String(v)) }

@@ -218,14 +218,9 @@ struct QueryController: Sendable {
         json.number(s.duplicates)
         json.raw(",\"rejected_total\":")
         json.number(s.rejected.values.reduce(0, +))
-        json.raw(",\"rejected_by_reason\":{")
-        for (i, (reason, n)) in s.rejected.sorted(by: { $0.key.rawValue < $1.key.rawValue }).enumerated() {
-            if i > 0 { json.raw(",") }
-            json.string(reason.rawValue)
-            json.raw(":")
-            json.number(n)
-        }
-        json.raw("},\"accepted_per_second\":")
+        json.raw(",\"rejected_by_reason\":")
+        json.reasonCounts(s.rejected)
+        json.raw(",\"accepted_per_second\":")
         json.number(s.acceptedPerSecond)
         json.raw(",\"duplicates_per_second\":")
         json.number(s.duplicatesPerSecond)
