@@ -19,6 +19,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     public var headers: HTTPFields {
         var h: HTTPFields = [.contentType: "application/json"]
         if let retryAfterSeconds { h[.retryAfter] = String(retryAfterSeconds) }
+        SecurityHeaders.add(to: &h)
         return h
     }
 

@@ -53,6 +53,7 @@ public enum SpeedflowHTTP {
         drain: DrainGate? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: MetricsMiddleware())
         if let drain { router.add(middleware: DrainMiddleware(gate: drain)) }
         router.add(middleware: JSONErrorMiddleware())
@@ -96,6 +97,7 @@ public enum SpeedflowHTTP {
     ) -> some ApplicationProtocol {
         Application(
             router: router(node: node, configuration: configuration, prometheus: prometheus, drain: drain),
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(configuration.idleTimeoutMs))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "speedflow"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)

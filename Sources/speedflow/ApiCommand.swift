@@ -17,6 +17,8 @@ struct ApiCommand: AsyncParsableCommand {
 
     @Option(help: "Address to bind. Default: \(ServerConfiguration().host).") var host: String?
     @Option(help: "Port; 0 picks a free port. Default: \(ServerConfiguration().port).") var port: Int?
+    @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
+    var idleTimeout: String?
 
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
@@ -25,7 +27,7 @@ struct ApiCommand: AsyncParsableCommand {
         c.dataDir = settings.dataDir(storage)
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(storage)
-        c.server = try settings.server(host: host, port: port)
+        c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout)
         try await Roles.api(c, observability)
     }
 }

@@ -48,6 +48,8 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: "Address to bind. Default: \(ServerConfiguration().host).") var host: String?
     @Option(help: "Port; 0 picks a free port (printed on stdout). Default: \(ServerConfiguration().port).") var port: Int?
     @Option(help: "Largest request body. Default: \(Settings.formatBytes(ServerConfiguration().maxBodyBytes)).") var maxBodySize: String?
+    @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
+    var idleTimeout: String?
     @Option(help: "Events waiting for Kafka beyond which requests get 503. Default: \(IngestConfiguration().maxPendingEvents).")
     var maxPendingEvents: Int?
 
@@ -57,7 +59,7 @@ struct IngestCommand: AsyncParsableCommand {
         var c = IngestConfiguration()
         c.kafka = try kafka.resolve(settings)
         c.policy = try settings.policy(storage)
-        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize)
+        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout)
         c.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: c.maxPendingEvents)
         try await Roles.ingest(c, observability)
     }

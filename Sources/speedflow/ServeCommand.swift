@@ -28,6 +28,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest request body (also after gunzip), e.g. 64MiB. Larger requests get 413. Default: \(Settings.formatBytes(ServerConfiguration().maxBodyBytes)).")
     var maxBodySize: String?
 
+    @Option(help: "A connection that sends nothing for this long is closed (before its first request or between requests). Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
+    var idleTimeout: String?
+
     @Option(help: "How often aggregates, dedup state and the log offset are committed to the store. Default: \(Settings.formatDuration(EngineConfiguration().flushIntervalMs)).")
     var flushInterval: String?
 
@@ -45,7 +48,7 @@ struct ServeCommand: AsyncParsableCommand {
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(
             storage, flushInterval: flushInterval, maxPendingEvents: maxPendingEvents, maxHotIdentities: maxHotIdentities)
-        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize)
+        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout)
         c.postgresSource = try postgresSource.values.resolve(settings)
         try await Roles.serve(c, observability)
     }

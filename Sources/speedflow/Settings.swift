@@ -147,10 +147,12 @@ struct Settings {
     func logLevel(_ o: StorageOptions) -> String { string("log_level", o.logLevel, default: "info") }
 
     /// The HTTP side, from the struct's defaults.
-    func server(host: String?, port: Int?, maxBodySize: String? = nil) throws -> ServerConfiguration {
+    func server(host: String?, port: Int?, maxBodySize: String? = nil, idleTimeout: String? = nil) throws -> ServerConfiguration {
         let d = ServerConfiguration()
+        let idle = try durationMs("idle_timeout", idleTimeout, default: d.idleTimeoutMs)
+        guard idle > 0 else { throw ValidationError("idle_timeout must be more than 0 (e.g. 60s)") }
         return ServerConfiguration(
             host: string("host", host, default: d.host), port: try int("port", port, default: d.port),
-            maxBodyBytes: try bytes("max_body_size", maxBodySize, default: d.maxBodyBytes))
+            maxBodyBytes: try bytes("max_body_size", maxBodySize, default: d.maxBodyBytes), idleTimeoutMs: idle)
     }
 }

@@ -102,8 +102,10 @@ struct IngestIntegrityTests {
         try await H.withServer(maxBodyBytes: 4096, live: true) { client, fixture in
             let port = try #require(client.port)
             // Headers only: a server that waited for the 5,000 announced bytes would never answer.
-            let answer = try Self.rawExchange(
-                port: port, "POST /events HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\nContent-Type: application/json\r\n\r\n")
+            let answer = try await HTTPHardeningTests.blocking {
+                Result { try Self.rawExchange(
+                    port: port, "POST /events HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\nContent-Type: application/json\r\n\r\n") }
+            }.get()
             #expect(answer.hasPrefix("HTTP/1.1 413"), "\(answer)")
             #expect(answer.contains("\"reason\":\"body_too_large\""), "\(answer)")
             let bomb = Self.gzip("[" + String(repeating: "1,", count: 100_000) + "1]")
