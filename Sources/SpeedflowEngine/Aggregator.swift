@@ -68,20 +68,41 @@ public final class Aggregator: Sendable {
     /// with it (all or nothing). Throws when the store cannot be read; nothing of the record was counted then,
     /// so applying it again is exact.
     public func apply(_ record: EventRecord, endOffset: UInt64) throws -> IngestOutcome {
+        try apply([(record, endOffset)])[0].get()
+    }
+
+    /// Counts records in order — a group commit's — under one acquisition of the table's lock for as long as no
+    /// record needs a bucket from the store; such a record's buckets are read outside the lock, as in `apply`.
+    /// A record the store cannot serve fails alone (its result), and the rest are still applied.
+    public func apply(_ records: [(record: EventRecord, endOffset: UInt64)]) -> [Result<IngestOutcome, any Error>] {
         let nowMs = clock()
+        var results: [Result<IngestOutcome, any Error>] = []
+        results.reserveCapacity(records.count)
         var loaded: [BucketTable.LoadedBucket] = []
-        while true {
-            let (applied, backlog) = table.withLock { t in
-                (t.apply(record, endOffset: endOffset, nowMs: nowMs, loaded: loaded), t.unflushedEvents)
+        while results.count < records.count {
+            let (needs, backlog) = table.withLock { t -> ([BucketKey]?, Int) in
+                while results.count < records.count {
+                    let (record, end) = records[results.count]
+                    switch t.apply(record, endOffset: end, nowMs: nowMs, loaded: loaded) {
+                    case .counted(let outcome):
+                        results.append(.success(outcome))
+                        loaded = []
+                    case .needs(let keys):
+                        return (keys, t.unflushedEvents)
+                    }
+                }
+                return (nil, t.unflushedEvents)
             }
-            switch applied {
-            case .counted(let outcome):
-                storeBacklog.store(backlog, ordering: .relaxed)
-                return outcome
-            case .needs(let keys):
-                for key in keys { loaded.append(.init(key: key, stored: try store.loadBucket(key))) }
+            storeBacklog.store(backlog, ordering: .relaxed)
+            guard let needs else { break }
+            do {
+                for key in needs { loaded.append(.init(key: key, stored: try store.loadBucket(key))) }
+            } catch {
+                results.append(.failure(error))
+                loaded = []
             }
         }
+        return results
     }
 
     /// Counts rejections against their camera when the camera is known (for health: clock skew).

@@ -213,16 +213,16 @@ public final class Engine: EventSink {
             for p in batch { p.continuation.resume(returning: .failure(IngestError(.logFailure, "\(error)"))) }
             return
         }
-        for (p, end) in zip(batch, ends) {
-            let outcome: Result<IngestOutcome, IngestError>
-            do {
-                outcome = .success(try aggregator.apply(p.record, endOffset: end.value))
-            } catch {
+        let results = aggregator.apply(zip(batch, ends).map { ($0.record, $1.value) })
+        for (p, result) in zip(batch, results) {
+            switch result {
+            case .success(let outcome):
+                p.continuation.resume(returning: .success(outcome))
+            case .failure(let error):
                 // The events are durable in the log; the store could not be read. Replay will count them.
                 logger.error("Apply failed: the store could not be read; the client is asked to resend", metadata: ["error": "\(error)"])
-                outcome = .failure(IngestError(.storeUnavailable, "the store could not be read; retry: \(error)"))
+                p.continuation.resume(returning: .failure(IngestError(.storeUnavailable, "the store could not be read; retry: \(error)")))
             }
-            p.continuation.resume(returning: outcome)
         }
     }
 

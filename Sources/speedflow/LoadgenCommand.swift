@@ -216,29 +216,19 @@ struct LoadgenCommand: AsyncParsableCommand {
 }
 
 extension LoadgenCommand {
-    /// A duration on the command line: `250ms`, `90s`, `3m`, `1h`, `2d`, or plain seconds.
+    /// A duration on the command line: `250ms`, `90s`, `3m`, `1h`, `2d`, or plain seconds (`Settings.parseDuration`).
     struct DurationArgument: ExpressibleByArgument, Sendable {
         var value: Duration
 
         init(_ value: Duration) { self.value = value }
 
         init?(argument: String) {
-            let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
-            for (suffix, scale) in units where argument.hasSuffix(suffix) {
-                guard let number = Double(argument.dropLast(suffix.count)), number >= 0 else { return nil }
-                value = .milliseconds(Int64((number * scale * 1000).rounded()))
-                return
-            }
-            guard let seconds = Double(argument), seconds >= 0 else { return nil }
-            value = .milliseconds(Int64((seconds * 1000).rounded()))
+            guard let ms = Settings.parseDuration(argument) else { return nil }
+            value = .milliseconds(ms)
         }
 
         var defaultValueDescription: String {
-            let ms = value.components.seconds * 1000 + value.components.attoseconds / 1_000_000_000_000_000
-            if ms % 3_600_000 == 0 { return "\(ms / 3_600_000)h" }
-            if ms % 60_000 == 0, ms >= 60_000 { return "\(ms / 60_000)m" }
-            if ms % 1000 == 0 { return "\(ms / 1000)s" }
-            return "\(ms)ms"
+            Settings.formatDuration(value.components.seconds * 1000 + value.components.attoseconds / 1_000_000_000_000_000)
         }
     }
 }
