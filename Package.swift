@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Event, identity, validation, reason codes, body decoding (gzip via zlib). No IO.
@@ -73,6 +74,13 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Credentials (tokens with roles camera/reader/admin, stored as SHA-256), the credentials file every node
+        // follows, the audit log. No HTTP.
+        .target(name: "SpeedflowAuth", dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
         // The pipeline: log append (group commit) -> dedup -> buckets -> store; queries.
         .target(name: "SpeedflowEngine", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore",
@@ -83,7 +91,7 @@ let package = Package(
         ], swiftSettings: strict),
         // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets.
         .target(name: "SpeedflowServer", dependencies: [
-            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine", "SpeedflowStore",
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine", "SpeedflowStore", "SpeedflowAuth",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -111,6 +119,7 @@ let package = Package(
         // logging and metrics bootstrap: what the executable hands its configuration to.
         .target(name: "SpeedflowRuntime", dependencies: [
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowStore", "SpeedflowLog", "SpeedflowClickHouse", "SpeedflowPostgres",
+            "SpeedflowAuth",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -122,7 +131,7 @@ let package = Package(
         // The one executable: parses configuration, builds services, runs them.
         .executableTarget(name: "speedflow", dependencies: [
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
-            "SpeedflowClickHouse", "SpeedflowRuntime",
+            "SpeedflowClickHouse", "SpeedflowRuntime", "SpeedflowAuth",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             "SpeedflowPostgres",
@@ -144,6 +153,7 @@ let package = Package(
 
         .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel", "SpeedflowTestSupport"]),
+        .testTarget(name: "SpeedflowAuthTests", dependencies: ["SpeedflowAuth", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowLogTests", dependencies: ["SpeedflowLog", "SpeedflowTestSupport"]),
         // SQLiteStore on its own (integrity, upgrades, salvage) and the `Store` conformance suite against it.
         .testTarget(name: "SpeedflowStoreTests", dependencies: [
@@ -177,7 +187,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
-            "SpeedflowServer", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
+            "SpeedflowServer", "SpeedflowAuth", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "CompressNIO", package: "compress-nio"),
         ]),

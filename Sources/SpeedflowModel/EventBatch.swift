@@ -394,3 +394,41 @@ struct BatchBuilder: ElementSink {
         return batch
     }
 }
+
+extension EventBatch {
+    /// Moves the events for which `refuse` holds to the rejections (with `reason`), keeping request order and
+    /// at most `detailLimit` rejections in detail, the rest counted. Not counted per camera: they name a camera
+    /// that did not send them (e.g. `forbidden_kvfv_id`).
+    public mutating func reject(where refuse: (CameraEvent) -> Bool, reason: RejectionReason, field: String?, detailLimit: Int) {
+        var kept: [CameraEvent] = []
+        var keptPositions: [Int] = []
+        var refused: [Rejection] = []
+        for (event, position) in zip(events, positions) {
+            if refuse(event) {
+                refused.append(Rejection(index: position, reason: reason, field: field))
+            } else {
+                kept.append(event)
+                keptPositions.append(position)
+            }
+        }
+        guard !refused.isEmpty else { return }
+        events = kept
+        positions = keptPositions
+        rejectedCount += refused.count
+        rejectedByReason[reason, default: 0] += refused.count
+        // Both lists are in index order: merge, then keep the first `detailLimit`.
+        var merged: [Rejection] = []
+        merged.reserveCapacity(Swift.min(detailLimit, rejections.count + refused.count))
+        var i = 0, j = 0
+        while merged.count < detailLimit && (i < rejections.count || j < refused.count) {
+            if j == refused.count || (i < rejections.count && rejections[i].index < refused[j].index) {
+                merged.append(rejections[i])
+                i += 1
+            } else {
+                merged.append(refused[j])
+                j += 1
+            }
+        }
+        rejections = merged
+    }
+}

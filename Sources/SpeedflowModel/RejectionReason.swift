@@ -27,6 +27,9 @@ public enum RejectionReason: String, Error, Sendable, CaseIterable, Codable, Has
     /// An NDJSON line nests arrays/objects deeper than `EventBatch.maxElementDepth` levels (the other lines are
     /// still processed; in an array or single-object body this is the whole-request `400 nesting_too_deep`).
     case nestingTooDeep = "nesting_too_deep"
+    /// The writer's camera credential does not cover the event's `kvfv_id` (auth required; the rest of the
+    /// batch is unaffected).
+    case forbiddenKvfvId = "forbidden_kvfv_id"
 }
 
 /// One rejected element of a batch: its position and why.

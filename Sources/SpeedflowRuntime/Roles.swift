@@ -54,6 +54,7 @@ public struct ServeConfiguration: Sendable {
     public var store = StoreConfiguration()
     public var engine = EngineConfiguration()
     public var server = ServerConfiguration()
+    public var auth = AuthConfiguration()
     /// A PostgreSQL table read into the same engine, if any.
     public var postgresSource: PostgresSourceConfiguration?
 
@@ -67,6 +68,7 @@ public struct APIConfiguration: Sendable {
     /// Health thresholds (silent, lagging) of `GET /kvfv`.
     public var engine = EngineConfiguration()
     public var server = ServerConfiguration()
+    public var auth = AuthConfiguration()
 
     public init() {}
 }
@@ -88,7 +90,7 @@ public enum Roles {
             services.append(.init(service: try PostgresSource(configuration: source, intake: engine.intake, dataDir: c.dataDir, logger: logger)))
         }
         try await runHTTP(
-            .serve(engine), server: c.server, o,
+            .serve(engine), server: c.server, auth: c.auth, dataDir: c.dataDir, o,
             banner: { "speedflow listening on http://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services)
     }
 
@@ -102,25 +104,26 @@ public enum Roles {
         let node = HTTPNode(
             role: "api", intake: nil, queries: queries, stats: IngestStats(nowMs: queries.now),
             status: NodeStatus(storeBytes: { store.sizeInBytes() }))
-        try await runHTTP(node, server: c.server, o, banner: { "speedflow api listening on http://\(c.server.host):\($0)" })
+        try await runHTTP(node, server: c.server, auth: c.auth, dataDir: c.dataDir, o, banner: { "speedflow api listening on http://\(c.server.host):\($0)" })
     }
 
     /// Runs an HTTP role until SIGTERM/SIGINT: the role's `services` (the engine, then sources), and the HTTP
     /// server listed after them so it stops first (intake ends before the engine drains). `banner` gets the
     /// bound port and is printed on stdout once the server listens.
     public static func runHTTP(
-        _ node: HTTPNode, server: ServerConfiguration, _ o: Observability,
+        _ node: HTTPNode, server: ServerConfiguration, auth: AuthConfiguration, dataDir: String, _ o: Observability,
         banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
     ) async throws {
+        let (access, authServices) = try auth.resolve(host: server.host, dataDir: dataDir, secure: false, logger: o.logger)
         // On SIGTERM the drain service (listed last, so it stops first) answers every request 503 shutting_down
         // for a moment while the server still runs, instead of keep-alive connections being cut under a request.
         let drain = DrainGate()
         let app = SpeedflowHTTP.application(
-            node: node, configuration: server, prometheus: o.registry, logger: o.logger, drain: drain,
+            node: node, configuration: server, prometheus: o.registry, logger: o.logger, access: access, drain: drain,
             onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
         let group = ServiceGroup(
             configuration: .init(
-                services: services + [.init(service: app), .init(service: DrainService(gate: drain))],
+                services: authServices + services + [.init(service: app), .init(service: DrainService(gate: drain))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: o.logger))
         try await group.run()
     }

@@ -26,6 +26,9 @@ public struct IngestConfiguration: Sendable {
     public var kafka = KafkaConfiguration()
     public var policy = ValidationPolicy()
     public var server = ServerConfiguration()
+    public var auth = AuthConfiguration()
+    /// Where the default credentials file lives (`<data dir>/credentials.json`).
+    public var dataDir = DataDirectory.defaultPath
     /// Events waiting for Kafka's delivery reports beyond which requests get 503.
     public var maxPendingEvents = EngineConfiguration().maxPendingEvents
 
@@ -41,6 +44,7 @@ public struct AggregateConfiguration: Sendable {
     public var engine = EngineConfiguration.aggregator
     /// `/health` and `/metrics`.
     public var server = ServerConfiguration(port: 8081)
+    public var auth = AuthConfiguration()
 
     public init() {}
 }
@@ -56,7 +60,7 @@ extension Roles {
             role: "ingest", intake: Intake(sink: sink, stats: stats, policy: c.policy, cameras: nil), queries: nil,
             stats: stats, status: NodeStatus(queueDepth: { sink.queueDepth }))
         try await runHTTP(
-            node, server: c.server, o,
+            node, server: c.server, auth: c.auth, dataDir: c.dataDir, o,
             banner: { "speedflow ingest listening on http://\(c.server.host):\($0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))" })
         await producer.close()
     }

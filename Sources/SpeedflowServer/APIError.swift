@@ -8,17 +8,23 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     public var reason: String
     public var message: String
     public var retryAfterSeconds: Int?
+    /// E.g. `WWW-Authenticate` on 401.
+    public var extraHeaders: HTTPFields
 
-    public init(_ status: HTTPResponse.Status, _ reason: String, _ message: String, retryAfterSeconds: Int? = nil) {
+    public init(
+        _ status: HTTPResponse.Status, _ reason: String, _ message: String, retryAfterSeconds: Int? = nil, extraHeaders: HTTPFields = [:]
+    ) {
         self.status = status
         self.reason = reason
         self.message = message
         self.retryAfterSeconds = retryAfterSeconds
+        self.extraHeaders = extraHeaders
     }
 
     public var headers: HTTPFields {
         var h: HTTPFields = [.contentType: "application/json"]
         if let retryAfterSeconds { h[.retryAfter] = String(retryAfterSeconds) }
+        h.append(contentsOf: extraHeaders)
         SecurityHeaders.add(to: &h)
         return h
     }

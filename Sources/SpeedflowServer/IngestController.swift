@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import SpeedflowAuth
 import SpeedflowEngine
 import SpeedflowModel
 
@@ -17,7 +18,9 @@ struct IngestController: Sendable {
     /// concurrency pool that also runs every other request (two threads on a 2-core machine).
     static let offloadBytes = 64 << 10
 
-    func ingest(_ request: Request, context: some RequestContext) async throws -> Response {
+    /// - Parameter principal: the writer; a camera credential's events for cameras it does not cover are
+    ///   rejected one by one (`forbidden_kvfv_id`), the rest of the batch is taken.
+    func ingest(_ request: Request, context: some RequestContext, principal: Principal?) async throws -> Response {
         let arrivalMs = intake.now
         let gzip = try Self.isGzip(request.headers[values: .contentEncoding])
         let limit = configuration.maxBodyBytes
@@ -37,13 +40,16 @@ struct IngestController: Sendable {
         let decode: @Sendable () -> Result<EventBatch, APIError> = {
             Self.decode(body, gzip: gzip, ndjson: ndjson, limit: limit, policy: policy, nowMs: arrivalMs)
         }
-        let batch: EventBatch
+        var batch: EventBatch
         if body.readableBytes >= Self.offloadBytes {
             batch = try await withCheckedContinuation { continuation in
                 DispatchQueue.global(qos: .userInitiated).async { continuation.resume(returning: decode()) }
             }.get()
         } else {
             batch = try decode().get()
+        }
+        if let principal, principal.role == .camera {
+            batch.reject(where: { !principal.grants.covers($0.kvfvId) }, reason: .forbiddenKvfvId, field: "kvfv_id", detailLimit: Self.rejectionDetailLimit)
         }
 
         let outcome: IngestOutcome

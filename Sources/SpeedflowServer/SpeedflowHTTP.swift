@@ -48,23 +48,33 @@ public enum SpeedflowHTTP {
     /// The router, separate from the application so tests can drive it in-process.
     ///
     /// - Parameter drain: once closed, every request is answered `503 shutting_down` (see `DrainGate`).
+    /// - Parameter access: who may do what (`AccessControl.off`: anyone, everything).
     public static func router(
         node: HTTPNode, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?,
-        drain: DrainGate? = nil
-    ) -> Router<BasicRequestContext> {
-        let router = Router()
+        access: AccessControl = .off, drain: DrainGate? = nil
+    ) -> Router<SpeedflowRequestContext> {
+        let router = Router(context: SpeedflowRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: MetricsMiddleware())
         if let drain { router.add(middleware: DrainMiddleware(gate: drain)) }
         router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: AccessMiddleware(access: access))
         let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration) }
         let query = QueryController(node: node)
+        let sessions = SessionController(access: access)
+        let admin = AdminController(access: access)
         let assets = Assets()
 
         router.post("/events") { request, context in
             guard let ingest else { throw node.notServed("take events", by: "send them to an ingest node") }
-            return try await ingest.ingest(request, context: context)
+            return try await ingest.ingest(request, context: context, principal: context.principal)
         }
+        router.get("/session") { request, context in try sessions.current(request, context: context) }
+        router.post("/session") { request, context in try await sessions.signIn(request, context: context) }
+        router.delete("/session") { request, context in try sessions.signOut(request, context: context) }
+        router.get("/admin/credentials") { request, context in try admin.list(request, context: context) }
+        router.post("/admin/credentials") { request, context in try await admin.create(request, context: context) }
+        router.delete("/admin/credentials/:id") { request, context in try admin.revoke(request, context: context) }
         router.get("/kvfv/:id/avg-speed") { request, context in try await query.avgSpeed(request, context: context) }
         router.get("/kvfv") { request, context in try await query.cameras(request, context: context) }
         router.get("/stats") { request, context in try await query.stats(request, context: context) }
@@ -93,10 +103,10 @@ public enum SpeedflowHTTP {
 
     public static func application(
         node: HTTPNode, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?, logger: Logger,
-        drain: DrainGate? = nil, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        access: AccessControl = .off, drain: DrainGate? = nil, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: router(node: node, configuration: configuration, prometheus: prometheus, drain: drain),
+            router: router(node: node, configuration: configuration, prometheus: prometheus, access: access, drain: drain),
             server: .http1(configuration: .init(idleTimeout: .milliseconds(configuration.idleTimeoutMs))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "speedflow"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },

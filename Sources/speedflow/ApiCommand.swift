@@ -15,6 +15,8 @@ struct ApiCommand: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
     @OptionGroup var storeOptions: StoreOptions
 
+    @OptionGroup(title: "Access") var access: AuthOptions
+
     @Option(help: "Address to bind. Default: \(ServerConfiguration().host).") var host: String?
     @Option(help: "Port; 0 picks a free port. Default: \(ServerConfiguration().port).") var port: Int?
     @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
@@ -28,6 +30,7 @@ struct ApiCommand: AsyncParsableCommand {
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(storage)
         c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout)
+        c.auth = try settings.auth(access)
         try await Roles.api(c, observability)
     }
 }

@@ -45,6 +45,8 @@ struct IngestCommand: AsyncParsableCommand {
     @OptionGroup var storage: StorageOptions
     @OptionGroup var kafka: KafkaOptions
 
+    @OptionGroup(title: "Access") var access: AuthOptions
+
     @Option(help: "Address to bind. Default: \(ServerConfiguration().host).") var host: String?
     @Option(help: "Port; 0 picks a free port (printed on stdout). Default: \(ServerConfiguration().port).") var port: Int?
     @Option(help: "Largest request body. Default: \(Settings.formatBytes(ServerConfiguration().maxBodyBytes)).") var maxBodySize: String?
@@ -61,6 +63,8 @@ struct IngestCommand: AsyncParsableCommand {
         c.policy = try settings.policy(storage)
         c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout)
         c.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: c.maxPendingEvents)
+        c.auth = try settings.auth(access)
+        c.dataDir = settings.dataDir(storage)
         try await Roles.ingest(c, observability)
     }
 }

@@ -17,6 +17,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
 
+    @OptionGroup(title: "Access") var access: AuthOptions
+
     @OptionGroup(title: "PostgreSQL source (see `speedflow source postgres --help`)") var postgresSource: PostgresSourceOptions
 
     @Option(help: "Address to bind. Default: \(ServerConfiguration().host). Env: SPEEDFLOW_HOST.")
@@ -50,6 +52,7 @@ struct ServeCommand: AsyncParsableCommand {
             storage, flushInterval: flushInterval, maxPendingEvents: maxPendingEvents, maxHotIdentities: maxHotIdentities)
         c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout)
         c.postgresSource = try postgresSource.values.resolve(settings)
+        c.auth = try settings.auth(access)
         try await Roles.serve(c, observability)
     }
 }

@@ -1,0 +1,187 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import SpeedflowAuth
+import Synchronization
+
+/// Whether requests must carry a credential.
+public enum AuthMode: String, Sendable, CaseIterable {
+    /// Every route but `/health`, `/openapi.yaml` and the dashboard's static files needs a credential.
+    case required
+    /// No credential is checked: anyone who reaches the port may write for any camera and read everything.
+    case off
+
+    /// `required` unless `host` is a loopback address.
+    public static func defaultMode(host: String) -> AuthMode { isLoopback(host) ? .off : .required }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased()
+        return h == "localhost" || h == "::1" || h == "[::1]" || h.hasPrefix("127.")
+    }
+}
+
+/// Who may do what on an HTTP node: the mode, the credentials it checks, the dashboard's sessions, and which
+/// other origins (CORS) may write from a browser.
+public struct AccessControl: Sendable {
+    public var mode: AuthMode
+    public var credentials: CredentialStore?
+    public var sessions: SessionStore
+    /// `Secure` on the session cookie (set under TLS).
+    public var secureCookies: Bool
+    /// Browser origins (`https://ops.example.org`) allowed to write cross-site. Empty: none.
+    public var allowedOrigins: Set<String>
+
+    public init(
+        mode: AuthMode, credentials: CredentialStore?, sessions: SessionStore = SessionStore(), secureCookies: Bool = false,
+        allowedOrigins: Set<String> = []
+    ) {
+        self.mode = mode
+        self.credentials = credentials
+        self.sessions = sessions
+        self.secureCookies = secureCookies
+        self.allowedOrigins = allowedOrigins
+    }
+
+    /// No authentication (loopback default, and the in-process tests' default).
+    public static let off = AccessControl(mode: .off, credentials: nil)
+
+    /// What a route needs.
+    enum Need {
+        /// Anyone: `/health`, `/openapi.yaml`, the dashboard's static files, signing in.
+        case nothing
+        /// A reader or admin: queries, `/kvfv`, `/stats`, `/metrics`.
+        case read
+        /// A camera or admin: `POST /events` (a camera then only for the cameras it covers).
+        case write
+        /// An admin: `/admin/…`.
+        case admin
+    }
+
+    static func need(_ method: HTTPRequest.Method, _ path: String) -> Need {
+        if path == "/health" || path == "/openapi.yaml" || path == "/session" { return .nothing }
+        if method == .get || method == .head, path == "/" || path.hasPrefix("/dashboard/") { return .nothing }
+        if path == "/events" { return .write }
+        if path == "/admin" || path.hasPrefix("/admin/") { return .admin }
+        return .read
+    }
+
+    /// The principal a request presents: a bearer token, or for reads (GET/HEAD) the dashboard's session
+    /// cookie. A cookie never authorizes a write, so a page on another site cannot use a signed-in browser.
+    func principal(of request: Request) -> Principal? {
+        guard let credentials else { return nil }
+        if let header = request.headers[.authorization] {
+            guard let token = Self.bearer(header) else { return nil }
+            return credentials.authenticate(token)
+        }
+        if request.method == .get || request.method == .head, let session = SessionStore.cookie(in: request.headers) {
+            return sessions.principal(session, credentials: credentials)
+        }
+        return nil
+    }
+
+    static func bearer(_ header: String) -> String? {
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return parts[1].trimmingCharacters(in: .whitespaces)
+    }
+}
+
+/// Refuses what a route's `Need` does not allow: `401 unauthorized` without a valid credential (with
+/// `WWW-Authenticate: Bearer`), `403 forbidden` for one whose role does not reach. Before that, with auth on
+/// or off, refuses writes a browser sends on behalf of another site (`BrowserGuard`).
+struct AccessMiddleware: RouterMiddleware {
+    typealias Context = SpeedflowRequestContext
+    let access: AccessControl
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        try BrowserGuard.check(request, allowedOrigins: access.allowedOrigins)
+        var context = context
+        let need = AccessControl.need(request.method, request.uri.path)
+        guard access.mode == .required else {
+            // Off: a presented token still names its writer (attribution), but nothing is refused for lack of one.
+            context.principal = access.principal(of: request)
+            return try await next(request, context)
+        }
+        let principal = access.principal(of: request)
+        context.principal = principal
+        switch need {
+        case .nothing: break
+        case .read, .write, .admin:
+            guard let principal else {
+                throw APIError(
+                    .unauthorized, "unauthorized",
+                    request.headers[.authorization] == nil
+                        ? "this request needs a credential: send Authorization: Bearer <token> (speedflow token create)"
+                        : "the credential is not valid (unknown, revoked or malformed)",
+                    extraHeaders: [.wwwAuthenticate: "Bearer realm=\"speedflow\""])
+            }
+            let allowed =
+                switch need {
+                case .read: principal.role.canRead
+                case .write: principal.mayWriteAny
+                case .admin: principal.role == .admin
+                case .nothing: true
+                }
+            guard allowed else {
+                throw APIError(
+                    .forbidden, "forbidden", "a \(principal.role.rawValue) credential may not \(Self.describe(need)) (\(request.method) \(request.uri.path))")
+            }
+        }
+        return try await next(request, context)
+    }
+
+    static func describe(_ need: AccessControl.Need) -> String {
+        switch need {
+        case .read: "read"
+        case .write: "write events"
+        case .admin: "manage credentials"
+        case .nothing: "do this"
+        }
+    }
+}
+
+/// Browser safety, whatever the auth mode: a web page on another site must not be able to make a visitor's
+/// browser write (CSRF; with auth off, any page could otherwise inject events into a server on the visitor's
+/// network).
+///
+/// Applies to every method but GET, HEAD and OPTIONS. A request that a browser sent (it carries `Origin` or
+/// `Sec-Fetch-Site`) is refused with `403 cross_site_request` unless it comes from the server's own origin (or
+/// one in `--cors-origin`), and with `415 unsupported_media_type` if its body is `text/plain`, a form or
+/// multipart — the content types a page may send cross-site without asking. Clients that are not browsers
+/// (curl, cameras, loadgen) send neither header and are unaffected: `curl -d` keeps working.
+enum BrowserGuard {
+    static func check(_ request: Request, allowedOrigins: Set<String>) throws {
+        switch request.method {
+        case .get, .head, .options: return
+        default: break
+        }
+        let origin = request.headers[.origin]
+        let fetchSite = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased()
+        guard origin != nil || fetchSite != nil else { return }
+        let allowedByOrigin = origin.map { allowedOrigins.contains($0) || isSameOrigin($0, host: request.head.authority) } ?? false
+        if let fetchSite, fetchSite != "same-origin", fetchSite != "none", !allowedByOrigin {
+            throw APIError(.forbidden, "cross_site_request", "a browser request from another site (Sec-Fetch-Site: \(fetchSite)) may not write")
+        }
+        if let origin, !allowedByOrigin {
+            throw APIError(.forbidden, "cross_site_request", "a browser request from origin \(origin) may not write to this server")
+        }
+        let type = (request.headers[.contentType] ?? "").lowercased()
+        if type.hasPrefix("text/plain") || type.hasPrefix("application/x-www-form-urlencoded") || type.hasPrefix("multipart/form-data") {
+            throw APIError(
+                .unsupportedMediaType, "unsupported_media_type",
+                "a browser may not send \(type) here; send application/json or application/x-ndjson")
+        }
+    }
+
+    /// Whether `origin` (`scheme://host[:port]`) names the server the request was sent to (its `Host`).
+    static func isSameOrigin(_ origin: String, host: String?) -> Bool {
+        guard let host = host?.lowercased(), let schemeEnd = origin.range(of: "://") else { return false }
+        let scheme = origin[..<schemeEnd.lowerBound].lowercased()
+        let authority = origin[schemeEnd.upperBound...].lowercased()
+        if authority == host { return true }
+        let defaultPort = scheme == "https" ? ":443" : scheme == "http" ? ":80" : nil
+        guard let defaultPort else { return false }
+        return authority + defaultPort == host || authority == host + defaultPort
+    }
+}
