@@ -1,0 +1,144 @@
+import Foundation
+import SpeedflowModel
+import SpeedflowTestSupport
+import Testing
+
+/// Credentials end to end with the real binary and curl: tokens made by `speedflow token`, a server and an API
+/// node following one credentials file, revocation reaching both without a restart, and kill -9 with
+/// authenticated traffic still exact.
+@Suite("Auth with the real binary and curl", .enabled(if: SpeedflowProcess.binaryPath != nil), .serialized)
+struct AuthTests {
+    /// `curl` with the token in a header file (never on its command line, which `ps` shows): status and body.
+    static func curl(_ url: String, token: String?, method: String = "GET", body: String? = nil, in dir: URL) async throws -> (Int, String) {
+        let headers = dir.appendingPathComponent("h-\(UUID().uuidString)")
+        let out = dir.appendingPathComponent("o-\(UUID().uuidString)")
+        defer {
+            try? FileManager.default.removeItem(at: headers)
+            try? FileManager.default.removeItem(at: out)
+        }
+        try Data(((token.map { "Authorization: Bearer \($0)\n" } ?? "") + "Content-Type: application/json\n").utf8).write(to: headers)
+        let arguments = ["-s", "-X", method, "-o", out.path, "-w", "%{http_code}", "-H", "@" + headers.path, url]
+            + (body.map { ["--data-binary", $0] } ?? [])
+        let (status, output) = await blocking { () -> (Int32, String) in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            p.arguments = arguments
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            do { try p.run() } catch { return (-1, "\(error)") }
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        guard status == 0, let code = Int(output) else { throw SpeedflowProcess.ProcessError("curl failed (\(status)): \(output)") }
+        return (code, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+    }
+
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { c in Thread.detachNewThread { c.resume(returning: body()) } }
+    }
+
+    /// `speedflow token …`, off the cooperative pool; stdout only (the token), or the whole output on failure.
+    static func token(_ arguments: [String]) async throws -> String {
+        let (status, output) = await blocking { () -> (Int32, String) in
+            guard let binary = SpeedflowProcess.binaryPath else { return (-1, "no binary") }
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["token"] + arguments
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            do { try p.run() } catch { return (-1, "\(error)") }
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            let errors = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self) + (p.terminationStatus == 0 ? "" : String(decoding: errors, as: UTF8.self)))
+        }
+        guard status == 0 else { throw SpeedflowProcess.ProcessError("speedflow token \(arguments) failed: \(output)") }
+        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func json(_ text: String) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    @Test("tokens from the CLI; 401/403 and per-event forbidden_kvfv_id through curl; revocation reaches a second node; kill -9 stays exact")
+    func endToEnd() async throws {
+        let server = try SpeedflowProcess(extraArguments: ["--auth", "required"])
+        defer { server.remove() }
+        let data = server.dataDirectory.path
+        let admin = try await Self.token(["create", "--role", "admin", "--data-dir", data, "--name", "ops"])
+        let camera = try await Self.token(["create", "--role", "camera", "--kvfv", "AUTH1", "--kvfv", "AUTHP-*", "--data-dir", data])
+        #expect(admin.hasPrefix("sft_") && camera.hasPrefix("sft_"))
+        try await server.start()
+        let api = try SpeedflowProcess(subcommand: "api", extraArguments: [
+            "--auth", "required", "--credentials", data + "/credentials.json", "--data-dir", data,
+        ])
+        defer { api.remove() }
+        try await api.start()
+        let dir = server.directory
+
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let t = (now / 300_000 - 1) * 300_000 + 500
+        func event(_ camera: String, _ i: Int) -> String {
+            "{\"kvfv_id\":\"\(camera)\",\"timestamp\":\"\(Timestamp.format(t + Int64(i)))\",\"vehicle_speed\":\(60 + i % 40),\"event_id\":\"\(camera)-\(i)\"}"
+        }
+        var (code, body) = try await Self.curl(server.url + "/events", token: nil, method: "POST", body: event("AUTH1", 0), in: dir)
+        #expect(code == 401 && Self.json(body)["reason"] as? String == "unauthorized")
+        (code, body) = try await Self.curl(server.url + "/kvfv", token: camera, in: dir)
+        #expect(code == 403 && Self.json(body)["reason"] as? String == "forbidden")
+        func cameraOf(_ i: Int) -> String { i % 3 == 2 ? "OTHER" : i % 3 == 1 ? "AUTHP-\(i % 5)" : "AUTH1" }
+        let batch = "[" + (0..<300).map { event(cameraOf($0), $0) }.joined(separator: ",") + "]"
+        (code, body) = try await Self.curl(server.url + "/events", token: camera, method: "POST", body: batch, in: dir)
+        #expect(code == 200)
+        #expect(Self.json(body)["accepted"] as? Int == 200)
+        #expect((Self.json(body)["rejected_by_reason"] as? [String: Int]) == ["forbidden_kvfv_id": 100])
+
+        // A reader made while both nodes run works on both once they reload the file; revoked, on neither.
+        let reader = try await Self.token(["create", "--role", "reader", "--data-dir", data])
+        for node in [server, api] {
+            try await waitUntil("the new reader token is accepted by \(node.subcommand)", timeout: .seconds(10)) {
+                try await Self.curl(node.url + "/kvfv", token: reader, in: dir).0 == 200
+            }
+        }
+        let readerId = String(reader.split(separator: "_")[1])
+        let list = try await Self.token(["list", "--data-dir", data])
+        #expect(list.contains(readerId) && !list.contains(reader))
+        _ = try await Self.token(["revoke", readerId, "--data-dir", data])
+        for node in [server, api] {
+            try await waitUntil("the revoked reader token is refused by \(node.subcommand)", timeout: .seconds(10)) {
+                try await Self.curl(node.url + "/kvfv", token: reader, in: dir).0 == 401
+            }
+        }
+        let audit = try String(contentsOfFile: data + "/audit.log", encoding: .utf8)
+        #expect(audit.split(separator: "\n").count == 4)
+        #expect(audit.contains("\"action\":\"revoke\"") && audit.contains("\"actor\":\"cli:"))
+
+        // kill -9 after authenticated writes: the restarted server answers exactly what was acknowledged.
+        server.kill9()
+        try await server.start()
+        let from = Timestamp.format(t - 500), to = Timestamp.format(t - 500 + 300_000)
+        (code, body) = try await Self.curl(server.url + "/kvfv/AUTH1/avg-speed?from=\(from)&to=\(to)", token: admin, in: dir)
+        #expect(code == 200)
+        let windows = (Self.json(body)["windows"] as? [[String: Any]]) ?? []
+        #expect(windows.first?["count"] as? Int == 100)
+        let mine: [Double] = (0..<300).filter { $0 % 3 == 0 }.map { Double(60 + $0 % 40) }
+        let expected: Double = mine.reduce(0, +) / Double(mine.count)
+        let avg = windows.first?["avg_speed"] as? Double
+        #expect(avg.map { abs($0 - expected) < 1e-9 } == true, "\(String(describing: avg)) vs \(expected)")
+    }
+
+    @Test("auth off on a non-loopback address is allowed only when asked for, and warned about at start")
+    func offOnPublicAddress() async throws {
+        let server = try SpeedflowProcess(extraArguments: ["--host", "0.0.0.0", "--auth", "off"])
+        defer { server.remove() }
+        try await server.start()
+        #expect(server.logTail().contains("Authentication is off on a non-loopback address"))
+        let required = try SpeedflowProcess(extraArguments: ["--host", "0.0.0.0"])
+        defer { required.remove() }
+        try await required.start()
+        let (code, _) = try await Self.curl(required.url + "/kvfv", token: nil, in: required.directory)
+        #expect(code == 401)
+        #expect(required.logTail().contains("no credential exists yet"))
+    }
+}
