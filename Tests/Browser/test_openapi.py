@@ -62,6 +62,11 @@ def test_every_answer_matches_its_schema(server, fleet):
         ]).encode(), {"Content-Type": "application/json"}),
         ("/events", "POST", "/events", b"[{", {"Content-Type": "application/json"}),
         ("/events", "POST", "/events", b"x", {"Content-Encoding": "br"}),
+        # Browser safety: a cross-site write and a browser's text/plain body.
+        ("/events", "POST", "/events", b"{}", {"Origin": "https://evil.example", "Content-Type": "application/json"}),
+        ("/events", "POST", "/events", b"{}", {"Origin": server, "Content-Type": "text/plain"}),
+        ("/session", "GET", "/session", None, {}),
+        ("/session", "POST", "/session", b"{}", {"Content-Type": "application/json"}),
     ]
     for template, method, path, body, headers in cases:
         status, media, payload = request(server, path, method, body, headers)
