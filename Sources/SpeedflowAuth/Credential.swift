@@ -67,11 +67,16 @@ public struct Principal: Sendable, Hashable {
     public var role: Role
     /// For `camera`: the cameras it may write for. Ignored for `admin` (every camera) and `reader` (none).
     public var grants: KvfvGrants
+    /// This credential's own rate limits (nil: the node's defaults).
+    public var requestsPerSecond: Double?
+    public var eventsPerSecond: Double?
 
-    public init(credentialId: String, role: Role, grants: KvfvGrants) {
+    public init(credentialId: String, role: Role, grants: KvfvGrants, requestsPerSecond: Double? = nil, eventsPerSecond: Double? = nil) {
         self.credentialId = credentialId
         self.role = role
         self.grants = grants
+        self.requestsPerSecond = requestsPerSecond
+        self.eventsPerSecond = eventsPerSecond
     }
 
     /// Whether this principal may write events for `kvfvId`.
@@ -101,6 +106,9 @@ public struct CredentialRecord: Sendable, Codable, Hashable {
     public var revokedBy: String?
     /// Hex SHA-256 of the token's secret part.
     public var secretSHA256: String
+    /// Rate limits of this credential (nil: the node's defaults, `--requests-per-second`, `--events-per-second`).
+    public var requestsPerSecond: Double?
+    public var eventsPerSecond: Double?
 
     public var isRevoked: Bool { revokedAt != nil }
 
@@ -108,9 +116,12 @@ public struct CredentialRecord: Sendable, Codable, Hashable {
         case id, role, kvfv, name
         case createdAt = "created_at", createdBy = "created_by", revokedAt = "revoked_at", revokedBy = "revoked_by"
         case secretSHA256 = "secret_sha256"
+        case requestsPerSecond = "requests_per_second", eventsPerSecond = "events_per_second"
     }
 
-    public var principal: Principal { Principal(credentialId: id, role: role, grants: kvfv) }
+    public var principal: Principal {
+        Principal(credentialId: id, role: role, grants: kvfv, requestsPerSecond: requestsPerSecond, eventsPerSecond: eventsPerSecond)
+    }
 }
 
 /// A stable reason code and a message for people.

@@ -137,8 +137,9 @@ public enum CredentialAdmin {
 
     /// A new credential; the token is returned once and never stored.
     public static func create(
-        at path: String, role: Role, kvfv: [String], name: String?, actor: String
+        at path: String, role: Role, kvfv: [String], name: String?, limits: RateLimits = RateLimits(), actor: String
     ) throws(CredentialError) -> (record: CredentialRecord, token: String) {
+        try limits.validate()
         guard let grants = KvfvGrants(kvfv) else {
             throw CredentialError(
                 "invalid_kvfv_pattern",
@@ -157,7 +158,7 @@ public enum CredentialAdmin {
         let (token, id, hash) = Token.generate()
         let record = CredentialRecord(
             id: id, role: role, kvfv: grants, name: name, createdAt: timestamp(), createdBy: actor, revokedAt: nil,
-            revokedBy: nil, secretSHA256: hash)
+            revokedBy: nil, secretSHA256: hash, requestsPerSecond: limits.requestsPerSecond, eventsPerSecond: limits.eventsPerSecond)
         try CredentialFile.withLock(path) { () throws(CredentialError) in
             var records = try CredentialFile.load(path)
             records.append(record)
@@ -165,9 +166,28 @@ public enum CredentialAdmin {
             var entry = ["time": record.createdAt, "actor": actor, "action": "create", "credential": id, "role": role.rawValue]
             if !kvfv.isEmpty { entry["kvfv"] = grants.description }
             if let name { entry["name"] = name }
+            entry.merge(limits.auditFields) { _, new in new }
             try AuditLog.append(entry, credentials: path)
         }
         return (record, token)
+    }
+
+    /// Sets (or with nil fields clears) a credential's own rate limits; audited as `limits`.
+    public static func setLimits(at path: String, id: String, limits: RateLimits, actor: String) throws(CredentialError) -> CredentialRecord {
+        try limits.validate()
+        return try CredentialFile.withLock(path) { () throws(CredentialError) -> CredentialRecord in
+            var records = try CredentialFile.load(path)
+            guard let i = records.firstIndex(where: { $0.id == id }) else {
+                throw CredentialError("unknown_credential", "no credential has the id \(id)")
+            }
+            records[i].requestsPerSecond = limits.requestsPerSecond
+            records[i].eventsPerSecond = limits.eventsPerSecond
+            try CredentialFile.save(records, to: path)
+            var entry = ["time": timestamp(), "actor": actor, "action": "limits", "credential": id, "role": records[i].role.rawValue]
+            entry.merge(limits.auditFields) { _, new in new }
+            try AuditLog.append(entry, credentials: path)
+            return records[i]
+        }
     }
 
     public static func list(at path: String) throws(CredentialError) -> [CredentialRecord] {
@@ -191,5 +211,29 @@ public enum CredentialAdmin {
                 credentials: path)
             return records[i]
         }
+    }
+}
+
+/// A credential's own rate limits (nil: the node's defaults).
+public struct RateLimits: Sendable, Hashable {
+    public var requestsPerSecond: Double?
+    public var eventsPerSecond: Double?
+
+    public init(requestsPerSecond: Double? = nil, eventsPerSecond: Double? = nil) {
+        self.requestsPerSecond = requestsPerSecond
+        self.eventsPerSecond = eventsPerSecond
+    }
+
+    func validate() throws(CredentialError) {
+        for v in [requestsPerSecond, eventsPerSecond].compactMap({ $0 }) where !(v > 0 && v.isFinite) {
+            throw CredentialError("invalid_limit", "a rate limit must be a positive number per second, not \(v)")
+        }
+    }
+
+    var auditFields: [String: String] {
+        var f: [String: String] = [:]
+        if let r = requestsPerSecond { f["requests_per_second"] = String(r) }
+        if let e = eventsPerSecond { f["events_per_second"] = String(e) }
+        return f
     }
 }

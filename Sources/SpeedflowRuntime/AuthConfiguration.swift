@@ -14,6 +14,9 @@ public struct AuthConfiguration: Sendable {
     public var allowedOrigins: [String] = []
     /// How often the credentials file is checked for changes (the bound on revocation reaching this node).
     public var reloadIntervalMs = CredentialWatcher.defaultIntervalMs
+    /// Default rate limits of a credential (a credential's own, from `token create`, win) and of failed
+    /// authentications per client address.
+    public var limits = Quotas.Limits()
 
     public init() {}
 
@@ -30,7 +33,7 @@ public struct AuthConfiguration: Sendable {
                     "Authentication is off on a non-loopback address: anyone who reaches \(host) can write events for any camera and read everything",
                     metadata: ["auth": "off", "host": "\(host)"])
             }
-            return (AccessControl(mode: .off, credentials: nil, secureCookies: secure, allowedOrigins: Set(allowedOrigins)), [])
+            return (AccessControl(mode: .off, credentials: nil, secureCookies: secure, allowedOrigins: Set(allowedOrigins), quotas: Quotas(limits: limits)), [])
         }
         let store: CredentialStore
         do {
@@ -45,7 +48,8 @@ public struct AuthConfiguration: Sendable {
         } else {
             logger.info("Authentication required", metadata: ["credentials": "\(path)", "credentials.active": "\(store.activeCount)"])
         }
-        let access = AccessControl(mode: .required, credentials: store, secureCookies: secure, allowedOrigins: Set(allowedOrigins))
+        let access = AccessControl(
+            mode: .required, credentials: store, secureCookies: secure, allowedOrigins: Set(allowedOrigins), quotas: Quotas(limits: limits))
         return (access, [.init(service: CredentialWatcher(store: store, intervalMs: reloadIntervalMs, logger: logger))])
     }
 }

@@ -31,16 +31,50 @@ public struct AccessControl: Sendable {
     public var secureCookies: Bool
     /// Browser origins (`https://ops.example.org`) allowed to write cross-site. Empty: none.
     public var allowedOrigins: Set<String>
+    /// Rate limits per credential (requests, events) and failed authentications per client address.
+    public var quotas: Quotas
 
     public init(
         mode: AuthMode, credentials: CredentialStore?, sessions: SessionStore = SessionStore(), secureCookies: Bool = false,
-        allowedOrigins: Set<String> = []
+        allowedOrigins: Set<String> = [], quotas: Quotas = Quotas()
     ) {
         self.mode = mode
         self.credentials = credentials
         self.sessions = sessions
         self.secureCookies = secureCookies
         self.allowedOrigins = allowedOrigins
+        self.quotas = quotas
+    }
+
+    /// `429` for a client address with too many failed authentications, before its next attempt is checked.
+    func checkFailedAttempts(_ address: String) throws {
+        if let wait = quotas.allows(.failedAuth, key: address, rate: quotas.limits.failedAuthPerSecond) {
+            throw APIError(
+                .tooManyRequests, "too_many_failed_attempts", "too many failed authentications from this address; retry in \(wait) s",
+                retryAfterSeconds: wait)
+        }
+    }
+
+    func recordFailedAttempt(_ address: String) {
+        _ = quotas.take(.failedAuth, key: address, rate: quotas.limits.failedAuthPerSecond)
+    }
+
+    /// Takes `cost` from the principal's bucket of `kind` (admins are not limited): `429 rate_limited` when empty.
+    func charge(_ principal: Principal?, _ kind: Quotas.Kind, cost: Double = 1) throws {
+        guard let principal, principal.role != .admin else { return }
+        let rate =
+            kind == .events
+            ? principal.eventsPerSecond ?? quotas.limits.eventsPerSecond : principal.requestsPerSecond ?? quotas.limits.requestsPerSecond
+        if let wait = quotas.take(kind, key: principal.credentialId, cost: cost, rate: rate) {
+            throw APIError(
+                .tooManyRequests, "rate_limited",
+                "credential \(principal.credentialId) is over its limit of \(Int(rate)) \(kind.rawValue) per second; nothing of this request was stored",
+                retryAfterSeconds: wait)
+        }
+    }
+
+    static func clientAddress(_ context: SpeedflowRequestContext) -> String {
+        context.channel?.remoteAddress?.ipAddress ?? "unknown"
     }
 
     /// No authentication (loopback default, and the in-process tests' default).
@@ -103,7 +137,11 @@ struct AccessMiddleware: RouterMiddleware {
             context.principal = access.principal(of: request)
             return try await next(request, context)
         }
+        let presented = request.headers[.authorization] != nil
+        let address = AccessControl.clientAddress(context)
+        if presented { try access.checkFailedAttempts(address) }
         let principal = access.principal(of: request)
+        if presented && principal == nil { access.recordFailedAttempt(address) }
         context.principal = principal
         switch need {
         case .nothing: break
@@ -127,6 +165,7 @@ struct AccessMiddleware: RouterMiddleware {
                 throw APIError(
                     .forbidden, "forbidden", "a \(principal.role.rawValue) credential may not \(Self.describe(need)) (\(request.method) \(request.uri.path))")
             }
+            try access.charge(principal, .requests)
         }
         return try await next(request, context)
     }

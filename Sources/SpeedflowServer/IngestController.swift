@@ -10,6 +10,7 @@ import SpeedflowModel
 struct IngestController: Sendable {
     let intake: Intake
     let configuration: ServerConfiguration
+    let access: AccessControl
 
     /// Rejections listed one by one in an answer; beyond them only `rejected_by_reason` counts, so the answer's
     /// size is bounded whatever the body holds (about 50 bytes per listed rejection).
@@ -51,6 +52,7 @@ struct IngestController: Sendable {
         if let principal, principal.role == .camera {
             batch.reject(where: { !principal.grants.covers($0.kvfvId) }, reason: .forbiddenKvfvId, field: "kvfv_id", detailLimit: Self.rejectionDetailLimit)
         }
+        if !batch.events.isEmpty { try access.charge(principal, .events, cost: Double(batch.events.count)) }
 
         let outcome: IngestOutcome
         do {

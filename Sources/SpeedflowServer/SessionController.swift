@@ -99,7 +99,10 @@ struct SessionController: Sendable {
             struct SignIn: Decodable { var token: String }
             token = try? JSONDecoder().decode(SignIn.self, from: Data(buffer: body)).token
         }
+        let address = AccessControl.clientAddress(context)
+        try access.checkFailedAttempts(address)
         guard let token, let principal = credentials.authenticate(token) else {
+            access.recordFailedAttempt(address)
             throw APIError(.unauthorized, "unauthorized", "the token is not valid (unknown, revoked or malformed)")
         }
         guard principal.role.canRead else {
@@ -146,6 +149,8 @@ struct AdminController: Sendable {
         var role: String
         var kvfv: [String]?
         var name: String?
+        var requests_per_second: Double?
+        var events_per_second: Double?
     }
 
     struct CredentialView: Encodable {
@@ -157,6 +162,8 @@ struct AdminController: Sendable {
         var created_by: String
         var revoked_at: String?
         var revoked_by: String?
+        var requests_per_second: Double?
+        var events_per_second: Double?
         var token: String?
 
         init(_ r: CredentialRecord, token: String? = nil) {
@@ -168,6 +175,8 @@ struct AdminController: Sendable {
             created_by = r.createdBy
             revoked_at = r.revokedAt
             revoked_by = r.revokedBy
+            requests_per_second = r.requestsPerSecond
+            events_per_second = r.eventsPerSecond
             self.token = token
         }
     }
@@ -198,7 +207,9 @@ struct AdminController: Sendable {
         }
         let credentials = try store()
         let (record, token) = try Self.mapped { () throws(CredentialError) in
-            try CredentialAdmin.create(at: credentials.path, role: role, kvfv: create.kvfv ?? [], name: create.name, actor: actor(context))
+            try CredentialAdmin.create(
+                at: credentials.path, role: role, kvfv: create.kvfv ?? [], name: create.name,
+                limits: RateLimits(requestsPerSecond: create.requests_per_second, eventsPerSecond: create.events_per_second), actor: actor(context))
         }
         try? credentials.reloadIfChanged()
         var response = try Self.encode(CredentialView(record, token: token), status: .created)
@@ -221,7 +232,7 @@ struct AdminController: Sendable {
             let status: HTTPResponse.Status =
                 switch error.reason {
                 case "unknown_credential": .notFound
-                case "invalid_kvfv_pattern", "missing_kvfv", "unexpected_kvfv", "invalid_name": .badRequest
+                case "invalid_kvfv_pattern", "missing_kvfv", "unexpected_kvfv", "invalid_name", "invalid_limit": .badRequest
                 default: .internalServerError
                 }
             throw APIError(status, error.reason, error.message)

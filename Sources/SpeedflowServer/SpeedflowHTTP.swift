@@ -59,7 +59,7 @@ public enum SpeedflowHTTP {
         if let drain { router.add(middleware: DrainMiddleware(gate: drain)) }
         router.add(middleware: JSONErrorMiddleware())
         router.add(middleware: AccessMiddleware(access: access))
-        let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration) }
+        let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration, access: access) }
         let query = QueryController(node: node)
         let sessions = SessionController(access: access)
         let admin = AdminController(access: access)

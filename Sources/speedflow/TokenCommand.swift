@@ -15,6 +15,12 @@ struct AuthOptions: ParsableArguments {
 
     @Option(help: "A browser origin (e.g. https://ops.example.org) allowed to write from its pages; repeatable. Default: none (browsers may write only from this server's own pages).")
     var corsOrigin: [String] = []
+
+    @Option(help: "Requests per second a camera or reader credential may make (10 s burst; its own limit from `token create` wins); beyond: 429 + Retry-After. Default: \(Settings.formatNumber(Quotas.Limits().requestsPerSecond)).")
+    var requestsPerSecond: Double?
+
+    @Option(help: "Events per second a camera credential may send (10 s burst; one larger batch passes when the bucket is not empty); beyond: 429 + Retry-After, nothing stored. Default: \(Settings.formatNumber(Quotas.Limits().eventsPerSecond)).")
+    var eventsPerSecond: Double?
 }
 
 extension Settings {
@@ -26,6 +32,11 @@ extension Settings {
         }
         c.credentialsFile = o.credentials ?? reader.string(forKey: "credentials")
         c.allowedOrigins = o.corsOrigin
+        c.limits.requestsPerSecond = try double("requests_per_second", o.requestsPerSecond, default: c.limits.requestsPerSecond)
+        c.limits.eventsPerSecond = try double("events_per_second", o.eventsPerSecond, default: c.limits.eventsPerSecond)
+        guard c.limits.requestsPerSecond > 0, c.limits.eventsPerSecond > 0 else {
+            throw ValidationError("requests_per_second and events_per_second must be more than 0")
+        }
         return c
     }
 }
@@ -62,7 +73,7 @@ struct TokenCommand: AsyncParsableCommand {
             file every second. Access to the data directory is the root of trust: the first admin token is made \
             here. Every change is appended to audit.log next to the file (time, actor, action).
             """,
-        subcommands: [Create.self, List.self, Revoke.self])
+        subcommands: [Create.self, List.self, Revoke.self, Limits.self])
 
     /// The person running the command, for the audit log.
     static var actor: String {
@@ -94,11 +105,19 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "A label for people (site, system).")
         var name: String?
 
+        @Option(help: "This credential's requests per second (default: the node's --requests-per-second).")
+        var requestsPerSecond: Double?
+
+        @Option(help: "This credential's events per second (default: the node's --events-per-second).")
+        var eventsPerSecond: Double?
+
         func run() async throws {
             guard let role = Role(rawValue: role) else { throw ValidationError("--role must be camera, reader or admin, not '\(role)'") }
             let path = try await location.path()
             do throws(CredentialError) {
-                let (record, token) = try CredentialAdmin.create(at: path, role: role, kvfv: kvfv, name: name, actor: TokenCommand.actor)
+                let (record, token) = try CredentialAdmin.create(
+                    at: path, role: role, kvfv: kvfv, name: name,
+                    limits: RateLimits(requestsPerSecond: requestsPerSecond, eventsPerSecond: eventsPerSecond), actor: TokenCommand.actor)
                 FileHandle.standardError.write(Data("created \(record.role.rawValue) credential \(record.id)\(record.kvfv.patterns.isEmpty ? "" : " for \(record.kvfv)") in \(path); the token (shown only now):\n".utf8))
                 print(token)
             } catch {
@@ -137,6 +156,30 @@ struct TokenCommand: AsyncParsableCommand {
                 let state = r.isRevoked ? "revoked" : "active"
                 let cameras = [r.kvfv.patterns.isEmpty ? nil : r.kvfv.description, r.name].compactMap { $0 }.joined(separator: "  ")
                 print("\(r.id)  \(r.role.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0))  \(state.padding(toLength: 7, withPad: " ", startingAt: 0))  \(r.createdAt.padding(toLength: 24, withPad: " ", startingAt: 0))  \(cameras)")
+            }
+        }
+    }
+
+    struct Limits: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set a credential's own rate limits (omit both to go back to the node's defaults); audited.")
+
+        @OptionGroup var location: CredentialsLocation
+
+        @Argument(help: "The credential's id.") var id: String
+
+        @Option(help: "Requests per second.") var requestsPerSecond: Double?
+
+        @Option(help: "Events per second.") var eventsPerSecond: Double?
+
+        func run() async throws {
+            let path = try await location.path()
+            do throws(CredentialError) {
+                let r = try CredentialAdmin.setLimits(
+                    at: path, id: id, limits: RateLimits(requestsPerSecond: requestsPerSecond, eventsPerSecond: eventsPerSecond), actor: TokenCommand.actor)
+                print("credential \(r.id): requests/s \(r.requestsPerSecond.map { Settings.formatNumber($0) } ?? "default"), events/s \(r.eventsPerSecond.map { Settings.formatNumber($0) } ?? "default")")
+            } catch {
+                throw TokenCommand.fail(error)
             }
         }
     }

@@ -217,3 +217,28 @@ struct EventBatchTests {
         }
     }
 }
+
+@Suite("EventBatch.reject: events a writer may not send become rejections in index order")
+struct EventBatchRejectTests {
+    @Test("merged with the decode's rejections in index order, detail bounded, all counted, positions kept")
+    func mergeAndBound() throws {
+        // Elements: even indices valid (camera A at 0 mod 4, B at 2 mod 4), odd indices not objects.
+        let elements = (0..<40).map { i in
+            i % 2 == 1 ? "1" : "{\"kvfv_id\":\"\(i % 4 == 0 ? "A" : "B")\",\"timestamp\":\"\(Timestamp.format(nowMs - 1000))\",\"vehicle_speed\":80,\"event_id\":\"e-\(i)\"}"
+        }
+        let decoded = try decodeBatch("[" + elements.joined(separator: ",") + "]")
+        for limit in [1000, 15] {
+            var batch = decoded
+            if limit < 1000 { batch.rejections = Array(batch.rejections.prefix(limit)) }
+            batch.reject(where: { $0.kvfvId == "B" }, reason: .forbiddenKvfvId, field: "kvfv_id", detailLimit: limit)
+            #expect(batch.positions == stride(from: 0, to: 40, by: 4).map { $0 })
+            #expect(batch.events.allSatisfy { $0.kvfvId == "A" })
+            #expect(batch.rejectedCount == 30)
+            #expect(batch.rejectedByReason == [.notAnObject: 20, .forbiddenKvfvId: 10])
+            let expected = (0..<40).filter { $0 % 4 != 0 }.prefix(limit)
+            #expect(batch.rejections.map(\.index) == Array(expected))
+            #expect(batch.rejections.allSatisfy { ($0.index % 2 == 1) == ($0.reason == .notAnObject) })
+            #expect(batch.rejectionsTruncated == (limit < 30))
+        }
+    }
+}

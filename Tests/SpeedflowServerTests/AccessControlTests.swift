@@ -9,6 +9,7 @@ import SpeedflowLog
 import SpeedflowModel
 import SpeedflowServer
 import SpeedflowStore
+import Synchronization
 import Testing
 
 /// `--auth required`: who may write for which camera, who may read, the dashboard's session, the admin API, and
@@ -22,7 +23,7 @@ struct AccessControlTests {
         let cameraId: String
     }
 
-    static func withServer(mode: AuthMode = .required, _ body: @Sendable (any TestClientProtocol, Fixture) async throws -> Void) async throws {
+    static func withServer(mode: AuthMode = .required, quotas: Quotas = Quotas(), _ body: @Sendable (any TestClientProtocol, Fixture) async throws -> Void) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-auth-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -38,7 +39,7 @@ struct AccessControlTests {
         engine.start()
         let router = SpeedflowHTTP.router(
             node: .serve(engine), configuration: ServerConfiguration(), prometheus: nil,
-            access: AccessControl(mode: mode, credentials: mode == .required ? credentials : nil))
+            access: AccessControl(mode: mode, credentials: mode == .required ? credentials : nil, quotas: quotas))
         try await Application(router: router).test(.router) { client in
             try await body(
                 client,
@@ -289,6 +290,69 @@ struct AccessControlTests {
                     #expect(Self.object(r.body)["duplicates"] as? Int == 1)
                 }
             }
+        }
+    }
+
+    /// A clock the test moves.
+    final class TestClock: Sendable {
+        let seconds = Mutex(1_000_000.0)
+        func advance(_ s: Double) { seconds.withLock { $0 += s } }
+        var now: Double { seconds.withLock { $0 } }
+    }
+
+    @Test("quotas: events and requests per credential (its own limit wins) → 429 + Retry-After, nothing stored; admins unlimited")
+    func quotas() async throws {
+        let clock = TestClock()
+        let quotas = Quotas(limits: .init(requestsPerSecond: 1, eventsPerSecond: 1000), clock: { clock.now })
+        try await Self.withServer(quotas: quotas) { client, f in
+            let path = f.credentials.path
+            let (_, slow) = try CredentialAdmin.create(
+                at: path, role: .camera, kvfv: ["Q1"], name: nil, limits: RateLimits(requestsPerSecond: 100, eventsPerSecond: 100), actor: "t")
+            try f.credentials.reloadIfChanged()
+            let t = Self.now - 60_000
+            func batch(_ range: Range<Int>) -> ByteBuffer {
+                ByteBuffer(string: "[" + range.map { Self.event("Q1", t + Int64($0), 80, id: "q\($0)") }.joined(separator: ",") + "]")
+            }
+            // 1,000 tokens (100/s × 10 s): one batch of 1,500 passes (into debt), the next is refused.
+            try await client.execute(uri: "/events", method: .post, headers: Self.auth(slow), body: batch(0..<1500)) { r in
+                #expect(Self.object(r.body)["accepted"] as? Int == 1500)
+            }
+            try await client.execute(uri: "/events", method: .post, headers: Self.auth(slow), body: batch(1500..<1501)) { r in
+                #expect(r.status == .tooManyRequests)
+                #expect(Self.object(r.body)["reason"] as? String == "rate_limited")
+                #expect(Int(r.headers[.retryAfter] ?? "") == 6)
+            }
+            #expect(f.engine.stats.snapshot(nowMs: Self.now).accepted == 1500)
+            clock.advance(6)
+            try await client.execute(uri: "/events", method: .post, headers: Self.auth(slow), body: batch(1500..<1501)) { r in
+                #expect(Self.object(r.body)["accepted"] as? Int == 1)
+            }
+            // Requests: the node's default of 1/s × 10 s for the reader; the admin is not limited.
+            for i in 0..<12 {
+                try await client.execute(uri: "/stats", method: .get, headers: Self.auth(f.reader)) { r in
+                    #expect(r.status == (i < 10 ? .ok : .tooManyRequests), "\(i)")
+                }
+                try await client.execute(uri: "/stats", method: .get, headers: Self.auth(f.admin)) { r in #expect(r.status == .ok) }
+            }
+        }
+    }
+
+    @Test("failed authentications per client address: 429 too_many_failed_attempts after the burst, then allowed again")
+    func failedAttempts() async throws {
+        let clock = TestClock()
+        let quotas = Quotas(limits: .init(failedAuthPerSecond: 0.5), clock: { clock.now })
+        try await Self.withServer(quotas: quotas) { client, f in
+            for i in 0..<7 {
+                try await client.execute(uri: "/kvfv", method: .get, headers: Self.auth("sft_0123456789abcdef_guess\(i)")) { r in
+                    #expect(r.status == (i < 5 ? .unauthorized : .tooManyRequests), "\(i)")
+                    if i >= 5 { #expect(Self.object(r.body)["reason"] as? String == "too_many_failed_attempts") }
+                }
+            }
+            try await client.execute(uri: "/session", method: .post, body: ByteBuffer(string: "{\"token\":\"\(f.reader)\"}")) { r in
+                #expect(r.status == .tooManyRequests)
+            }
+            clock.advance(2)
+            try await client.execute(uri: "/kvfv", method: .get, headers: Self.auth(f.reader)) { r in #expect(r.status == .ok) }
         }
     }
 
