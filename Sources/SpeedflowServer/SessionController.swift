@@ -84,9 +84,8 @@ struct SessionController: Sendable {
 
     func current(_ request: Request, context: SpeedflowRequestContext) throws -> Response {
         guard access.mode == .required else { return Self.json(["auth": "off"]) }
-        guard let principal = context.principal else {
-            throw APIError(.unauthorized, "unauthorized", "not signed in: POST /session with a reader or admin token")
-        }
+        // Not signed in is an answer, not an error: the dashboard asks this first.
+        guard let principal = context.principal else { return Self.json(["auth": "required"]) }
         return Self.json(["auth": "required", "credential": principal.credentialId, "role": principal.role.rawValue])
     }
 

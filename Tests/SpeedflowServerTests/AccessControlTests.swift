@@ -161,7 +161,10 @@ struct AccessControlTests {
     @Test("dashboard session: sign in with a reader token, then the HttpOnly SameSite=Strict cookie reads; never writes; ends at revocation")
     func session() async throws {
         try await Self.withServer { client, f in
-            try await client.execute(uri: "/session", method: .get) { r in #expect(r.status == .unauthorized) }
+            try await client.execute(uri: "/session", method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(Self.object(r.body).keys.sorted() == ["auth"])
+            }
             try await client.execute(uri: "/session", method: .post, body: ByteBuffer(string: "{\"token\":\"\(f.camera)\"}")) { r in
                 #expect(r.status == .forbidden)
             }

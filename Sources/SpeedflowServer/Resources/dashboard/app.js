@@ -162,6 +162,7 @@
     try {
       const res = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-store', signal: ctrl.signal });
       if (!res.ok) {
+        if (res.status === 401 && window.SpeedflowSession) window.SpeedflowSession.unauthorized();
         let message = `HTTP ${res.status}`;
         try {
           const body = await res.json();
