@@ -137,11 +137,15 @@ struct AccessMiddleware: RouterMiddleware {
             context.principal = access.principal(of: request)
             return try await next(request, context)
         }
-        let presented = request.headers[.authorization] != nil
-        let address = AccessControl.clientAddress(context)
-        if presented { try access.checkFailedAttempts(address) }
+        // A valid credential always passes, so one bad client behind the same address (NAT) cannot lock out
+        // the cameras beside it; invalid ones beyond the address's budget get 429 instead of 401.
+        let presented = request.headers[.authorization] != nil && need != .nothing
         let principal = access.principal(of: request)
-        if presented && principal == nil { access.recordFailedAttempt(address) }
+        if presented && principal == nil {
+            let address = AccessControl.clientAddress(context)
+            try access.checkFailedAttempts(address)
+            access.recordFailedAttempt(address)
+        }
         context.principal = principal
         switch need {
         case .nothing: break

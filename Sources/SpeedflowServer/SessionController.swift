@@ -98,9 +98,9 @@ struct SessionController: Sendable {
             struct SignIn: Decodable { var token: String }
             token = try? JSONDecoder().decode(SignIn.self, from: Data(buffer: body)).token
         }
-        let address = AccessControl.clientAddress(context)
-        try access.checkFailedAttempts(address)
         guard let token, let principal = credentials.authenticate(token) else {
+            let address = AccessControl.clientAddress(context)
+            try access.checkFailedAttempts(address)
             access.recordFailedAttempt(address)
             throw APIError(.unauthorized, "unauthorized", "the token is not valid (unknown, revoked or malformed)")
         }
@@ -219,6 +219,11 @@ struct AdminController: Sendable {
     func revoke(_ request: Request, context: SpeedflowRequestContext) throws -> Response {
         let credentials = try store()
         let id = context.parameters.get("id") ?? ""
+        // Locking oneself out over HTTP is a mistake, not an operation: another admin or the CLI can do it.
+        if id == context.principal?.credentialId {
+            throw APIError(
+                .conflict, "cannot_revoke_self", "a credential cannot revoke itself over the API; use another admin token or `speedflow token revoke`")
+        }
         let record = try Self.mapped { () throws(CredentialError) in try CredentialAdmin.revoke(at: credentials.path, id: id, actor: actor(context)) }
         try? credentials.reloadIfChanged()
         return try Self.encode(CredentialView(record), status: .ok)

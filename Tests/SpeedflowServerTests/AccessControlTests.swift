@@ -243,6 +243,11 @@ struct AccessControlTests {
                 #expect(r.status == .ok)
                 #expect(Self.object(r.body)["revoked_at"] is String)
             }
+            let adminSelf = try #require(Token.parse(f.admin)?.id)
+            try await client.execute(uri: "/admin/credentials/\(adminSelf)", method: .delete, headers: Self.auth(f.admin)) { r in
+                #expect(r.status == .conflict)
+                #expect(Self.object(r.body)["reason"] as? String == "cannot_revoke_self")
+            }
             try await client.execute(uri: "/admin/credentials/ffffffffffffffff", method: .delete, headers: Self.auth(f.admin)) { r in
                 #expect(r.status == .notFound)
                 #expect(Self.object(r.body)["reason"] as? String == "unknown_credential")
@@ -340,7 +345,7 @@ struct AccessControlTests {
         }
     }
 
-    @Test("failed authentications per client address: 429 too_many_failed_attempts after the burst, then allowed again")
+    @Test("failed authentications per client address: 429 too_many_failed_attempts after the burst, then 401 again; valid credentials never blocked")
     func failedAttempts() async throws {
         let clock = TestClock()
         let quotas = Quotas(limits: .init(failedAuthPerSecond: 0.5), clock: { clock.now })
@@ -351,11 +356,15 @@ struct AccessControlTests {
                     if i >= 5 { #expect(Self.object(r.body)["reason"] as? String == "too_many_failed_attempts") }
                 }
             }
-            try await client.execute(uri: "/session", method: .post, body: ByteBuffer(string: "{\"token\":\"\(f.reader)\"}")) { r in
+            try await client.execute(uri: "/session", method: .post, body: ByteBuffer(string: "{\"token\":\"sft_0123456789abcdef_x\"}")) { r in
                 #expect(r.status == .tooManyRequests)
             }
-            clock.advance(2)
+            // A valid credential from the same address (a camera behind the same NAT) is never locked out.
             try await client.execute(uri: "/kvfv", method: .get, headers: Self.auth(f.reader)) { r in #expect(r.status == .ok) }
+            clock.advance(2)
+            try await client.execute(uri: "/kvfv", method: .get, headers: Self.auth("sft_0123456789abcdef_again")) { r in
+                #expect(r.status == .unauthorized)
+            }
         }
     }
 
