@@ -17,7 +17,9 @@ import Glibc
 public enum DataDirectory {
     /// 1: before `FORMAT` existed (a01ce8f and earlier): `.seg` log segments without acknowledged marks.
     /// 2: `.log` segments (header with the acknowledged offset, record magic, padding for quarantined bytes).
-    public static let currentFormat = 2
+    /// 3: log records name their writer (`EventRecord` version 3: the credential id); version-2 records stay as
+    /// they are and are still read, so the upgrade from 2 rewrites nothing (older binaries refuse the directory).
+    public static let currentFormat = 3
 
     public struct Error: Swift.Error, CustomStringConvertible {
         public var description: String

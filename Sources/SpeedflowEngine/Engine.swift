@@ -86,21 +86,29 @@ public final class Engine: EventSink {
     ///
     /// `filter` skips events (used by `rebuild`); `progress` is called about once a second with bytes done
     /// and bytes total.
+    /// - Parameter excludingWriters: records written with these credentials are replayed as empty (their events
+    ///   are not counted; the offset still advances). Returns how many events were excluded so.
+    @discardableResult
     public func recover(
-        filter: (@Sendable (CameraEvent) -> Bool)? = nil,
+        filter: (@Sendable (CameraEvent) -> Bool)? = nil, excludingWriters: Set<String> = [],
         progress: ((_ done: UInt64, _ total: UInt64, _ events: Int) -> Void)? = nil
-    ) throws {
+    ) throws -> Int {
         let start = aggregator.appliedOffset
         // The store's checkpoint must lie within the log, and nothing it has not counted may be damaged.
         try log.reconcile(countedUpTo: start)
         let end = log.endOffset.value
-        guard start < end else { return }
+        guard start < end else { return 0 }
         logger.info("Replaying log", metadata: ["log.offset.from": "\(start)", "log.offset.to": "\(end)"])
         var events = 0
+        var excluded = 0
         var lastFlush = clock()
         var lastReport = DispatchTime.now().uptimeNanoseconds
         try log.read(from: LogOffset(start)) { payload, endOffset in
             var record = try EventRecord.decode(payload)
+            if let writer = record.writer, excludingWriters.contains(writer) {
+                excluded += record.events.count
+                record.events = []
+            }
             if let filter { record.events.removeAll { !filter($0) } }
             events += record.events.count
             _ = try aggregator.apply(record, endOffset: endOffset.value)
@@ -119,6 +127,7 @@ public final class Engine: EventSink {
         try aggregator.flushSynchronously()
         progress?(end - start, end - start, events)
         logger.info("Replay done", metadata: ["replay.events": "\(events)"])
+        return excluded
     }
 
     /// Commits everything changed, now (see `Aggregator.flushSynchronously`).
@@ -138,9 +147,9 @@ public final class Engine: EventSink {
     }
 
     /// Makes `events` durable and counted; returns once they are (or throws, having stored nothing).
-    public func ingest(_ events: [CameraEvent], arrivalMs: Int64) async throws(IngestError) -> IngestOutcome {
+    public func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String? = nil) async throws(IngestError) -> IngestOutcome {
         guard !events.isEmpty else { return IngestOutcome() }
-        let record = EventRecord(arrivalMs: arrivalMs, events: events)
+        let record = EventRecord(arrivalMs: arrivalMs, events: events, writer: writer)
         let payload = record.encoded()
         let result = await withCheckedContinuation { (c: CheckedContinuation<Result<IngestOutcome, IngestError>, Never>) in
             let refused: IngestError? = queue.withLock { s in

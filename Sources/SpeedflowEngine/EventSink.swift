@@ -5,9 +5,9 @@ import SpeedflowModel
 /// - `Engine` (serve): the segment log's group commit, then counted; answers accepted and duplicates.
 /// - The Kafka sink of an ingest node (`SpeedflowScaleOut`): durable in Kafka; counting happens downstream.
 public protocol EventSink: Sendable {
-    /// Makes `events` durable (and, for a counting sink, counted); returns once they are, or throws having
-    /// stored nothing the client must not resend.
-    func ingest(_ events: [CameraEvent], arrivalMs: Int64) async throws(IngestError) -> IngestOutcome
+    /// Makes `events` durable (and, for a counting sink, counted) as one record attributed to `writer` (a
+    /// credential id, or nil); returns once they are, or throws having stored nothing the client must not resend.
+    func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String?) async throws(IngestError) -> IngestOutcome
     /// Events waiting to be made durable (for `/stats` and back-pressure).
     var queueDepth: Int { get }
 }

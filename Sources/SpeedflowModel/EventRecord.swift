@@ -6,18 +6,26 @@ public struct EventRecord: Sendable, Hashable {
     /// Server time when the request arrived, ms since the epoch.
     public var arrivalMs: Int64
     public var events: [CameraEvent]
+    /// Who wrote the record: the id of the credential the request presented (`nil`: none, e.g. `--auth off`,
+    /// or a record from before attribution). `rebuild --exclude-credential` and `log export --credential`
+    /// select by it.
+    public var writer: String?
 
-    public init(arrivalMs: Int64, events: [CameraEvent]) {
+    public init(arrivalMs: Int64, events: [CameraEvent], writer: String? = nil) {
         self.arrivalMs = arrivalMs
         self.events = events
+        self.writer = writer
     }
 
-    /// 2: event time stored as lateness (arrival − time) only; 1 also stored the absolute time.
-    static let version: UInt8 = 2
+    /// 3: the writer (a string, empty for none) after the arrival time. 2: event time stored as lateness
+    /// (arrival − time) only; 1 also stored the absolute time. Records of version 2 are still read (their
+    /// writer is `nil`); a log holds both after an upgrade.
+    static let version: UInt8 = 3
 
     public func encode(into out: inout [UInt8]) {
         out.append(Self.version)
         out.appendVarint(zigzag: arrivalMs)
+        out.appendString(writer ?? "")
         out.appendVarint(UInt64(events.count))
         for e in events {
             // Event time as its lateness against the record's arrival: small, so one to three bytes.
@@ -50,8 +58,14 @@ public struct EventRecord: Sendable, Hashable {
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(FormatError) -> EventRecord {
         var r = ByteReader(bytes)
-        guard try r.byte() == version else { throw FormatError() }
+        let recordVersion = try r.byte()
+        guard recordVersion == version || recordVersion == 2 else { throw FormatError() }
         let arrival = try r.zigzag()
+        var writer: String?
+        if recordVersion >= 3 {
+            let w = try r.string()
+            writer = w.isEmpty ? nil : w
+        }
         let n = try r.varint()
         guard n <= UInt64(bytes.count) else { throw FormatError() }
         var events = [CameraEvent]()
@@ -73,7 +87,7 @@ public struct EventRecord: Sendable, Hashable {
             events.append(
                 CameraEvent(kvfvId: kvfv, timestampMs: ts, speed: speed, eventId: eventId, lane: lane, plate: plate, extra: extra))
         }
-        return EventRecord(arrivalMs: arrival, events: events)
+        return EventRecord(arrivalMs: arrival, events: events, writer: writer)
     }
 }
 

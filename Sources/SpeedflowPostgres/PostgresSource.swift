@@ -189,7 +189,7 @@ public final class PostgresSource: Service {
         var delayMs = 10
         while true {
             do {
-                return try await intake.ingest(batch, arrivalMs: arrivalMs)
+                return try await intake.ingest(batch, arrivalMs: arrivalMs, writer: "source:postgres")
             } catch {
                 switch error.code {
                 case .overloaded:

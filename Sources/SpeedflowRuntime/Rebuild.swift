@@ -19,8 +19,10 @@ public struct RebuildError: Error, CustomStringConvertible {
 public enum Rebuild {
     /// Returns once the store is rebuilt; `note` gets every line of the account (what was found, what was
     /// kept, progress). Throws `RebuildError` where going on would drop data, unless `discardUnrecoverable`.
+    /// - Parameter excludingWriters: credential ids whose log records are left out (a compromised token's
+    ///   writes): exact afterwards for every bucket the retained log covers.
     public static func run(
-        dataDir: String, policy: ValidationPolicy, discardUnrecoverable: Bool, logger: Logger,
+        dataDir: String, policy: ValidationPolicy, discardUnrecoverable: Bool, excludingWriters: Set<String> = [], logger: Logger,
         note: @escaping (String) -> Void
     ) throws {
         let storePath = DataDirectory.storeFile(dataDir)
@@ -99,13 +101,19 @@ public enum Rebuild {
         let maxSpeed = policy.maxSpeed
         let minSpeed = policy.minSpeed
         let began = Date()
-        try engine.recover(
-            filter: { $0.timestampMs >= cutoff && $0.speed >= minSpeed && $0.speed <= maxSpeed },
+        let excluded = try engine.recover(
+            filter: { $0.timestampMs >= cutoff && $0.speed >= minSpeed && $0.speed <= maxSpeed }, excludingWriters: excludingWriters,
             progress: { done, total, events in
                 let pct = total == 0 ? 100 : Double(done) * 100 / Double(total)
                 let rate = Double(events) / max(Date().timeIntervalSince(began), 0.001)
                 note("\(String(format: "%.1f", pct))% of \(total) log bytes, \(events) events (\(Int(rate))/s)")
             })
+        if !excludingWriters.isEmpty {
+            note("left out \(excluded) events written by \(excludingWriters.sorted().joined(separator: ", ")) (their identities are free again: the cameras' own copies, if in the log, now count)")
+            if firstBucket != .min {
+                note("buckets before \(Timestamp.format(Bucket.start(ofIndex: firstBucket))) (older than the retained log) are kept as they were and may still include such events")
+            }
+        }
         try log.close()
         let remaining = (try? store.checkIntegrity(summaries: true, limit: 100)) ?? ["the rebuilt store cannot be checked"]
         for p in remaining { note("WARNING: the rebuilt store is not sound: \(p)") }

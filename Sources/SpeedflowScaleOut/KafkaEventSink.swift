@@ -23,7 +23,7 @@ public final class KafkaEventSink: EventSink {
     }
 
     /// One message per camera, keyed by `kvfv_id`, each camera's events in request order.
-    func messages(_ events: [CameraEvent], arrivalMs: Int64) -> [KafkaProducerMessage] {
+    func messages(_ events: [CameraEvent], arrivalMs: Int64, writer: String? = nil) -> [KafkaProducerMessage] {
         var order: [String] = []
         var byCamera: [String: [CameraEvent]] = [:]
         for e in events {
@@ -33,11 +33,11 @@ public final class KafkaEventSink: EventSink {
         return order.map { camera in
             KafkaProducerMessage(
                 topic: topic, key: Array(camera.utf8),
-                value: EventRecord(arrivalMs: arrivalMs, events: byCamera[camera] ?? []).encoded())
+                value: EventRecord(arrivalMs: arrivalMs, events: byCamera[camera] ?? [], writer: writer).encoded())
         }
     }
 
-    public func ingest(_ events: [CameraEvent], arrivalMs: Int64) async throws(IngestError) -> IngestOutcome {
+    public func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String? = nil) async throws(IngestError) -> IngestOutcome {
         guard !events.isEmpty else { return IngestOutcome() }
         let before = pending.add(events.count, ordering: .relaxed).oldValue
         defer { pending.subtract(events.count, ordering: .relaxed) }
@@ -45,7 +45,7 @@ public final class KafkaEventSink: EventSink {
             throw IngestError(.overloaded, "\(before) events are waiting for Kafka")
         }
         do {
-            try await producer.send(messages(events, arrivalMs: arrivalMs))
+            try await producer.send(messages(events, arrivalMs: arrivalMs, writer: writer))
         } catch {
             throw IngestError(.logFailure, "Kafka did not confirm delivery: \(error)")
         }

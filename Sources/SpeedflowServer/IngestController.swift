@@ -56,7 +56,7 @@ struct IngestController: Sendable {
 
         let outcome: IngestOutcome
         do {
-            outcome = try await intake.ingest(batch, arrivalMs: arrivalMs)
+            outcome = try await intake.ingest(batch, arrivalMs: arrivalMs, writer: principal?.credentialId)
         } catch {
             switch error.code {
             case .overloaded:

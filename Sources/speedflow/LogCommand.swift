@@ -3,6 +3,7 @@ import Foundation
 import SpeedflowEngine
 import SpeedflowRuntime
 import SpeedflowLog
+import SpeedflowModel
 
 /// `speedflow log check | quarantine`: what to do when the log's integrity check stops `serve`.
 struct LogCommand: ParsableCommand {
@@ -17,7 +18,7 @@ struct LogCommand: ParsableCommand {
             starts and replays the rest. Events in quarantined records that the store had not counted are lost \
             (restore the segment from a backup instead if you have one). Run either with the server stopped.
             """,
-        subcommands: [Check.self, Quarantine.self])
+        subcommands: [Check.self, Quarantine.self, Writes.self])
 
     struct Options: ParsableArguments {
         @Option(help: "The data directory. Default: ./data. Env: SPEEDFLOW_DATA_DIR.")
@@ -63,7 +64,67 @@ struct LogCommand: ParsableCommand {
             Swift.print(done == 0 ? "nothing to quarantine" : "done: serve can start; copies in \(options.path)/log/quarantine/")
         }
     }
+
+    struct Writes: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Who wrote the log: events per credential, or one credential's events as NDJSON.",
+            discussion: """
+                Without --credential: one line per writer (credential id; "-" for records written without one, \
+                e.g. with --auth off or before attribution) with its records, events and first and last arrival. \
+                With --credential ID: that credential's events, one JSON object per line (with arrival and writer), \
+                to review what a leaked token sent before `speedflow rebuild --exclude-credential ID`. Run with the \
+                server stopped.
+                """)
+        @OptionGroup var options: Options
+
+        @Option(help: "A credential id: print its events as NDJSON.") var credential: String?
+
+        func run() throws {
+            guard FileManager.default.fileExists(atPath: options.path + "/log") else {
+                throw ValidationError("\(options.path) is not a speedflow data directory (no log/ in it)")
+            }
+            let (log, _) = try DataDirectory.open(options.path, logger: Observability.bootstrapLogging("warning"))
+            defer { try? log.close() }
+            struct Tally { var records = 0, events = 0, first = Int64.max, last = Int64.min }
+            var tallies: [String: Tally] = [:]
+            try log.read(from: log.startOffset) { payload, _ in
+                guard let record = try? EventRecord.decode(payload) else { return }
+                let writer = record.writer ?? "-"
+                if let credential {
+                    guard writer == credential else { return }
+                    for e in record.events {
+                        var o: [String: Any] = [
+                            "writer": writer, "arrival": Timestamp.format(record.arrivalMs), "kvfv_id": e.kvfvId,
+                            "timestamp": Timestamp.format(e.timestampMs), "vehicle_speed": e.speed,
+                        ]
+                        if let id = e.eventId { o["event_id"] = id }
+                        if let lane = e.lane { o["lane"] = lane }
+                        Swift.print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self))
+                    }
+                    return
+                }
+                var t = tallies[writer, default: Tally()]
+                t.records += 1
+                t.events += record.events.count
+                t.first = min(t.first, record.arrivalMs)
+                t.last = max(t.last, record.arrivalMs)
+                tallies[writer] = t
+            }
+            guard credential == nil else { return }
+            Swift.print("WRITER            RECORDS     EVENTS  FIRST ARRIVAL             LAST ARRIVAL")
+            for (writer, t) in tallies.sorted(by: { $0.key < $1.key }) {
+                let first = Timestamp.format(t.first).padding(toLength: 24, withPad: " ", startingAt: 0)
+                Swift.print("\(writer.padding(toLength: 16, withPad: " ", startingAt: 0))  \(pad(t.records, 7))  \(pad(t.events, 9))  \(first)  \(Timestamp.format(t.last))")
+            }
+        }
+
+        func pad(_ n: Int, _ width: Int) -> String {
+            let s = String(n)
+            return s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
+        }
+    }
 }
+
 
 /// What `log check` finds: every damaged range, and how far the store has counted.
 struct LogReport {

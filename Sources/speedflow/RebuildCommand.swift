@@ -30,6 +30,9 @@ struct RebuildCommand: AsyncParsableCommand {
         """)
     var discardUnrecoverable = false
 
+    @Option(help: "Leave out every event written with this credential (its id from `speedflow token list`; repeatable), e.g. a leaked camera token's injected passes. Exact for every bucket the retained log covers; revoke the credential too.")
+    var excludeCredential: [String] = []
+
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
         let logger = Observability.bootstrapLogging(settings.logLevel(storage))
@@ -39,7 +42,8 @@ struct RebuildCommand: AsyncParsableCommand {
         let began = Date()
         do {
             try Rebuild.run(
-                dataDir: dataDir, policy: policy, discardUnrecoverable: discardUnrecoverable, logger: logger, note: note)
+                dataDir: dataDir, policy: policy, discardUnrecoverable: discardUnrecoverable, excludingWriters: Set(excludeCredential),
+                logger: logger, note: note)
         } catch let error as RebuildError {
             throw ValidationError(error.description)
         }

@@ -128,6 +128,70 @@ struct AuthTests {
         #expect(avg.map { abs($0 - expected) < 1e-9 } == true, "\(String(describing: avg)) vs \(expected)")
     }
 
+    @Test("a leaked token's writes: listed by `log writes`, left out by `rebuild --exclude-credential`, exact against an oracle")
+    func excludeCredential() async throws {
+        let server = try SpeedflowProcess(extraArguments: ["--auth", "required"])
+        defer { server.remove() }
+        let data = server.dataDirectory.path
+        let camera = try await Self.token(["create", "--role", "camera", "--kvfv", "EXC1", "--data-dir", data])
+        let leaked = try await Self.token(["create", "--role", "camera", "--kvfv", "EXC*", "--data-dir", data, "--name", "leaked"])
+        let admin = try await Self.token(["create", "--role", "admin", "--data-dir", data])
+        try await server.start()
+        let dir = server.directory
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let base = (now / 300_000 - 6) * 300_000
+        func event(_ i: Int, _ speed: Double) -> String {
+            "{\"kvfv_id\":\"EXC1\",\"timestamp\":\"\(Timestamp.format(base + Int64(i) * 11_000))\",\"vehicle_speed\":\(speed),\"event_id\":\"EXC1-\(i)\"}"
+        }
+        // The leaked token posts fake passes first, squatting half of the camera's next event ids.
+        let fake = "[" + (0..<100).filter { $0 % 2 == 0 }.map { event($0, 250) }.joined(separator: ",") + "]"
+        var (code, body) = try await Self.curl(server.url + "/events", token: leaked, method: "POST", body: fake, in: dir)
+        #expect(code == 200 && Self.json(body)["accepted"] as? Int == 50)
+        let real: [Double] = (0..<100).map { Double(50 + ($0 * 7) % 60) }
+        let realBody = "[" + (0..<100).map { event($0, real[$0]) }.joined(separator: ",") + "]"
+        (code, body) = try await Self.curl(server.url + "/events", token: camera, method: "POST", body: realBody, in: dir)
+        #expect(code == 200 && Self.json(body)["duplicates"] as? Int == 50)
+        server.stop()
+
+        let leakedId = String(leaked.split(separator: "_")[1]), cameraId = String(camera.split(separator: "_")[1])
+        let summary = try await Self.speedflow(["log", "writes", "--data-dir", data])
+        #expect(summary.contains(leakedId) && summary.contains(cameraId))
+        let listed = try await Self.speedflow(["log", "writes", "--credential", leakedId, "--data-dir", data])
+        let lines = listed.split(separator: "\n").map { Self.json(String($0)) }
+        #expect(lines.count == 50 && lines.allSatisfy { $0["vehicle_speed"] as? Double == 250 && $0["writer"] as? String == leakedId })
+
+        let rebuilt = try await Self.speedflow(["rebuild", "--exclude-credential", leakedId, "--data-dir", data])
+        #expect(rebuilt.contains("left out 50 events"), "\(rebuilt)")
+        try await server.start()
+        let from = Timestamp.format(base), to = Timestamp.format(base + 30 * 60_000)
+        (code, body) = try await Self.curl(server.url + "/kvfv/EXC1/avg-speed?from=\(from)&to=\(to)&interval=5m", token: admin, in: dir)
+        #expect(code == 200)
+        let windows = (Self.json(body)["windows"] as? [[String: Any]]) ?? []
+        // The oracle: the camera's own 100 passes, by 5-minute window.
+        var truth: [Int64: [Double]] = [:]
+        for i in 0..<100 { truth[(base + Int64(i) * 11_000) / 300_000 * 300_000, default: []].append(real[i]) }
+        #expect(windows.count == 6)
+        for w in windows {
+            let start = try #require(Timestamp.parse(w["start"] as? String ?? ""))
+            let speeds = truth[start] ?? []
+            #expect(w["count"] as? Int == speeds.count, "\(w)")
+            if !speeds.isEmpty {
+                let avg = w["avg_speed"] as? Double ?? -1
+                #expect(abs(avg - speeds.reduce(0, +) / Double(speeds.count)) < 1e-9, "\(w)")
+                #expect(w["max_speed"] as? Double == speeds.max())
+            }
+        }
+    }
+
+    /// `speedflow <arguments>` to completion, off the cooperative pool: stdout and stderr together.
+    static func speedflow(_ arguments: [String]) async throws -> String {
+        let (status, output) = await blocking { () -> (Int32, String) in
+            do { return try SpeedflowProcess.run(arguments) } catch { return (-1, "\(error)") }
+        }
+        guard status == 0 else { throw SpeedflowProcess.ProcessError("speedflow \(arguments) failed (\(status)): \(output)") }
+        return output
+    }
+
     @Test("auth off on a non-loopback address is allowed only when asked for, and warned about at start")
     func offOnPublicAddress() async throws {
         let server = try SpeedflowProcess(extraArguments: ["--host", "0.0.0.0", "--auth", "off"])

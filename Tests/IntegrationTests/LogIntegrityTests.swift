@@ -237,7 +237,7 @@ struct LogIntegrityTests {
                 #expect(a == b, "\(camera) \(interval) differs from what a01ce8f answered")
             }
         }
-        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "2\n")
+        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "3\n")
         let backups = try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory.appendingPathComponent("backups").path)
         #expect(backups.count == 1 && backups[0].hasPrefix("format-1-"))
         let backup = server.dataDirectory.appendingPathComponent("backups/\(backups[0])")

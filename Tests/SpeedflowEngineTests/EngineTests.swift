@@ -130,6 +130,37 @@ struct EngineTests {
         engine.shutdown()
     }
 
+    @Test("a log written before attribution (EventRecord version 2) replays exactly beside version-3 records; dedup spans both")
+    func version2RecordsReplay() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let t = now.floorDiv(300_000) * 300_000 - 600_000
+        do {
+            let log = try SegmentLog(directory: dir.appendingPathComponent("log"))
+            // What the previous release wrote: version 2 is version 3 without the writer (one empty-string byte).
+            let old = EventRecord(arrivalMs: now, events: (0..<10).map { CameraEvent(kvfvId: "V2", timestampMs: t + Int64($0), speed: Double(60 + $0), eventId: "e\($0)") })
+            let v3 = old.encoded()
+            var header: [UInt8] = []
+            header.appendVarint(zigzag: now)
+            #expect(v3[1 + header.count] == 0)
+            let v2 = [UInt8(2)] + header + v3.dropFirst(2 + header.count)
+            // Then a new record, attributed, resending two of the old events.
+            let new = EventRecord(
+                arrivalMs: now, events: [CameraEvent(kvfvId: "V2", timestampMs: t + 3, speed: 63, eventId: "e3"), CameraEvent(kvfvId: "V2", timestampMs: t + 20, speed: 90, eventId: "e20")],
+                writer: "0123456789abcdef")
+            _ = try log.append([v2, new.encoded()])
+            try log.close()
+        }
+        let engine = try makeEngine(dir)
+        try engine.recover()
+        let s = try #require(try await engine.windowStates(kvfvId: "V2", windows: [Window(startMs: t, endMs: t + 300_000)]))
+        #expect(s[0].count == 11)
+        #expect(s[0].max == 90 && s[0].min == 60)
+        try engine.flushSynchronously()
+        try engine.log.close()
+    }
+
     @Test("identity chunks of a bucket read back from many flushes are compacted into one; dedup stays exact")
     func chunkCompaction() async throws {
         let dir = temporaryDirectory()

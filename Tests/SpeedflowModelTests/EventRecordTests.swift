@@ -33,7 +33,8 @@ struct EventRecordTests {
         for i in 0..<400 {
             let arrival = Int64.random(in: -10_000_000_000...4_000_000_000_000, using: &rng)
             let n = i == 0 ? 0 : Int.random(in: 1...40, using: &rng)
-            let record = EventRecord(arrivalMs: arrival, events: (0..<n).map { _ in randomEvent(&rng, arrival: arrival) })
+            let writer: String? = i % 3 == 0 ? nil : i % 3 == 1 ? "0123456789abcdef" : "source:postgres"
+            let record = EventRecord(arrivalMs: arrival, events: (0..<n).map { _ in randomEvent(&rng, arrival: arrival) }, writer: writer)
             let bytes = record.encoded()
             let decoded = try decodeRecord(bytes)
             #expect(decoded == record)
@@ -73,14 +74,29 @@ struct EventRecordTests {
     @Test("An unknown version or an absurd event count throws")
     func badHeader() throws {
         var bytes = EventRecord(arrivalMs: 5, events: [CameraEvent(kvfvId: "KV1", timestampMs: 1, speed: 50)]).encoded()
-        bytes[0] = 3
-        #expect(throws: EventRecord.FormatError.self) { try decodeRecord(bytes) }
+        for version: UInt8 in [0, 1, 4, 255] {
+            bytes[0] = version
+            #expect(throws: EventRecord.FormatError.self) { try decodeRecord(bytes) }
+        }
         // version 2, arrival 0, count 2^40 with a tiny body
         var huge: [UInt8] = [2, 0]
         huge.appendVarint(1 << 40)
         #expect(throws: EventRecord.FormatError.self) { try decodeRecord(huge) }
         // A varint longer than 64 bits.
         #expect(throws: EventRecord.FormatError.self) { try decodeRecord([2] + [UInt8](repeating: 0xff, count: 11)) }
+    }
+
+    @Test("Version-2 records (before attribution) are still read, with no writer")
+    func version2() throws {
+        let record = EventRecord(
+            arrivalMs: 5, events: [CameraEvent(kvfvId: "KV1", timestampMs: 1, speed: 50, eventId: "e1")], writer: nil)
+        let v3 = record.encoded()
+        // Version 3 is version 2 with the writer (here the empty string: one length byte 0) after the arrival.
+        #expect(v3[0] == 3 && v3[1] == 10 && v3[2] == 0)
+        let v2: [UInt8] = [2, 10] + v3.dropFirst(3)
+        #expect(try decodeRecord(v2) == record)
+        let attributed = EventRecord(arrivalMs: 5, events: record.events, writer: "0123456789abcdef")
+        #expect(try decodeRecord(attributed.encoded()).writer == "0123456789abcdef")
     }
 
     /// version 2, arrival 0, one event: lateness 0, speed 0.0, flags 0, then the kvfv_id's length varint.

@@ -19,7 +19,8 @@ struct KafkaEventSinkTests {
         var records = randomRequests(seed: 5, cameras: 15, requests: 120, nowMs: now)
         for i in records.indices { records[i].arrivalMs = Int64(i) }
         for record in records {
-            let outcome = try await sink.ingest(record.events, arrivalMs: record.arrivalMs)
+            // Every other request is attributed to a credential; the writer travels with each camera's message.
+            let outcome = try await sink.ingest(record.events, arrivalMs: record.arrivalMs, writer: record.arrivalMs % 2 == 0 ? "w\(record.arrivalMs)" : nil)
             #expect(outcome == IngestOutcome(accepted: record.events.count), "every valid event is accepted; dedup is downstream")
         }
         #expect(sink.queueDepth == 0)
@@ -49,6 +50,7 @@ struct KafkaEventSinkTests {
             let key = String(decoding: m.key, as: UTF8.self)
             let record = try m.value.withUnsafeBytes { try EventRecord.decode($0) }
             #expect(record.events.allSatisfy { $0.kvfvId == key }, "keyed by the camera of every event it holds")
+            #expect(record.writer == (record.arrivalMs % 2 == 0 ? "w\(record.arrivalMs)" : nil), "the request's writer")
             #expect(partitionOf[key, default: m.partition] == m.partition, "a camera lives in one partition")
             partitionOf[key] = m.partition
             got[key, default: []].append(record.events)

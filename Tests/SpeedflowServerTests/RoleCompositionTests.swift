@@ -15,9 +15,12 @@ final class RecordingSink: EventSink {
     let events = Mutex<[CameraEvent]>([])
     let refuse = Atomic<Bool>(false)
 
-    func ingest(_ events: [CameraEvent], arrivalMs: Int64) async throws(IngestError) -> IngestOutcome {
+    let writers = Mutex<[String?]>([])
+
+    func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String?) async throws(IngestError) -> IngestOutcome {
         if refuse.load(ordering: .relaxed) { throw IngestError(.overloaded, "test") }
         self.events.withLock { $0 += events }
+        writers.withLock { $0.append(writer) }
         return IngestOutcome(accepted: events.count)
     }
 
