@@ -17,8 +17,38 @@ public struct KafkaConfiguration: Sendable {
     public var topic = "speedflow-events"
     /// The aggregators' consumer group.
     public var group = "speedflow-aggregators"
+    /// librdkafka properties passed through (CONFIGURATION.md), e.g. `security.protocol=SASL_SSL`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`. Applied to the producer and the
+    /// consumer before Speedflow's own settings (idempotence, manual offsets), which cannot be overridden.
+    public var properties: [String: String] = [:]
 
     public init() {}
+
+    /// Keys whose values are secrets: accepted from a file or the environment only, never a command line.
+    public static func isSecret(_ key: String) -> Bool {
+        let k = key.lowercased()
+        return k.contains("password") || k.contains("secret") || k.hasSuffix(".key.pem") || k == "ssl.key.pem"
+            || k == "sasl.oauthbearer.config"
+    }
+
+    /// `key=value` lines (`#` comments and blank lines skipped), as in a librdkafka properties file.
+    public static func parseProperties(_ text: String, source: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let eq = line.firstIndex(of: "="), eq != line.startIndex else {
+                throw KafkaConfigurationError(message: "\(source):\(n + 1): expected key=value, got '\(line.prefix(60))'")
+            }
+            out[line[..<eq].trimmingCharacters(in: .whitespaces)] = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+        }
+        return out
+    }
+}
+
+public struct KafkaConfigurationError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
 
 /// `speedflow ingest`: a stateless HTTP node producing valid events to Kafka.
@@ -52,7 +82,9 @@ public struct AggregateConfiguration: Sendable {
 extension Roles {
     /// Runs an ingest node until SIGTERM/SIGINT.
     public static func ingest(_ c: IngestConfiguration, _ o: Observability) async throws {
-        let producer = try KafkaProducer(configuration: .init(bootstrapServers: c.kafka.brokers), logger: o.logger)
+        var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: c.kafka.brokers)
+        producerConfiguration.properties = c.kafka.properties
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: o.logger)
         let sink = KafkaEventSink(producer: producer, topic: c.kafka.topic, maxPendingEvents: c.maxPendingEvents)
         let stats = IngestStats(nowMs: Int64(Date().timeIntervalSince1970 * 1000))
         // No cameras known here: rejections count in the statistics only.
@@ -73,7 +105,8 @@ extension Roles {
         defer { stores.shutdown() }
         var consumer = KafkaConsumerConfiguration(bootstrapServers: c.kafka.brokers, groupID: c.kafka.group, topics: [c.kafka.topic])
         // Freshness: hand out what is there now instead of waiting up to 500 ms for fuller fetches.
-        consumer.properties["fetch.wait.max.ms"] = "20"
+        consumer.properties.merge(c.kafka.properties) { _, passed in passed }
+        consumer.properties["fetch.wait.max.ms"] = consumer.properties["fetch.wait.max.ms"] ?? "20"
         let engine = c.engine
         let service = AggregatorService(consumer: consumer, logger: logger) { p in
             try Aggregator(store: try stores.open(.partition(topic: p.topic, partition: p.partition)), configuration: engine, logger: logger)

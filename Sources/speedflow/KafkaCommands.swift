@@ -18,6 +18,12 @@ struct KafkaOptions: ParsableArguments {
     @Option(help: "Topic of camera events (keyed by kvfv_id, so a camera lives in one partition). Default: \(KafkaConfiguration().topic).")
     var topic: String?
 
+    @Option(help: "A librdkafka property, key=value (e.g. security.protocol=SASL_SSL, ssl.ca.location=/etc/ssl/kafka-ca.pem); repeatable. Secrets (passwords, keys) only in --kafka-config-file: ps shows command lines.")
+    var kafkaConfig: [String] = []
+
+    @Option(help: "A librdkafka properties file (key=value lines, # comments): TLS and SASL settings including secrets (sasl.password=…). Env: SPEEDFLOW_KAFKA_CONFIG_FILE.")
+    var kafkaConfigFile: String?
+
     func resolve(_ settings: Settings, group: String? = nil) throws -> KafkaConfiguration {
         let log = settings.string("log", self.log, default: "kafka")
         guard log == "kafka" else { throw ValidationError("--log must be kafka for this command, not '\(log)'") }
@@ -26,6 +32,22 @@ struct KafkaOptions: ParsableArguments {
         guard !c.brokers.isEmpty else { throw ValidationError("--brokers is required (e.g. 127.0.0.1:9092)") }
         c.topic = settings.string("topic", topic, default: c.topic)
         c.group = settings.string("group", group, default: c.group)
+        if let file = kafkaConfigFile ?? settings.reader.string(forKey: "kafka_config_file") {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("cannot read the Kafka properties file \(file)")
+            }
+            c.properties = try KafkaConfiguration.parseProperties(text, source: file)
+        }
+        for pair in kafkaConfig {
+            guard let eq = pair.firstIndex(of: "="), eq != pair.startIndex else {
+                throw ValidationError("--kafka-config takes key=value, not '\(pair)'")
+            }
+            let key = String(pair[..<eq])
+            guard !KafkaConfiguration.isSecret(key) else {
+                throw ValidationError("\(key) is a secret: put it in --kafka-config-file (mode 0600), not on the command line where ps shows it")
+            }
+            c.properties[key] = String(pair[pair.index(after: eq)...])
+        }
         return c
     }
 }
