@@ -24,6 +24,12 @@ public struct ClickHouseTopology: Sendable, CustomStringConvertible {
         for url in shards.joined() where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw ClickHouseError(kind: .configuration, message: "'\(url)' is not an http(s) URL of ClickHouse's HTTP interface")
         }
+        // Credentials in a URL end up in logs and `ps`: they go in --clickhouse-user / the password file.
+        for url in shards.joined() where URLComponents(string: url)?.user != nil || URLComponents(string: url)?.password != nil {
+            throw ClickHouseError(
+                kind: .configuration,
+                message: "a ClickHouse URL must not hold credentials; use --clickhouse-user and SPEEDFLOW_CLICKHOUSE_PASSWORD or --clickhouse-password-file")
+        }
         self.shards = shards
     }
 
@@ -57,7 +63,21 @@ public struct ClickHouseError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// ClickHouse's HTTP interface over AsyncHTTPClient, with per-shard replica failover.
+/// A ClickHouse user and its password, sent as HTTP basic authentication (never in a URL, never logged).
+public struct ClickHouseCredentials: Sendable {
+    public var user: String
+    public var password: String
+
+    public init(user: String, password: String) {
+        self.user = user
+        self.password = password
+    }
+
+    var authorization: String { "Basic " + Data("\(user):\(password)".utf8).base64EncodedString() }
+}
+
+/// ClickHouse's HTTP interface over AsyncHTTPClient, with per-shard replica failover. `https://` URLs are
+/// verified against the system's trust store.
 ///
 /// Blocking callers (the engine's flusher and commit threads) wait on the future; async callers await it.
 /// Neither runs on an event loop.
@@ -70,9 +90,12 @@ public final class ClickHouseClient: Sendable {
     /// Nodes that failed recently, and until when they are skipped.
     private let downUntil = Mutex<[String: DispatchTime]>([:])
 
-    public init(topology: ClickHouseTopology, logger: Logger) {
+    let authorization: String?
+
+    public init(topology: ClickHouseTopology, credentials: ClickHouseCredentials? = nil, logger: Logger) {
         self.topology = topology
         self.logger = logger
+        self.authorization = credentials?.authorization
         var config = HTTPClient.Configuration()
         config.timeout = .init(connect: .seconds(2), read: .seconds(60))
         // Shorter than the server's keep_alive_timeout (3 s by default, 10 s in scripts/clickhouse), so a pooled
@@ -99,7 +122,7 @@ public final class ClickHouseClient: Sendable {
         // Settings go in the URL: 18.16 has no SETTINGS clause for INSERT.
         var items = [URLQueryItem(name: "database", value: "default")]
             + settings.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
-        let request: HTTPClient.Request
+        var request: HTTPClient.Request
         do {
             if let body {
                 items.append(URLQueryItem(name: "query", value: sql))
@@ -111,6 +134,7 @@ public final class ClickHouseClient: Sendable {
                 request = try HTTPClient.Request(
                     url: components.url!.absoluteString, method: .POST, body: .string(sql))
             }
+            if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         } catch {
             return http.eventLoopGroup.any().makeFailedFuture(ClickHouseError(kind: .configuration, message: "\(error)"))
         }

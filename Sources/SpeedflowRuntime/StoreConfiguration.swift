@@ -15,6 +15,8 @@ public struct StoreConfiguration: Sendable {
     public var clickHouseDatabase = "speedflow"
     /// Day partitions older than this are dropped (`nil`: kept).
     public var clickHouseRetentionDays: Int?
+    /// ClickHouse user and password (`nil`: ClickHouse's `default` user without a password).
+    public var clickHouseCredentials: ClickHouseCredentials?
 
     public init() {}
 
@@ -43,7 +45,9 @@ public final class StoreOpener: Sendable {
         self.dataDir = dataDir
         self.logger = logger
         client = configuration.kind == .clickhouse
-            ? ClickHouseClient(topology: try ClickHouseTopology(parsing: configuration.clickHouseURL), logger: logger) : nil
+            ? ClickHouseClient(
+                topology: try ClickHouseTopology(parsing: configuration.clickHouseURL), credentials: configuration.clickHouseCredentials,
+                logger: logger) : nil
     }
 
     /// The store for `slot` — the one switch over store kinds.

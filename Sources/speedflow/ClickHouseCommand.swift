@@ -27,6 +27,12 @@ struct StoreOptions: ParsableArguments {
 
     @Option(help: "Drop ClickHouse day partitions (aggregates, identities, raw events) older than this many days. Default: keep.")
     var clickhouseRetentionDays: Int?
+
+    @Option(help: "ClickHouse user (HTTP basic authentication; use https:// URLs to keep it private on the network). Its password comes from SPEEDFLOW_CLICKHOUSE_PASSWORD or --clickhouse-password-file, never a flag. Env: SPEEDFLOW_CLICKHOUSE_USER.")
+    var clickhouseUser: String?
+
+    @Option(help: "File holding the ClickHouse user's password (one line). Env: SPEEDFLOW_CLICKHOUSE_PASSWORD_FILE.")
+    var clickhousePasswordFile: String?
 }
 
 extension Settings {
@@ -48,6 +54,16 @@ extension Settings {
         c.clickHouseDatabase = string("clickhouse_database", options.clickhouseDatabase, default: d.clickHouseDatabase)
         let retention = try int("clickhouse_retention_days", options.clickhouseRetentionDays, default: d.clickHouseRetentionDays ?? 0)
         c.clickHouseRetentionDays = retention > 0 ? retention : nil
+        if let user = options.clickhouseUser ?? reader.string(forKey: "clickhouse_user") {
+            var password = reader.string(forKey: "clickhouse_password") ?? ""
+            if let file = options.clickhousePasswordFile ?? reader.string(forKey: "clickhouse_password_file") {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw ValidationError("cannot read the ClickHouse password file \(file)")
+                }
+                password = text.trimmingCharacters(in: .newlines)
+            }
+            c.clickHouseCredentials = ClickHouseCredentials(user: user, password: password)
+        }
         return c
     }
 }
@@ -78,7 +94,7 @@ struct ClickHouseCommand: ParsableCommand {
             let logger = Observability.bootstrapLogging("warning")
             let store = try settings.store(storeOptions)
             let topology = try ClickHouseTopology(parsing: store.clickHouseURL)
-            let client = ClickHouseClient(topology: topology, logger: logger)
+            let client = ClickHouseClient(topology: topology, credentials: store.clickHouseCredentials, logger: logger)
             defer { client.shutdown() }
             let schema = ClickHouseSchema(database: store.clickHouseDatabase, replicated: topology.isReplicated)
             let applied = try schema.migrate(client, logger: logger)
