@@ -92,12 +92,14 @@ public final class PostgresSource: Service {
         let dsn = try PostgresDSN(configuration.dsn)
         var pg = PostgresConnection.Configuration(
             host: dsn.host, port: dsn.port, username: dsn.user, password: dsn.password, database: dsn.database,
-            tls: .disable)
+            tls: try dsn.tls())
         pg.options.additionalStartupParameters = [
             ("application_name", configuration.applicationName), ("TimeZone", "UTC"), ("DateStyle", "ISO"),
         ]
         let connection = try await PostgresConnection.connect(configuration: pg, id: 1, logger: logger)
-        logger.info("PostgreSQL source connected", metadata: ["pg.host": "\(dsn.host):\(dsn.port)", "mode": "\(configuration.mode.rawValue)"])
+        logger.info(
+            "PostgreSQL source connected",
+            metadata: ["pg.host": "\(dsn.host):\(dsn.port)", "mode": "\(configuration.mode.rawValue)", "pg.sslmode": "\(dsn.sslMode.rawValue)"])
         return connection
     }
 

@@ -1,4 +1,6 @@
 import Foundation
+import NIOSSL
+import PostgresNIO
 
 /// What to read, how, and where each event field comes from.
 public struct PostgresSourceConfiguration: Sendable, Hashable {
@@ -109,13 +111,23 @@ public struct PostgresSourceError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(code): \(message)" }
 }
 
-/// `postgres://user:password@host:port/database` split into connection settings.
+/// `postgres://user:password@host:port/database[?sslmode=…&sslrootcert=…]` split into connection settings.
+///
+/// TLS follows libpq's `sslmode`: `disable`; `prefer` (the default: TLS when the server offers it, not verified);
+/// `require` (TLS, not verified); `verify-ca` (the server's certificate must chain to `sslrootcert`, or the
+/// system's trust store); `verify-full` (and name the DSN's host). The password may come from `PGPASSWORD`
+/// instead of the DSN, so it need not be on a command line.
 public struct PostgresDSN: Sendable, Hashable {
+    public enum SSLMode: String, Sendable, CaseIterable { case disable, prefer, require, verifyCA = "verify-ca", verifyFull = "verify-full" }
+
     public var host: String
     public var port: Int
     public var user: String
     public var password: String?
     public var database: String
+    public var sslMode: SSLMode = .prefer
+    /// PEM file of the CA(s) to verify the server against (`verify-ca`, `verify-full`).
+    public var sslRootCert: String?
 
     public init(_ text: String) throws(PostgresSourceError) {
         guard let url = URLComponents(string: text), let scheme = url.scheme,
@@ -127,8 +139,42 @@ public struct PostgresDSN: Sendable, Hashable {
         port = url.port ?? 5432
         user = url.user.flatMap { $0.removingPercentEncoding } ?? "postgres"
         password = url.password.flatMap { $0.removingPercentEncoding }
+        if password == nil, let env = ProcessInfo.processInfo.environment["PGPASSWORD"] { password = env }
         let path = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
         database = path.isEmpty ? user : path
+        for item in url.queryItems ?? [] {
+            switch item.name {
+            case "sslmode":
+                guard let mode = SSLMode(rawValue: item.value ?? "") else {
+                    throw PostgresSourceError(
+                        .configuration, "sslmode must be \(SSLMode.allCases.map(\.rawValue).joined(separator: ", ")), not '\(item.value ?? "")'")
+                }
+                sslMode = mode
+            case "sslrootcert": sslRootCert = item.value
+            default:
+                throw PostgresSourceError(.configuration, "unknown DSN parameter '\(item.name)' (supported: sslmode, sslrootcert)")
+            }
+        }
+    }
+
+    /// postgres-nio's TLS setting for `sslMode`.
+    public func tls() throws -> PostgresConnection.Configuration.TLS {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch sslMode {
+        case .disable: return .disable
+        case .prefer, .require: tls.certificateVerification = .none
+        case .verifyCA: tls.certificateVerification = .noHostnameVerification
+        case .verifyFull: tls.certificateVerification = .fullVerification
+        }
+        if let sslRootCert {
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(sslRootCert))
+            } catch {
+                throw PostgresSourceError(.configuration, "cannot read sslrootcert \(sslRootCert): \(error)")
+            }
+        }
+        let context = try NIOSSLContext(configuration: tls)
+        return sslMode == .prefer ? .prefer(context) : .require(context)
     }
 }
 

@@ -58,7 +58,7 @@ public enum SourceSetupSQL {
     public static func apply(_ c: PostgresSourceConfiguration, logger: Logger) async throws {
         let dsn = try PostgresDSN(c.dsn)
         var pg = PostgresConnection.Configuration(
-            host: dsn.host, port: dsn.port, username: dsn.user, password: dsn.password, database: dsn.database, tls: .disable)
+            host: dsn.host, port: dsn.port, username: dsn.user, password: dsn.password, database: dsn.database, tls: try dsn.tls())
         pg.options.additionalStartupParameters = [("application_name", "speedflow-setup")]
         let connection = try await PostgresConnection.connect(configuration: pg, id: 1, logger: logger)
         do {

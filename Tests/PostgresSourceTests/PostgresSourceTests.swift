@@ -239,3 +239,48 @@ struct PostgresSourceTests {
         return nil
     }
 }
+
+/// TLS to PostgreSQL with libpq's `sslmode`: verified against the test cluster's CA (`scripts/postgres` makes one),
+/// refused against another CA, and the source's connection is encrypted on the server's side.
+@Suite("PostgreSQL source over TLS", .enabled(if: TestDatabase.enabled && ProcessInfo.processInfo.environment["SPEEDFLOW_TEST_PG_CA"] != nil), .serialized)
+struct PostgresTLSTests {
+    @Test("sslmode=verify-full with the right CA connects and the server sees TLS; another CA is refused")
+    func verifyFull() async throws {
+        let dsn = try #require(TestDatabase.dsn)
+        let ca = try #require(ProcessInfo.processInfo.environment["SPEEDFLOW_TEST_PG_CA"])
+        let table = "passes_tls_\(UInt32.random(in: 0...UInt32.max))"
+        let appName = "sf-test-\(table)"
+        try await TestDatabase.createTable(table)
+        let verified = dsn + "?sslmode=verify-full&sslrootcert=" + ca
+        let setup = try SpeedflowProcess.run(["source", "postgres", "install-trigger", "--dsn", verified, "--table", table, "--mode", "poll", "--apply"])
+        #expect(setup.status == 0, "install-trigger over verified TLS: \(setup.output)")
+
+        // Another CA: the handshake fails and nothing runs.
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let otherCA = dir.appendingPathComponent("other-ca.pem").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other", "-keyout", dir.appendingPathComponent("k").path, "-out", otherCA]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let refused = try SpeedflowProcess.run(["source", "postgres", "install-trigger", "--dsn", dsn + "?sslmode=verify-full&sslrootcert=" + otherCA, "--table", table, "--mode", "poll", "--apply"])
+        #expect(refused.status != 0, "a server certificate from another CA was accepted")
+        let bad = try SpeedflowProcess.run(["source", "postgres", "install-trigger", "--dsn", dsn + "?sslmode=sometimes", "--table", table])
+        #expect(bad.status != 0 && bad.output.contains("sslmode must be"), "\(bad.output)")
+
+        // The running source's connection is encrypted, as PostgreSQL itself reports.
+        let server = try SpeedflowProcess(extraArguments: [
+            "--source-postgres-dsn", verified, "--source-postgres-table", table, "--source-postgres-mode", "poll",
+            "--source-postgres-application-name", appName, "--source-postgres-map", "timestamp=ts,vehicle_speed=speed",
+        ])
+        defer { server.remove() }
+        try await server.start()
+        try await waitUntil("the source's connection appears encrypted in pg_stat_ssl", timeout: .seconds(20)) {
+            try await PostgresSourceTests.count(
+                "pg_stat_ssl JOIN pg_stat_activity USING (pid)", "application_name = '\(appName)' AND ssl") >= 1
+        }
+    }
+}
