@@ -189,7 +189,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
-            "SpeedflowServer", "SpeedflowAuth", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
+            "SpeedflowServer", "SpeedflowAuth", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation", "SpeedflowTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "CompressNIO", package: "compress-nio"),
         ]),

@@ -111,9 +111,8 @@ extension Roles {
         let service = AggregatorService(consumer: consumer, logger: logger) { p in
             try Aggregator(store: try stores.open(.partition(topic: p.topic, partition: p.partition)), configuration: engine, logger: logger)
         }
-        let router = Router()
-        router.get("/health") { _, _ in "{\"status\":\"ok\"}" }
-        router.get("/metrics") { _, _ -> Response in SpeedflowHTTP.metricsResponse(o.registry) }
+        let (access, authServices) = try c.auth.resolve(host: c.server.host, dataDir: c.dataDir, secure: false, logger: logger)
+        let router = SpeedflowHTTP.healthAndMetricsRouter(prometheus: o.registry, access: access)
         let app = Application(
             router: router, configuration: .init(address: .hostname(c.server.host, port: c.server.port)),
             onServerRunning: { channel in
@@ -121,7 +120,7 @@ extension Roles {
             }, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: service), .init(service: app)],
+                services: authServices + [.init(service: service), .init(service: app)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

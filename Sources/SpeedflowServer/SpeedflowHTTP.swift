@@ -93,6 +93,21 @@ public enum SpeedflowHTTP {
         return router
     }
 
+    /// What an aggregator serves: `/health` (open) and `/metrics` (a reader credential when auth is required).
+    public static func healthAndMetricsRouter(prometheus: PrometheusCollectorRegistry?, access: AccessControl) -> Router<SpeedflowRequestContext> {
+        let router = Router(context: SpeedflowRequestContext.self)
+        router.add(middleware: SecurityHeadersMiddleware())
+        router.add(middleware: JSONErrorMiddleware())
+        router.add(middleware: AccessMiddleware(access: access))
+        router.get("/health") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
+        }
+        router.get("/metrics") { _, _ -> Response in metricsResponse(prometheus) }
+        return router
+    }
+
     /// `GET /metrics`: the Prometheus text format (every role serves it).
     public static func metricsResponse(_ prometheus: PrometheusCollectorRegistry?) -> Response {
         var bytes = [UInt8]()

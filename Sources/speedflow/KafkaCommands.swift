@@ -107,6 +107,8 @@ struct AggregateCommand: AsyncParsableCommand {
     @OptionGroup var kafka: KafkaOptions
     @OptionGroup var storeOptions: StoreOptions
 
+    @OptionGroup(title: "Access (/metrics)") var access: AuthOptions
+
     @Option(help: "Consumer group. Default: \(KafkaConfiguration().group).") var group: String?
     @Option(help: "Address for /health and /metrics. Default: \(AggregateConfiguration().server.host).") var host: String?
     @Option(help: "Port for /health and /metrics; 0 picks one. Default: \(AggregateConfiguration().server.port).") var port: Int?
@@ -123,6 +125,7 @@ struct AggregateCommand: AsyncParsableCommand {
         c.engine = try settings.engine(storage, flushInterval: flushInterval, defaults: c.engine)
         let d = c.server
         c.server = ServerConfiguration(host: settings.string("host", host, default: d.host), port: try settings.int("port", port, default: d.port))
+        c.auth = try settings.auth(access)
         try await Roles.aggregate(c, observability)
     }
 }

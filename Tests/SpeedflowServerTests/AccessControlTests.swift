@@ -9,6 +9,7 @@ import SpeedflowLog
 import SpeedflowModel
 import SpeedflowServer
 import SpeedflowStore
+import SpeedflowTestSupport
 import Synchronization
 import Testing
 
@@ -365,6 +366,19 @@ struct AccessControlTests {
             try await client.execute(uri: "/kvfv", method: .get, headers: Self.auth("sft_0123456789abcdef_again")) { r in
                 #expect(r.status == .unauthorized)
             }
+        }
+    }
+
+    @Test("an aggregator's /metrics needs a reader when auth is required; /health stays open")
+    func aggregatorMetrics() async throws {
+        let path = temporaryDirectory().path + "/credentials.json"
+        let reader = try CredentialAdmin.create(at: path, role: .reader, kvfv: [], name: nil, actor: "t").token
+        let router = SpeedflowHTTP.healthAndMetricsRouter(
+            prometheus: nil, access: AccessControl(mode: .required, credentials: try CredentialStore(path: path)))
+        try await Application(router: router).test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { r in #expect(r.status == .ok) }
+            try await client.execute(uri: "/metrics", method: .get) { r in #expect(r.status == .unauthorized) }
+            try await client.execute(uri: "/metrics", method: .get, headers: Self.auth(reader)) { r in #expect(r.status == .ok) }
         }
     }
 
