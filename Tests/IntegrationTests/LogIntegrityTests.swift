@@ -253,6 +253,45 @@ struct LogIntegrityTests {
         #expect(FileManager.default.fileExists(atPath: server.dataDirectory.appendingPathComponent("log/00000000000000000000.seg").path))
     }
 
+    @Test("A data directory written by 4de73e9 (format 2, records without a writer) upgrades and answers exactly as 4de73e9 did")
+    func formatTwoFixtureUpgrades() async throws {
+        let server = try SpeedflowProcess()
+        defer { server.remove() }
+        try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("format2/data"), to: server.dataDirectory)
+        try await server.start()
+        let range = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: Self.fixtures.appendingPathComponent("format2/expected/range.json"))) as! [String: String]
+        for camera in ["FX1", "FX2", "FX3"] {
+            for interval in ["5m", "1h"] {
+                let expected = try Data(contentsOf: Self.fixtures.appendingPathComponent("format2/expected/\(camera)-\(interval).json"))
+                let (status, body) = try await Self.get(
+                    "\(server.url)/kvfv/\(camera)/avg-speed?from=\(range["from"]!)&to=\(range["to"]!)&interval=\(interval)")
+                #expect(status == 200)
+                let a = try JSONSerialization.jsonObject(with: body) as! NSDictionary
+                let b = try JSONSerialization.jsonObject(with: expected) as! NSDictionary
+                #expect(a == b, "\(camera) \(interval) differs from what 4de73e9 answered")
+            }
+        }
+        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "3\n")
+        let backups = try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory.appendingPathComponent("backups").path)
+        #expect(backups.count == 1 && backups[0].hasPrefix("format-2-"))
+        // New (version-3) records after the old ones in the same segment; after kill -9 both are replayed.
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        #expect(try await Self.post(Self.batch("FX9", tag: "n", count: 100, nowMs: now), to: server.url).status == 200)
+        server.kill9()
+        try await server.start()
+        #expect(try await Self.counted("FX9", at: server.url, nowMs: now) == 100)
+        for camera in ["FX1", "FX2", "FX3"] {
+            let expected = try Data(contentsOf: Self.fixtures.appendingPathComponent("format2/expected/\(camera)-1h.json"))
+            let (_, body) = try await Self.get("\(server.url)/kvfv/\(camera)/avg-speed?from=\(range["from"]!)&to=\(range["to"]!)&interval=1h")
+            #expect(try JSONSerialization.jsonObject(with: body) as! NSDictionary == JSONSerialization.jsonObject(with: expected) as! NSDictionary)
+        }
+        server.stop()
+        // `log writes`: the old records have no writer.
+        let writes = try SpeedflowProcess.run(["log", "writes", "--data-dir", server.dataDirectory.path])
+        #expect(writes.status == 0 && writes.output.contains("\n-  "), "\(writes.output)")
+    }
+
     @Test("A data directory from a newer format is refused before anything is touched")
     func newerFormatRefused() async throws {
         let server = try SpeedflowProcess()
