@@ -271,6 +271,41 @@ public final class SQLiteStore: StoreWriter {
         }
     }
 
+    public func statesByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
+        guard !range.isEmpty, !cameras.isEmpty else { return [:] }
+        return try await guarded("reading a page of the fleet's buckets") {
+            try await pool.read { db in
+                var result: [Int64: [Int64: BucketState]] = [:]
+                let statement = try db.cachedStatement(
+                    sql: "SELECT bucket, state FROM bucket WHERE camera = ? AND bucket >= ? AND bucket < ?")
+                for camera in cameras {
+                    let rows = try Row.fetchCursor(statement, arguments: [camera, range.lowerBound, range.upperBound])
+                    while let row = try rows.next() {
+                        let bucket: Int64 = row[0]
+                        result[camera, default: [:]][bucket] = try row.withUnsafeData(atIndex: 1) { data in
+                            try Self.decode(data, camera: camera, bucket: bucket, db)
+                        }
+                    }
+                }
+                return result
+            }
+        }
+    }
+
+    /// One camera at a time, each checked against its days' summaries like the fleet's read.
+    public func countsByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
+        guard !range.isEmpty, !cameras.isEmpty else { return [:] }
+        return try await guarded("reading a page of the fleet's counts") {
+            try await pool.read { db in
+                var result: [Int64: [Int64: Int64]] = [:]
+                for camera in cameras {
+                    result.merge(try Self.verifiedCounts(db, buckets: range, camera: camera)) { a, _ in a }
+                }
+                return result
+            }
+        }
+    }
+
     public func reset(fromBucket: Int64, logOffset: UInt64) throws {
         try guarded("resetting for a rebuild") {
             try pool.write { db in
