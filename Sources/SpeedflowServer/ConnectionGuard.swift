@@ -265,6 +265,8 @@ final class ConnectionClock {
     var phase = Phase.between
     var bytesRead = 0
     var inputClosed = false
+    /// The output is shut down: every answer byte was handed to the kernel.
+    var outputShut = false
     /// Heads read, answers begun and answers finished: an answer of our own fits in only when they agree.
     var requestsRead = 0
     var answersStarted = 0
@@ -356,22 +358,29 @@ final class ConnectionClock {
     func close(answer: ByteBuffer?) {
         guard let context = bytesContext else { return }
         if let answer { context.writeAndFlush(NIOAny(answer), promise: nil) }
-        context.close(mode: .output, promise: nil)
-        startLingering(context)
+        let shutdown = context.eventLoop.makePromise(of: Void.self)
+        context.close(mode: .output, promise: shutdown)
+        startLingering(context, shutdown: shutdown.futureResult)
     }
 
-    func startLingering(_ context: ChannelHandlerContext) {
+    /// From now on what arrives is discarded; once the output is shut down (NIO does that after the pending
+    /// writes are flushed, so a large last answer is never cut) the connection closes when the client closes
+    /// its side, or after `lingerMs`.
+    func startLingering(_ context: ChannelHandlerContext, shutdown: EventLoopFuture<Void>) {
         if case .lingering = phase { return }
         phase = .lingering
-        timer?.cancel()
-        if inputClosed {
-            context.close(promise: nil)
-            return
-        }
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(limits.lingerMs)) {
-            context.close(promise: nil)
-        }
+        cancelTimer()
         context.read()
+        shutdown.assumeIsolated().whenComplete { [self] _ in
+            outputShut = true
+            if inputClosed {
+                context.close(promise: nil)
+                return
+            }
+            timer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(limits.lingerMs)) {
+                context.close(promise: nil)
+            }
+        }
     }
 }
 
@@ -419,7 +428,7 @@ final class BytesHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, e == .inputClosed {
             clock.inputClosed = true
-            if case .lingering = clock.phase {
+            if case .lingering = clock.phase, clock.outputShut {
                 context.close(promise: nil)
                 return
             }
@@ -436,8 +445,14 @@ final class BytesHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// client's end of input): stop sending, but read and discard until the client closes (or `lingerMs`), so
     /// the socket is released promptly — before, it stayed half-closed with unread data until the idle timeout.
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        context.close(mode: mode, promise: promise)
-        if mode == .output { clock.startLingering(context) }
+        guard mode == .output else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        let shutdown = context.eventLoop.makePromise(of: Void.self)
+        shutdown.futureResult.cascade(to: promise)
+        context.close(mode: .output, promise: shutdown)
+        clock.startLingering(context, shutdown: shutdown.futureResult)
     }
 }
 
@@ -507,9 +522,12 @@ final class RefusingHandler: ChannelInboundHandler {
             status: "503 Service Unavailable", reason: "too_many_connections",
             message: "the server has \(limits.maxConnections) open connections, its limit; retry later", retryAfter: 1)
         context.writeAndFlush(wrapOutboundOut(body), promise: nil)
-        context.close(mode: .output, promise: nil)
-        context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(min(limits.lingerMs, 1000))) {
-            context.close(promise: nil)
+        let shutdown = context.eventLoop.makePromise(of: Void.self)
+        context.close(mode: .output, promise: shutdown)
+        shutdown.futureResult.assumeIsolated().whenComplete { [linger = limits.lingerMs] _ in
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(min(linger, 1000))) {
+                context.close(promise: nil)
+            }
         }
         context.read()
     }
