@@ -122,7 +122,8 @@ public final class ConnectionGuard: Sendable {
         #if canImport(Glibc)
         var rl = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return limits }
-        func reserve(_ fds: Int) -> Int { max(256, fds / 10) }
+        // Descriptors kept for everything but client connections: 10% of those, at least 256.
+        func reserve(_ connections: Int) -> Int { max(256, connections / 10) }
         let wanted = rlim_t(limits.maxConnections + reserve(limits.maxConnections))
         if rl.rlim_cur < wanted {
             var raised = rl
@@ -130,7 +131,7 @@ public final class ConnectionGuard: Sendable {
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { rl = raised }
         }
         let soft = Int(clamping: rl.rlim_cur)
-        let fit = soft - reserve(soft)
+        let fit = soft - reserve(min(limits.maxConnections, soft))
         guard fit < limits.maxConnections else { return limits }
         var lowered = limits
         lowered.maxConnections = max(1, fit)
