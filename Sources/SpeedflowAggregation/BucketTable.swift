@@ -72,7 +72,9 @@ public struct BucketTable: Sendable {
         public mutating func dropBuckets() { buckets = [:] }
 
         /// Whether the last `recentSpeedCount` speeds were all identical.
-        public var looksStuck: Bool { recentSpeeds.count == Self.recentSpeedCount && Set(recentSpeeds).count == 1 }
+        public var looksStuck: Bool {
+            recentSpeeds.count == Self.recentSpeedCount && recentSpeeds.allSatisfy { $0 == recentSpeeds[0] }
+        }
     }
 
     /// A bucket read from the store for `apply(_:endOffset:nowMs:loaded:)`; `stored == nil`: the store has none.
@@ -100,6 +102,8 @@ public struct BucketTable: Sendable {
     /// Cameras by store id; `kvfvIds` maps a camera's name to its id.
     public private(set) var cameras: [Int64: Camera] = [:]
     public private(set) var kvfvIds: [String: Int64] = [:]
+    /// Every camera's name in order, kept as cameras are learnt (the fleet view pages through it).
+    public private(set) var names = SortedNames()
     /// Identities held in memory (the memory budget `evict` keeps).
     public private(set) var hotIdentities = 0
     /// `.appendDeltas`: events counted whose snapshot has not landed in the store yet (a store outage shows
@@ -219,6 +223,7 @@ public struct BucketTable: Sendable {
         let id = nextCameraId
         nextCameraId += 1
         kvfvIds[kvfvId] = id
+        names.insert(kvfvId)
         var camera = Camera(record: CameraRecord(id: id, kvfvId: kvfvId))
         camera.dirty = true
         cameras[id] = camera
@@ -244,6 +249,7 @@ public struct BucketTable: Sendable {
                 cameras[id]?.record = known
             } else {
                 kvfvIds[r.kvfvId] = r.id
+                names.insert(r.kvfvId)
                 cameras[r.id] = Camera(record: r)
                 nextCameraId = max(nextCameraId, r.id + 1)
             }

@@ -320,12 +320,28 @@ public final class ClickHouseStore: StoreWriter {
     }
 
     public func statesByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
-        guard !range.isEmpty else { return [:] }
+        try await states(buckets: range, cameras: nil)
+    }
+
+    public func statesByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
+        try await states(buckets: range, cameras: cameras)
+    }
+
+    /// `AND kvfv_id IN (…)` for a page of cameras (names are `[A-Za-z0-9._-]`, quoted anyway); `nil`: no filter.
+    private func cameraFilter(_ cameras: [Int64]?) -> String? {
+        guard let cameras else { return "" }
+        let names = cameras.compactMap { name(of: $0) }
+        guard !names.isEmpty else { return nil }
+        return " AND kvfv_id IN (" + names.map(sqlString).joined(separator: ",") + ")"
+    }
+
+    private func states(buckets range: Range<Int64>, cameras: [Int64]?) async throws -> [Int64: [Int64: BucketState]] {
+        guard !range.isEmpty, let only = cameraFilter(cameras) else { return [:] }
         var result: [Int64: [Int64: BucketState]] = [:]
         for shard in 0..<shardCount {
             let out = try await client.query(
                 shard: shard,
-                sql: "SELECT kvfv_id, bucket, state FROM \(db).bucket_delta FINAL WHERE \(rangeFilter(range)) FORMAT RowBinary")
+                sql: "SELECT kvfv_id, bucket, state FROM \(db).bucket_delta FINAL WHERE \(rangeFilter(range))\(only) FORMAT RowBinary")
             var r = RowBinaryReader(out)
             let ids = names.withLock { $0.byName }
             while !r.isAtEnd {
@@ -341,13 +357,21 @@ public final class ClickHouseStore: StoreWriter {
     }
 
     public func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
-        guard !range.isEmpty else { return [:] }
+        try await counts(buckets: range, cameras: nil)
+    }
+
+    public func countsByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
+        try await counts(buckets: range, cameras: cameras)
+    }
+
+    private func counts(buckets range: Range<Int64>, cameras: [Int64]?) async throws -> [Int64: [Int64: Int64]] {
+        guard !range.isEmpty, let only = cameraFilter(cameras) else { return [:] }
         var result: [Int64: [Int64: Int64]] = [:]
         for shard in 0..<shardCount {
             let out = try await client.query(
                 shard: shard,
                 sql: """
-                    SELECT kvfv_id, bucket, sum(events) FROM \(db).bucket_delta FINAL WHERE \(rangeFilter(range))
+                    SELECT kvfv_id, bucket, sum(events) FROM \(db).bucket_delta FINAL WHERE \(rangeFilter(range))\(only)
                     GROUP BY kvfv_id, bucket FORMAT RowBinary
                     """)
             var r = RowBinaryReader(out)

@@ -11,6 +11,54 @@ public protocol CameraView: Sendable {
     func hotStates(kvfvId: String, buckets range: Range<Int64>) -> (camera: Int64, states: [Int64: BucketState])?
     /// Every camera, with its in-memory event counts from bucket `lowest` on and its state in bucket `current`.
     func cameraRows(countsFrom lowest: Int64, current: Int64) -> [CameraRow]
+    /// One page of cameras in name order (see `CameraPageRequest`), rows as `cameraRows` gives them.
+    func cameraPage(
+        _ request: CameraPageRequest, countsFrom lowest: Int64, current: Int64,
+        matches: (BucketTable.Camera) -> Bool
+    ) -> CameraRowPage
+}
+
+/// Which cameras `GET /kvfv` lists: those whose name starts with `prefix`, after `after` in name order, at most
+/// `limit`; with a `health` filter the cameras are checked in order and at most `scanLimit` of them per page,
+/// so a rare health costs a few short pages rather than a scan of the fleet.
+public struct CameraPageRequest: Sendable, Equatable {
+    public var prefix: String
+    public var after: String?
+    public var limit: Int
+    public var health: CameraStatus.Health?
+    public var scanLimit: Int
+
+    public static let defaultLimit = 100
+    public static let maxLimit = 1000
+    public static let defaultScanLimit = 10_000
+
+    public init(
+        prefix: String = "", after: String? = nil, limit: Int = Self.defaultLimit, health: CameraStatus.Health? = nil,
+        scanLimit: Int = Self.defaultScanLimit
+    ) {
+        self.prefix = prefix
+        self.after = after
+        self.limit = limit
+        self.health = health
+        self.scanLimit = scanLimit
+    }
+}
+
+/// A page of `CameraRow`s: `next` is the cursor of the page after it (`nil`: none), `matched` how many cameras
+/// have the prefix, `total` the fleet.
+public struct CameraRowPage: Sendable {
+    public var rows: [CameraRow]
+    public var next: String?
+    public var matched: Int
+    public var total: Int
+}
+
+/// A page of `GET /kvfv`. `matched` is `nil` under a health filter (counting it would read the whole fleet).
+public struct CameraStatusPage: Sendable {
+    public var cameras: [CameraStatus]
+    public var next: String?
+    public var matched: Int?
+    public var total: Int
 }
 
 /// A camera as `CameraView` gives it to queries.
@@ -28,14 +76,38 @@ extension BucketTable {
     }
 
     func cameraRows(countsFrom lowest: Int64, current: Int64) -> [CameraRow] {
-        cameras.values.map { camera in
-            var counts: [Int64: Int64] = [:]
-            for (bucket, e) in camera.buckets where bucket >= lowest { counts[bucket] = e.state.count }
-            // Without its buckets: the copy would keep every hot bucket's storage alive past the lock.
-            var bare = camera
-            bare.dropBuckets()
-            return CameraRow(camera: bare, hotCounts: counts, hotCurrent: camera.buckets[current]?.state)
+        cameras.values.map { row($0, countsFrom: lowest, current: current) }
+    }
+}
+
+extension BucketTable {
+    func cameraPage(
+        _ request: CameraPageRequest, countsFrom lowest: Int64, current: Int64, matches: (Camera) -> Bool
+    ) -> CameraRowPage {
+        let range = names.range(prefix: request.prefix, after: request.after)
+        var rows: [CameraRow] = []
+        rows.reserveCapacity(min(request.limit, 1024))
+        var p = range.start
+        var scanned = 0
+        var lastScanned: String?
+        while rows.count < request.limit, scanned < request.scanLimit, let name = names.name(at: p), name.hasPrefix(request.prefix) {
+            scanned += 1
+            lastScanned = name
+            p = names.after(p)
+            guard let id = kvfvIds[name], let camera = cameras[id], matches(camera) else { continue }
+            rows.append(row(camera, countsFrom: lowest, current: current))
         }
+        let more = names.name(at: p).map { $0.hasPrefix(request.prefix) } ?? false
+        return CameraRowPage(rows: rows, next: more ? lastScanned : nil, matched: range.matched, total: names.count)
+    }
+
+    func row(_ camera: Camera, countsFrom lowest: Int64, current: Int64) -> CameraRow {
+        var counts: [Int64: Int64] = [:]
+        for (bucket, e) in camera.buckets where bucket >= lowest { counts[bucket] = e.state.count }
+        // Without its buckets: the copy would keep every hot bucket's storage alive past the lock.
+        var bare = camera
+        bare.dropBuckets()
+        return CameraRow(camera: bare, hotCounts: counts, hotCurrent: camera.buckets[current]?.state)
     }
 }
 
@@ -111,23 +183,56 @@ public struct CameraQueries: Sendable {
         let storedCounts = try await store.countsByCamera(buckets: lowest..<(currentBucket + 1))
         let storedCurrent = try await store.statesByCamera(buckets: currentBucket..<(currentBucket + 1))
         return rows.map { row in
-            let live = row.camera
-            let id = live.record.id
-            var today: Int64 = 0, lastHour: Int64 = 0
-            var counts = storedCounts[id] ?? [:]
-            for (b, n) in row.hotCounts { counts[b] = n }
-            for (b, n) in counts {
-                if b >= dayStart { today += n }
-                if b >= hourStart { lastHour += n }
-            }
-            return CameraStatus(
-                kvfvId: live.record.kvfvId, health: health(live, nowMs: now),
-                lastEventMs: live.record.lastEventMs, lastArrivalMs: live.record.lastArrivalMs, lagMs: live.lagMs,
-                eventsLastHour: lastHour, eventsToday: today,
-                currentWindowStartMs: Bucket.start(ofIndex: currentBucket),
-                current: row.hotCurrent ?? storedCurrent[id]?[currentBucket] ?? BucketState(),
-                accepted: live.accepted, duplicates: live.duplicates, rejected: live.rejected)
+            status(
+                row, nowMs: now, currentBucket: currentBucket, dayStart: dayStart, hourStart: hourStart,
+                storedCounts: storedCounts, storedCurrent: storedCurrent)
         }.sorted { $0.kvfvId < $1.kvfvId }
+    }
+
+    /// One page of the fleet view: memory for the page's cameras, then the store for just those cameras, so the
+    /// work is bounded by the page (and, under a health filter, by `scanLimit` records in memory).
+    public func cameraPage(_ request: CameraPageRequest) async throws -> CameraStatusPage {
+        let now = clock()
+        let currentBucket = Bucket.index(ofTimestamp: now)
+        let dayStart = Bucket.index(ofTimestamp: now - now.floorDivMod(86_400_000).1)
+        let hourStart = Bucket.index(ofTimestamp: now - 3_600_000) + 1
+        let lowest = min(dayStart, hourStart)
+        let wanted = request.health
+        let page = view.cameraPage(request, countsFrom: lowest, current: currentBucket) { camera in
+            wanted.map { health(camera, nowMs: now) == $0 } ?? true
+        }
+        let ids = page.rows.map { $0.camera.record.id }
+        let storedCounts = try await store.countsByCamera(ids, buckets: lowest..<(currentBucket + 1))
+        let storedCurrent = try await store.statesByCamera(ids, buckets: currentBucket..<(currentBucket + 1))
+        let cameras = page.rows.map { row in
+            status(
+                row, nowMs: now, currentBucket: currentBucket, dayStart: dayStart, hourStart: hourStart,
+                storedCounts: storedCounts, storedCurrent: storedCurrent)
+        }
+        return CameraStatusPage(
+            cameras: cameras, next: page.next, matched: wanted == nil ? page.matched : nil, total: page.total)
+    }
+
+    func status(
+        _ row: CameraRow, nowMs now: Int64, currentBucket: Int64, dayStart: Int64, hourStart: Int64,
+        storedCounts: [Int64: [Int64: Int64]], storedCurrent: [Int64: [Int64: BucketState]]
+    ) -> CameraStatus {
+        let live = row.camera
+        let id = live.record.id
+        var today: Int64 = 0, lastHour: Int64 = 0
+        var counts = storedCounts[id] ?? [:]
+        for (b, n) in row.hotCounts { counts[b] = n }
+        for (b, n) in counts {
+            if b >= dayStart { today += n }
+            if b >= hourStart { lastHour += n }
+        }
+        return CameraStatus(
+            kvfvId: live.record.kvfvId, health: health(live, nowMs: now),
+            lastEventMs: live.record.lastEventMs, lastArrivalMs: live.record.lastArrivalMs, lagMs: live.lagMs,
+            eventsLastHour: lastHour, eventsToday: today,
+            currentWindowStartMs: Bucket.start(ofIndex: currentBucket),
+            current: row.hotCurrent ?? storedCurrent[id]?[currentBucket] ?? BucketState(),
+            accepted: live.accepted, duplicates: live.duplicates, rejected: live.rejected)
     }
 
     func health(_ c: BucketTable.Camera, nowMs: Int64) -> CameraStatus.Health {
@@ -147,5 +252,11 @@ extension Aggregator: CameraView {
 
     public func cameraRows(countsFrom lowest: Int64, current: Int64) -> [CameraRow] {
         table.withLock { $0.cameraRows(countsFrom: lowest, current: current) }
+    }
+
+    public func cameraPage(
+        _ request: CameraPageRequest, countsFrom lowest: Int64, current: Int64, matches: (BucketTable.Camera) -> Bool
+    ) -> CameraRowPage {
+        table.withLock { $0.cameraPage(request, countsFrom: lowest, current: current, matches: matches) }
     }
 }

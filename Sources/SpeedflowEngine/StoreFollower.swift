@@ -37,6 +37,13 @@ public final class StoreFollower: CameraView {
         return table.withLock { $0.cameraRows(countsFrom: lowest, current: current) }
     }
 
+    public func cameraPage(
+        _ request: CameraPageRequest, countsFrom lowest: Int64, current: Int64, matches: (BucketTable.Camera) -> Bool
+    ) -> CameraRowPage {
+        refresh(every: 1000)
+        return table.withLock { $0.cameraPage(request, countsFrom: lowest, current: current, matches: matches) }
+    }
+
     /// Learns cameras the store has, and their newest times, if the last refresh is `everyMs` old.
     func refresh(every everyMs: Int64) {
         let now = clock()

@@ -74,9 +74,17 @@ struct Verifier: Sendable {
         return report
     }
 
+    /// Every camera `GET /kvfv` lists, page by page (`next` is the `after` of the following page).
     private func listedCameras() async -> Set<String>? {
-        guard let answer = await getJSON("\(baseURL)/kvfv"), let cameras = answer["cameras"]?.array else { return nil }
-        return Set(cameras.compactMap { $0["kvfv_id"]?.string })
+        var listed = Set<String>()
+        var after: String?
+        repeat {
+            let url = "\(baseURL)/kvfv?limit=1000" + (after.map { "&after=\($0)" } ?? "")
+            guard let answer = await getJSON(url), let cameras = answer["cameras"]?.array else { return nil }
+            listed.formUnion(cameras.compactMap { $0["kvfv_id"]?.string })
+            after = answer["next"]?.string
+        } while after != nil
+        return listed
     }
 
     private func getJSON(_ url: String) async -> MiniJSON? {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import NIOCore
 import SpeedflowAggregation
 import SpeedflowEngine
@@ -159,16 +160,57 @@ struct QueryController: Sendable {
         throw APIError(.badRequest, "invalid_timestamp", "'\(name)' must be an RFC 3339 date-time, e.g. 2025-04-05T10:00:00Z")
     }
 
+    /// `GET /kvfv?limit=&after=&prefix=&health=`: one page of the fleet in name order (see `CameraPageRequest`).
+    static func pageRequest(_ q: FlatDictionary<Substring, Substring>) throws -> CameraPageRequest {
+        var r = CameraPageRequest()
+        if let text = q.get("limit") {
+            guard let n = Int(text), (1...CameraPageRequest.maxLimit).contains(n) else {
+                throw APIError(
+                    .badRequest, "invalid_limit",
+                    "limit must be an integer from 1 to \(CameraPageRequest.maxLimit), not '\(text.prefix(32))'")
+            }
+            r.limit = n
+        }
+        if let after = q.get("after"), !after.isEmpty {
+            guard ValidationPolicy.isValidKvfvId(after) else {
+                throw APIError(.badRequest, "invalid_cursor", "after must be a kvfv_id (the 'next' of the previous page)")
+            }
+            r.after = after
+        }
+        if let prefix = q.get("prefix"), !prefix.isEmpty {
+            guard ValidationPolicy.isValidKvfvId(prefix) else {
+                throw APIError(.badRequest, "invalid_prefix", "prefix must be 1–64 characters of [A-Za-z0-9._-]")
+            }
+            r.prefix = prefix
+        }
+        if let text = q.get("health"), !text.isEmpty {
+            guard let health = CameraStatus.Health(rawValue: text) else {
+                throw APIError(
+                    .badRequest, "invalid_health", "health must be live, silent, lagging, clock_skew or stuck")
+            }
+            r.health = health
+        }
+        return r
+    }
+
     func cameras(_ request: Request, context: some RequestContext) async throws -> Response {
-        let statuses: [CameraStatus]
+        let pageRequest = try Self.pageRequest(request.uri.queryParameters)
+        let page: CameraStatusPage
         do {
-            statuses = try await queries.cameraStatuses()
+            page = try await queries.cameraPage(pageRequest)
         } catch let error as StoreError {
             throw APIError(error)
         }
-        var json = JSONWriter(capacity: 128 + statuses.count * 400)
+        let statuses = page.cameras
+        var json = JSONWriter(capacity: 256 + statuses.count * 400)
         json.raw("{\"server_time\":")
         json.string(Timestamp.format(node.clock()))
+        json.raw(",\"total\":")
+        json.number(page.total)
+        json.raw(",\"matched\":")
+        json.number(page.matched)
+        json.raw(",\"next\":")
+        json.string(page.next)
         json.raw(",\"cameras\":[")
         for (i, c) in statuses.enumerated() {
             if i > 0 { json.raw(",") }

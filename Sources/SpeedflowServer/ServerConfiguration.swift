@@ -11,15 +11,18 @@ public struct ServerConfiguration: Sendable {
     /// A connection that sends nothing for this long (before its first request, or between keep-alive
     /// requests) is closed, so held-open sockets cannot use up the process's file descriptors. Default: 60 s.
     public var idleTimeoutMs: Int64
+    /// Header and body read deadlines, the connection limit, lingering close (see `ConnectionLimits`).
+    public var connections: ConnectionLimits
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, maxBodyBytes: Int = 64 << 20, retryAfterSeconds: Int = 1,
-        idleTimeoutMs: Int64 = 60_000
+        idleTimeoutMs: Int64 = 60_000, connections: ConnectionLimits = ConnectionLimits()
     ) {
         self.host = host
         self.port = port
         self.maxBodyBytes = maxBodyBytes
         self.retryAfterSeconds = retryAfterSeconds
         self.idleTimeoutMs = idleTimeoutMs
+        self.connections = connections
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import Prometheus
@@ -117,13 +118,23 @@ public enum SpeedflowHTTP {
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    /// The HTTP/1.1 server: the router behind the connection guard (`configuration.connections`; tests may pass
+    /// their own guard to watch its counts).
     public static func application(
         node: HTTPNode, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?, logger: Logger,
-        access: AccessControl = .off, drain: DrainGate? = nil, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        access: AccessControl = .off, drain: DrainGate? = nil, connectionGuard: ConnectionGuard? = nil,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        Application(
+        let connectionGuard = connectionGuard ?? ConnectionGuard(
+            limits: ConnectionGuard.fitting(configuration.connections, logger: logger), logger: logger)
+        let http1 = HTTP1Channel.Configuration(idleTimeout: .milliseconds(configuration.idleTimeoutMs))
+        // The base HTTP/1.1 child channel, wrapped by the connection guard (a TLS wrapper goes around that).
+        let server = HTTPServerBuilder { responder in
+            GuardedChildChannel(base: HTTP1Channel(responder: responder, configuration: http1), guard: connectionGuard)
+        }
+        return Application(
             router: router(node: node, configuration: configuration, prometheus: prometheus, access: access, drain: drain),
-            server: .http1(configuration: .init(idleTimeout: .milliseconds(configuration.idleTimeoutMs))),
+            server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "speedflow"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)

@@ -244,18 +244,20 @@ extension SQLiteStore {
     }
 
     /// Every camera's counts per bucket in `range`; the whole UTC days around it checked (rows and Σcount).
-    static func verifiedCounts(_ db: Database, buckets range: Range<Int64>) throws -> [Int64: [Int64: Int64]] {
+    /// With `cameras`, theirs only (index ranges: a page of the fleet view reads in proportion to it).
+    static func verifiedCounts(_ db: Database, buckets range: Range<Int64>, cameras only: [Int64]? = nil) throws -> [Int64: [Int64: Int64]] {
         let days = range.lowerBound.floorDiv(bucketsPerDay)...(range.upperBound - 1).floorDiv(bucketsPerDay)
         var expected: [DayKey: DaySummary] = [:]
+        let someCameras = only.map { " AND camera IN (" + $0.map { _ in "?" }.joined(separator: ",") + ")" } ?? ""
         let summaries = try Row.fetchCursor(
-            db, sql: "SELECT camera, day, buckets, events FROM bucket_day WHERE day >= ? AND day <= ?",
-            arguments: [days.lowerBound, days.upperBound])
+            db, sql: "SELECT camera, day, buckets, events FROM bucket_day WHERE day >= ? AND day <= ?" + someCameras,
+            arguments: StatementArguments([days.lowerBound, days.upperBound] + (only ?? [])))
         while let r = try summaries.next() {
             expected[DayKey(camera: r[0], day: r[1])] = DaySummary(buckets: r[2], events: r[3])
         }
         let rows = try Row.fetchCursor(
-            db, sql: "SELECT camera, bucket, state FROM bucket WHERE bucket >= ? AND bucket < ? ORDER BY camera, bucket",
-            arguments: [days.lowerBound * bucketsPerDay, (days.upperBound + 1) * bucketsPerDay])
+            db, sql: "SELECT camera, bucket, state FROM bucket WHERE bucket >= ? AND bucket < ?" + someCameras + " ORDER BY camera, bucket",
+            arguments: StatementArguments([days.lowerBound * bucketsPerDay, (days.upperBound + 1) * bucketsPerDay] + (only ?? [])))
         var result: [Int64: [Int64: Int64]] = [:]
         var key: DayKey?
         var actual = DaySummary()

@@ -271,6 +271,43 @@ public final class SQLiteStore: StoreWriter {
         }
     }
 
+    public func statesByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
+        guard !range.isEmpty, !cameras.isEmpty else { return [:] }
+        return try await guarded("reading a page of the fleet's buckets") {
+            try await pool.read { db in
+                var result: [Int64: [Int64: BucketState]] = [:]
+                let rows = try Row.fetchCursor(
+                    db,
+                    sql: "SELECT camera, bucket, state FROM bucket WHERE bucket >= ? AND bucket < ? AND camera IN ("
+                        + cameras.map { _ in "?" }.joined(separator: ",") + ")",
+                    arguments: StatementArguments([range.lowerBound, range.upperBound] + cameras))
+                while let row = try rows.next() {
+                    let camera: Int64 = row[0], bucket: Int64 = row[1]
+                    result[camera, default: [:]][bucket] = try row.withUnsafeData(atIndex: 2) { data in
+                        try Self.decode(data, camera: camera, bucket: bucket, db)
+                    }
+                }
+                return result
+            }
+        }
+    }
+
+    /// Checked against the cameras' day summaries like the fleet's read (one query each for at most 1,000 ids:
+    /// SQLite's default limit is 32,766 parameters).
+    public func countsByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
+        guard !range.isEmpty, !cameras.isEmpty else { return [:] }
+        return try await guarded("reading a page of the fleet's counts") {
+            try await pool.read { db in
+                var result: [Int64: [Int64: Int64]] = [:]
+                for start in stride(from: 0, to: cameras.count, by: 1000) {
+                    let some = Array(cameras[start..<min(cameras.count, start + 1000)])
+                    result.merge(try Self.verifiedCounts(db, buckets: range, cameras: some)) { a, _ in a }
+                }
+                return result
+            }
+        }
+    }
+
     public func reset(fromBucket: Int64, logOffset: UInt64) throws {
         try guarded("resetting for a rebuild") {
             try pool.write { db in

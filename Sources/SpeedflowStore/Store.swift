@@ -55,6 +55,10 @@ public protocol StoreReader: Sendable {
     /// Event counts of every camera per bucket in `range` (for the fleet view: last hour, today), without
     /// decoding whole aggregates.
     func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]]
+    /// `statesByCamera` for the given cameras only (a page of the fleet view): work in proportion to them.
+    func statesByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]]
+    /// `countsByCamera` for the given cameras only (a page of the fleet view): work in proportion to them.
+    func countsByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]]
     /// Bytes on disk.
     func sizeInBytes() -> Int64
     /// Checks the whole store for damage (SQLite: `PRAGMA quick_check`, and with `summaries` every camera-day
@@ -87,6 +91,18 @@ public protocol StoreWriter: StoreReader {
 }
 
 extension StoreReader {
+    /// The fleet's read, filtered: correct for any store (wrappers in tests), not bounded by the page.
+    public func statesByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
+        let wanted = Set(cameras)
+        return try await statesByCamera(buckets: range).filter { wanted.contains($0.key) }
+    }
+
+    /// The fleet's read, filtered: correct for any store (wrappers in tests), not bounded by the page.
+    public func countsByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
+        let wanted = Set(cameras)
+        return try await countsByCamera(buckets: range).filter { wanted.contains($0.key) }
+    }
+
     public func checkIntegrity(summaries: Bool) throws -> [String] { [] }
     public func onCorruption(_ handler: @escaping @Sendable (StoreError) -> Void) {}
 }

@@ -22,6 +22,8 @@ struct ApiCommand: AsyncParsableCommand {
     @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
     var idleTimeout: String?
 
+    @OptionGroup(title: "Connections") var connections: ConnectionOptions
+
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
         let observability = Observability.bootstrap(logLevel: settings.logLevel(storage))
@@ -29,7 +31,7 @@ struct ApiCommand: AsyncParsableCommand {
         c.dataDir = settings.dataDir(storage)
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(storage)
-        c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout)
+        c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout, connections: connections)
         c.auth = try settings.auth(access)
         try await Roles.api(c, observability)
     }

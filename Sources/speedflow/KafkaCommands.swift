@@ -74,6 +74,8 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: "Largest request body. Default: \(Settings.formatBytes(ServerConfiguration().maxBodyBytes)).") var maxBodySize: String?
     @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
     var idleTimeout: String?
+
+    @OptionGroup(title: "Connections") var connections: ConnectionOptions
     @Option(help: "Events waiting for Kafka beyond which requests get 503. Default: \(IngestConfiguration().maxPendingEvents).")
     var maxPendingEvents: Int?
 
@@ -83,7 +85,8 @@ struct IngestCommand: AsyncParsableCommand {
         var c = IngestConfiguration()
         c.kafka = try kafka.resolve(settings)
         c.policy = try settings.policy(storage)
-        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout)
+        c.server = try settings.server(
+            host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, connections: connections)
         c.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: c.maxPendingEvents)
         c.auth = try settings.auth(access)
         c.dataDir = settings.dataDir(storage)

@@ -33,6 +33,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A connection that sends nothing for this long is closed (before its first request or between requests). Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
     var idleTimeout: String?
 
+    @OptionGroup(title: "Connections") var connections: ConnectionOptions
+
     @Option(help: "How often aggregates, dedup state and the log offset are committed to the store. Default: \(Settings.formatDuration(EngineConfiguration().flushIntervalMs)).")
     var flushInterval: String?
 
@@ -50,7 +52,8 @@ struct ServeCommand: AsyncParsableCommand {
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(
             storage, flushInterval: flushInterval, maxPendingEvents: maxPendingEvents, maxHotIdentities: maxHotIdentities)
-        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout)
+        c.server = try settings.server(
+            host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, connections: connections)
         c.postgresSource = try postgresSource.values.resolve(settings)
         c.auth = try settings.auth(access)
         try await Roles.serve(c, observability)

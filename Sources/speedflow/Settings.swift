@@ -147,12 +147,50 @@ struct Settings {
     func logLevel(_ o: StorageOptions) -> String { string("log_level", o.logLevel, default: "info") }
 
     /// The HTTP side, from the struct's defaults.
-    func server(host: String?, port: Int?, maxBodySize: String? = nil, idleTimeout: String? = nil) throws -> ServerConfiguration {
+    func server(
+        host: String?, port: Int?, maxBodySize: String? = nil, idleTimeout: String? = nil,
+        connections: ConnectionOptions = ConnectionOptions()
+    ) throws -> ServerConfiguration {
         let d = ServerConfiguration()
         let idle = try durationMs("idle_timeout", idleTimeout, default: d.idleTimeoutMs)
         guard idle > 0 else { throw ValidationError("idle_timeout must be more than 0 (e.g. 60s)") }
         return ServerConfiguration(
             host: string("host", host, default: d.host), port: try int("port", port, default: d.port),
-            maxBodyBytes: try bytes("max_body_size", maxBodySize, default: d.maxBodyBytes), idleTimeoutMs: idle)
+            maxBodyBytes: try bytes("max_body_size", maxBodySize, default: d.maxBodyBytes), idleTimeoutMs: idle,
+            connections: try self.connections(connections))
     }
+
+    func connections(_ o: ConnectionOptions) throws -> ConnectionLimits {
+        let d = ConnectionLimits()
+        let header = try durationMs("header_timeout", o.headerTimeout, default: d.headerTimeoutMs)
+        guard header > 0 else { throw ValidationError("header_timeout must be more than 0 (e.g. 10s)") }
+        let grace = try durationMs("body_timeout", o.bodyTimeout, default: d.bodyGraceMs)
+        guard grace > 0 else { throw ValidationError("body_timeout must be more than 0 (e.g. 30s)") }
+        let rate: Int
+        if o.bodyMinRate == "0" || reader.string(forKey: ConfigKey("body_min_rate")) == "0" && o.bodyMinRate == nil {
+            rate = 0
+        } else {
+            rate = try bytes("body_min_rate", o.bodyMinRate, default: d.bodyMinBytesPerSecond)
+        }
+        let max = try int("max_connections", o.maxConnections, default: d.maxConnections)
+        guard max > 0 else { throw ValidationError("max_connections must be at least 1") }
+        return ConnectionLimits(
+            headerTimeoutMs: header, bodyGraceMs: grace, bodyMinBytesPerSecond: rate, maxConnections: max,
+            lingerMs: d.lingerMs)
+    }
+}
+
+/// What a connection may cost (`ConnectionLimits`): flags of every role that serves HTTP.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "A request head must be complete this long after its first byte, else 408 and the connection is closed. Default: \(Settings.formatDuration(ConnectionLimits().headerTimeoutMs)).")
+    var headerTimeout: String?
+
+    @Option(help: "Grace period of a request body before --body-min-rate applies to it (radio wake-up, handovers). Default: \(Settings.formatDuration(ConnectionLimits().bodyGraceMs)).")
+    var bodyTimeout: String?
+
+    @Option(help: "Slowest average body rate kept, bytes/s after the grace period (e.g. 4KiB; 0: no body deadline); slower bodies get 408 and the connection is closed. Default: \(Settings.formatBytes(ConnectionLimits().bodyMinBytesPerSecond)).")
+    var bodyMinRate: String?
+
+    @Option(help: "Open connections beyond which new ones get 503 too_many_connections and are closed (lowered to fit ulimit -n). Default: \(ConnectionLimits().maxConnections).")
+    var maxConnections: Int?
 }

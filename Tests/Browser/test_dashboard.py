@@ -159,11 +159,11 @@ def test_fleet_sort_and_filter(driver, server, fleet):
         "return Array.from(document.querySelectorAll('#fleet-body tr[data-id]')).map(tr => +tr.dataset.eventsLastHour)")
     assert order == sorted(order), order
 
-    # Keyboard: "/" focuses the filter; typing narrows the table to matching ids.
+    # Keyboard: "/" focuses the filter; typing narrows the table to ids with that prefix (asked of the server).
     driver.find_element(By.TAG_NAME, "body").send_keys("/")
     box = driver.switch_to.active_element
     assert box.get_attribute("id") == "fleet-filter"
-    box.send_keys("00105")
+    box.send_keys("KV00105")
     wait(driver, lambda d: list(fleet_rows(d)) == ["KV00105"], message="filter did not narrow to KV00105")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.BACKSPACE)
@@ -344,3 +344,72 @@ def test_ingest_panel_shows_the_servers_counters(driver, server, fleet, output_d
     assert shown == [b["count"] for b in stats["lateness"]], (shown, stats["lateness"])
     assert sum(shown) > 0
     shot(driver, output_dir, "ingest")
+
+
+# ---------------------------------------------------------------------------------------------- paging (last:
+# it adds cameras to the shared fixture server)
+
+def api_walk(server, query=""):
+    """Every camera GET /kvfv lists for `query`, following `next`."""
+    ids, after = [], None
+    while True:
+        page = fx.get_json(server, "/kvfv?limit=1000" + query + (f"&after={after}" if after else ""))
+        ids += [c["kvfv_id"] for c in page["cameras"]]
+        after = page["next"]
+        if not after:
+            return ids
+
+
+def shown_ids(driver) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#fleet-body tr[data-id]')).map(tr => tr.dataset.id)")
+
+
+def test_fleet_larger_than_a_page(driver, server, fleet):
+    """250 more cameras than fit a page: Next / Previous walk the whole fleet in id order, each camera once; a
+    prefix and a health filter are answered by the server."""
+    now = time.time()
+    extra = [f"KW{i:05d}" for i in range(250)]
+    res = fx.post_events(server, [{"kvfv_id": c, "timestamp": fx.rfc3339(now - 30), "vehicle_speed": 70.0 + i % 40,
+                                   "event_id": f"{c}-paging"} for i, c in enumerate(extra)])
+    assert res["accepted"] == len(extra), res
+    truth = api_walk(server)
+    assert len(truth) > 200 and truth == sorted(truth)
+
+    driver.get(server + "/#/")
+    # Default order (by id) so the page reads like the API's.
+    wait(driver, lambda d: len(shown_ids(d)) > 0)
+    if driver.find_element(By.CSS_SELECTOR, "#fleet-head th[data-key=kvfv_id]").get_attribute("aria-sort") != "ascending":
+        driver.find_element(By.CSS_SELECTOR, "#fleet-head button[data-key=kvfv_id]").click()
+    wait(driver, lambda d: shown_ids(d) == truth[:100], message="first page is not the first 100 ids")
+    assert f"of {len(truth):,}" in driver.find_element(By.ID, "fleet-count").text
+
+    seen = list(shown_ids(driver))
+    nxt = driver.find_element(By.ID, "fleet-next")
+    while nxt.is_enabled():
+        before = shown_ids(driver)
+        nxt.click()
+        wait(driver, lambda d: shown_ids(d) and shown_ids(d) != before, message="Next did not turn the page")
+        seen += shown_ids(driver)
+    assert seen == truth, "pages did not walk the fleet in order, each camera once"
+
+    driver.find_element(By.ID, "fleet-prev").click()
+    wait(driver, lambda d: shown_ids(d) == truth[-(len(truth) % 100 or 100) - 100:-(len(truth) % 100 or 100)],
+         message="Previous did not go back one page")
+    driver.find_element(By.ID, "fleet-first").click()
+    wait(driver, lambda d: shown_ids(d) == truth[:100], message="First did not go back to the first page")
+
+    box = driver.find_element(By.ID, "fleet-filter")
+    box.send_keys("KW001")
+    wait(driver, lambda d: shown_ids(d) == [f"KW{i:05d}" for i in range(100, 200)], message="prefix filter")
+    assert not driver.find_element(By.ID, "fleet-next").is_enabled()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE)
+    wait(driver, lambda d: shown_ids(d) == truth[:100])
+
+    driver.find_element(By.CSS_SELECTOR, "#health-filters .chip[data-health=live]").click()
+    live = api_walk(server, "&health=live")
+    wait(driver, lambda d: shown_ids(d) == live[:100], message="health filter")
+    assert all(h == "live" for h in driver.execute_script(
+        "return Array.from(document.querySelectorAll('#fleet-body tr[data-id]')).map(tr => tr.dataset.health)"))
+    driver.find_element(By.CSS_SELECTOR, "#health-filters .chip[data-health=live]").click()

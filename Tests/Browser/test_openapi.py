@@ -53,6 +53,10 @@ def test_every_answer_matches_its_schema(server, fleet):
         ("/kvfv/{id}/avg-speed", "GET", f"/kvfv/{cam}/avg-speed?from={iso(now)}&to={iso(now - 60)}", None, {}),
         ("/kvfv/{id}/avg-speed", "GET", f"/kvfv/NOBODY/avg-speed?from={iso(now - 60)}&to={iso(now)}", None, {}),
         ("/kvfv", "GET", "/kvfv", None, {}),
+        ("/kvfv", "GET", f"/kvfv?limit=2&prefix=KV&after={cam}", None, {}),
+        ("/kvfv", "GET", "/kvfv?health=live&limit=1000", None, {}),
+        ("/kvfv", "GET", "/kvfv?limit=0", None, {}),
+        ("/kvfv", "GET", "/kvfv?health=asleep", None, {}),
         ("/stats", "GET", "/stats", None, {}),
         ("/health", "GET", "/health", None, {}),
         ("/events", "POST", "/events", json.dumps([

@@ -56,7 +56,7 @@ public enum StoreContract: String, CaseIterable, Sendable, CustomTestStringConve
             "later commits replace states and add identities; an empty commit still moves the offset; cameras follow"
         case .readStatesAscendingAbsentOmitted:
             "readStates: only the range, ascending, absent buckets omitted, across days; nothing for unknown cameras"
-        case .fleetReadsCoverTheRange: "statesByCamera and countsByCamera: every camera's buckets in the range, none outside"
+        case .fleetReadsCoverTheRange: "statesByCamera and countsByCamera: every camera's buckets in the range, none outside; the same for a page of cameras"
         case .resetForgetsFromTheCut:
             "reset(fromBucket:logOffset:) forgets buckets from the cut and sets the offset in one step (or throws, changing nothing)"
         case .pruneDropsOnlyOldIdentities: "pruneIdentities drops identities before the cut only; aggregates stay"
@@ -125,6 +125,19 @@ public enum StoreContract: String, CaseIterable, Sendable, CustomTestStringConve
                 }
                 let counts = try await store.countsByCamera(buckets: range)
                 #expect(counts == want.mapValues { $0.mapValues(\.count) }, "counts in \(range)", sourceLocation: sourceLocation)
+                // A page of the fleet: the same reads for some cameras only (one unknown, one without buckets here).
+                let some = Array(want.keys.sorted().prefix(2)) + [999]
+                let pageStates = try await store.statesByCamera(some, buckets: range)
+                #expect(Set(pageStates.keys) == Set(some.filter { want[$0] != nil }), "page cameras in \(range)", sourceLocation: sourceLocation)
+                for camera in some {
+                    for (bucket, state) in want[camera] ?? [:] {
+                        expectSameAggregate(pageStates[camera]?[bucket], state, "page: camera \(camera) bucket \(bucket)", sourceLocation: sourceLocation)
+                    }
+                }
+                let pageCounts = try await store.countsByCamera(some, buckets: range)
+                #expect(
+                    pageCounts == want.filter { some.contains($0.key) }.mapValues { $0.mapValues(\.count) },
+                    "page counts in \(range)", sourceLocation: sourceLocation)
             }
 
         case .resetForgetsFromTheCut:

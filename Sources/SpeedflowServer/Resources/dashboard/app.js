@@ -8,7 +8,8 @@
   'use strict';
 
   const POLL_MS = 2000;
-  const FLEET_REFRESH_ON_CAMERA_MS = 10000;
+  const PAGE_SIZE = 100; // cameras per page of the fleet view (GET /kvfv?limit=)
+  const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
   const MAX_WINDOWS = 10000;
   const MINUTE = 60e3, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
   const INTERVAL_MS = { '5m': 5 * MINUTE, '1h': HOUR, '24h': DAY };
@@ -183,8 +184,8 @@
     paused: false,
     tz: storageGet('speedflow.tz', browserTz),
     serverOffset: 0, // server clock minus browser clock
-    cameras: null, // last GET /kvfv cameras
-    camerasAt: 0,
+    camera: null, // GET /kvfv row of the camera view's camera (null: unknown to the server)
+    fleetTotal: null, // cameras on the server, from the last GET /kvfv
     serverTime: Date.now(),
     stats: null,
     rateHistory: [],
@@ -254,13 +255,23 @@
     h.push({ t: Date.parse(stats.server_time) || Date.now(), v: stats.accepted_per_second || 0 });
     if (h.length > 300) h.splice(0, h.length - 300);
   }
-  async function loadCameras() {
-    const fleet = await getJSON('/kvfv');
-    noteServerTime(fleet.server_time);
-    state.cameras = fleet.cameras || [];
-    state.camerasAt = Date.now();
-    updateCameraList();
-    return fleet;
+  /** One page of GET /kvfv: cameras in id order after `after` (a previous page's `next`), optionally filtered. */
+  async function loadCameraPage({ prefix = '', health = '', after = null, limit = PAGE_SIZE } = {}) {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (prefix) q.set('prefix', prefix);
+    if (health) q.set('health', health);
+    if (after) q.set('after', after);
+    const page = await getJSON('/kvfv?' + q);
+    noteServerTime(page.server_time);
+    state.fleetTotal = page.total;
+    return page;
+  }
+  /** The GET /kvfv row of one camera, or null when the server does not know it. */
+  async function loadCamera(id) {
+    if (!ID_RE.test(id)) return null;
+    const page = await loadCameraPage({ prefix: id, limit: 1 });
+    const c = (page.cameras || [])[0];
+    return c && c.kvfv_id === id ? c : null;
   }
 
   // ---------------------------------------------------------------- routing
@@ -309,8 +320,10 @@
   const fleet = {
     sortKey: storageGet('speedflow.sortKey', 'kvfv_id'),
     sortDir: storageGet('speedflow.sortDir', 'asc'),
-    filter: '',
+    filter: '', // id prefix, sent to the server
     health: '',
+    cursors: [null], // `after` of each page visited: the last is the page shown
+    gen: 0,
     rows: [],
     rowH: 0,
     lastRange: '',
@@ -319,11 +332,30 @@
   };
   if (!COLUMNS.some((c) => c.key === fleet.sortKey)) fleet.sortKey = 'kvfv_id';
 
+  /** Fetches only the page shown (the fleet may be any size); filters run on the server. */
   async function refreshFleet() {
-    const [data, stats] = await Promise.all([loadCameras(), getJSON('/stats').catch(() => null)]);
+    const gen = fleet.gen;
+    const prefix = fleet.filter;
+    if (prefix && !ID_RE.test(prefix)) {
+      fleet.lastData = { cameras: [], total: state.fleetTotal, matched: 0, next: null };
+      if (state.view === 'fleet') renderFleet();
+      return;
+    }
+    const after = fleet.cursors[fleet.cursors.length - 1];
+    const [data, stats] = await Promise.all([
+      loadCameraPage({ prefix, health: fleet.health, after }), getJSON('/stats').catch(() => null)]);
     if (stats) recordStats(stats);
+    if (gen !== fleet.gen) return; // filter or page changed meanwhile
     fleet.lastData = data;
     if (state.view === 'fleet') renderFleet();
+  }
+  /** A new filter or page: forget the shown page and fetch the new one now. */
+  function fleetQueryChanged() {
+    fleet.gen++;
+    fleet.lastData = null;
+    $('fleet-scroll').scrollTop = 0;
+    renderFleet();
+    refreshNow();
   }
 
   function buildFleetHead() {
@@ -354,42 +386,59 @@
     // Unknown values sort last in either direction.
     const na = va === null || va === undefined, nb = vb === null || vb === undefined;
     if (na || nb) return na && nb ? cmpId(a, b) : na ? 1 : -1;
-    let r = col.type === 'str' ? String(va).localeCompare(String(vb), 'en', { numeric: true }) : va - vb;
+    let r = col.type === 'str' ? byCodePoint(String(va), String(vb)) : va - vb;
     if (fleet.sortDir === 'desc') r = -r;
     return r || cmpId(a, b);
   }
-  const cmpId = (a, b) => a.kvfv_id.localeCompare(b.kvfv_id, 'en', { numeric: true });
+  // The server's order (ids are ASCII), so a sorted page lines up with the pages around it.
+  const byCodePoint = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+  const cmpId = (a, b) => byCodePoint(a.kvfv_id, b.kvfv_id);
 
   function renderFleet() {
     const data = fleet.lastData;
+    renderHealthChips();
+    updatePager(data);
     if (!data) { $('fleet-count').textContent = 'Loading cameras…'; return; }
-    const all = data.cameras || [];
-    const tokens = fleet.filter.toLowerCase().split(/[\s,]+/).filter(Boolean);
-    const counts = { '': all.length };
-    for (const c of all) counts[c.health] = (counts[c.health] || 0) + 1;
-    renderHealthChips(counts);
-    fleet.rows = all.filter((c) =>
-      (!fleet.health || c.health === fleet.health) &&
-      (tokens.length === 0 || tokens.some((t) => c.kvfv_id.toLowerCase().includes(t))));
+    fleet.rows = (data.cameras || []).slice();
     fleet.rows.sort(compareRows);
     const shown = fleet.rows.length;
-    $('fleet-count').textContent = shown === all.length ? `${fmtInt(all.length)} cameras` :
-      `${fmtInt(shown)} of ${fmtInt(all.length)} cameras match`;
+    const pageNo = fleet.cursors.length;
+    const filtered = fleet.filter || fleet.health;
+    let text;
+    if (data.matched !== null && data.matched !== undefined) {
+      // Position of this page among the matches: the pages before it were full.
+      const from = (pageNo - 1) * PAGE_SIZE + 1;
+      text = shown === 0 ? (filtered ? 'No camera matches the filter' : 'No cameras') :
+        `Cameras ${fmtInt(from)}–${fmtInt(from + shown - 1)} of ${fmtInt(data.matched)}` +
+        (filtered ? ` matching (${fmtInt(data.total)} in all)` : '');
+    } else {
+      text = `Page ${fmtInt(pageNo)}: ${fmtInt(shown)} ${HEALTH[fleet.health] ? HEALTH[fleet.health].label.toLowerCase() : ''} ` +
+        `camera${shown === 1 ? '' : 's'} (${fmtInt(data.total)} in all)`;
+    }
+    $('fleet-count').textContent = text;
     $('fleet-table').setAttribute('aria-rowcount', String(shown + 1));
     fleet.lastRange = '';
     renderFleetRows(true);
     renderIngestStrip();
   }
 
-  function renderHealthChips(counts) {
+  function updatePager(data) {
+    const first = fleet.cursors.length === 1;
+    $('fleet-first').disabled = first;
+    $('fleet-prev').disabled = first;
+    $('fleet-next').disabled = !(data && data.next);
+  }
+
+  /** Health filters (server-side). Counts per health would need every camera, so only "All" shows one. */
+  function renderHealthChips() {
     const order = ['', 'live', 'lagging', 'silent', 'clock_skew', 'stuck'];
     const html = order.map((h) => {
-      const n = counts[h] || 0;
       const label = h ? HEALTH[h].label : 'All';
       const pressed = fleet.health === h;
       const title = h ? HEALTH[h].help : 'Show every camera';
+      const n = !h && state.fleetTotal !== null ? ` <span class="n">${fmtInt(state.fleetTotal)}</span>` : '';
       return `<button type="button" class="chip ${h ? 'h-' + h : 'h-all'}" data-health="${h}" aria-pressed="${pressed}" title="${esc(title)}">` +
-        `${esc(label)} <span class="n">${fmtInt(n)}</span></button>`;
+        `${esc(label)}${n}</button>`;
     }).join('');
     const box = $('health-filters');
     if (box.innerHTML !== html) {
@@ -402,18 +451,13 @@
     }
   }
 
-  /** Renders only the rows in view (plus a margin) between two spacer rows: fast with 1,000+ cameras. */
+  /** Renders the page's rows (at most PAGE_SIZE: the server pages the fleet, so no virtual scrolling). */
   function renderFleetRows(force) {
-    const scroller = $('fleet-scroll');
     const body = $('fleet-body');
     const rows = fleet.rows;
     const n = rows.length;
     const rowH = fleet.rowH || 40;
-    const headH = $('fleet-head').offsetHeight || rowH;
-    const overscan = 12;
-    const first = clamp(Math.floor((scroller.scrollTop - headH) / rowH) - overscan, 0, Math.max(0, n - 1));
-    const count = Math.ceil((scroller.clientHeight || 800) / rowH) + 2 * overscan;
-    const last = Math.min(n, first + count);
+    const first = 0, last = n;
     const rangeKey = `${first}:${last}`;
     if (!force && rangeKey === fleet.lastRange) return;
     fleet.lastRange = rangeKey;
@@ -426,7 +470,7 @@
     const nowMs = state.serverTime;
     const parts = [];
     if (n === 0) {
-      parts.push(`<tr class="empty-row"><td colspan="${COLUMNS.length}">${state.cameras && state.cameras.length === 0 ?
+      parts.push(`<tr class="empty-row"><td colspan="${COLUMNS.length}">${state.fleetTotal === 0 ?
         'No cameras yet: POST events to /events and they will appear here.' : 'No camera matches the filter.'}</td></tr>`);
     } else {
       if (first > 0) parts.push(`<tr class="spacer" aria-hidden="true"><td colspan="${COLUMNS.length}" style="height:${first * rowH}px"></td></tr>`);
@@ -520,18 +564,36 @@
       updateSortIndicators();
       renderFleet();
     });
+    let typing = 0;
     $('fleet-filter').addEventListener('input', (e) => {
-      fleet.filter = e.target.value;
-      $('fleet-scroll').scrollTop = 0;
-      renderFleet();
+      clearTimeout(typing);
+      typing = setTimeout(() => {
+        const v = e.target.value.trim();
+        if (v === fleet.filter) return;
+        fleet.filter = v;
+        fleet.cursors = [null];
+        fleetQueryChanged();
+      }, 200);
     });
     $('health-filters').addEventListener('click', (e) => {
       const chip = e.target.closest('.chip');
       if (!chip) return;
       const h = chip.dataset.health;
       fleet.health = fleet.health === h ? '' : h;
-      $('fleet-scroll').scrollTop = 0;
-      renderFleet();
+      fleet.cursors = [null];
+      fleetQueryChanged();
+    });
+    $('fleet-next').addEventListener('click', () => {
+      const next = fleet.lastData && fleet.lastData.next;
+      if (!next) return;
+      fleet.cursors.push(next);
+      fleetQueryChanged();
+    });
+    $('fleet-prev').addEventListener('click', () => {
+      if (fleet.cursors.length > 1) { fleet.cursors.pop(); fleetQueryChanged(); }
+    });
+    $('fleet-first').addEventListener('click', () => {
+      if (fleet.cursors.length > 1) { fleet.cursors = [null]; fleetQueryChanged(); }
     });
     let raf = 0;
     $('fleet-scroll').addEventListener('scroll', () => {
@@ -664,16 +726,20 @@
   }
 
   async function refreshCamera() {
-    if (!state.cameras || Date.now() - state.camerasAt > FLEET_REFRESH_ON_CAMERA_MS) await loadCameras();
-    if (!cam.id && state.cameras.length) {
-      cam.id = [...state.cameras].sort(cmpId)[0].kvfv_id;
-      history.replaceState(null, '', cameraHash());
-      syncCameraControls();
+    if (!cam.id) {
+      // No camera chosen yet: the first one in id order.
+      const first = (await loadCameraPage({ limit: 1 })).cameras[0];
+      if (first) {
+        cam.id = first.kvfv_id;
+        history.replaceState(null, '', cameraHash());
+        syncCameraControls();
+      }
     }
+    state.camera = cam.id ? await loadCamera(cam.id) : null;
     renderCameraHealth();
     if (!cam.id) { cameraMessage('No cameras yet: POST events to /events first.'); clearChart(); return; }
     // Ask only for cameras the server knows, so a typo shows a message rather than a failed request.
-    if (!state.cameras.some((c) => c.kvfv_id === cam.id)) {
+    if (!state.camera) {
       cameraMessage(`No camera “${cam.id}” on this server.`);
       clearChart();
       return;
@@ -712,7 +778,7 @@
 
   function renderCameraHealth() {
     const el = $('camera-health');
-    const c = state.cameras && state.cameras.find((x) => x.kvfv_id === cam.id);
+    const c = state.camera && state.camera.kvfv_id === cam.id ? state.camera : null;
     if (!c) { el.innerHTML = ''; return; }
     const h = HEALTH[c.health] || { label: c.health, help: '' };
     el.innerHTML = `<span class="badge h-${attr(c.health)}" title="${esc(h.help)}">${esc(h.label)}</span>` +
@@ -1019,6 +1085,12 @@
       commitCameraControls(true);
     };
     $('camera-id').addEventListener('change', commitId);
+    let suggestTimer = 0;
+    $('camera-id').addEventListener('input', (e) => {
+      clearTimeout(suggestTimer);
+      suggestTimer = setTimeout(() => suggestCameras(e.target.value.trim()), 150);
+    });
+    $('camera-id').addEventListener('focus', (e) => suggestCameras(e.target.value.trim()));
     for (const r of document.querySelectorAll('input[name="period"]')) {
       r.addEventListener('change', () => {
         cam.period = r.value;
@@ -1084,9 +1156,18 @@
     }).observe($('chart-wrap'));
   }
 
-  function updateCameraList() {
+  /** Suggestions for the camera field: the first 20 ids starting with what is typed (asked as you type). */
+  let suggestGen = 0;
+  async function suggestCameras(typed) {
+    const gen = ++suggestGen;
+    if (typed && !ID_RE.test(typed)) return;
+    let page;
+    try { page = await loadCameraPage({ prefix: typed, limit: 20 }); } catch { return; }
+    if (gen !== suggestGen) return;
+    updateCameraList((page.cameras || []).map((c) => c.kvfv_id));
+  }
+  function updateCameraList(ids) {
     const list = $('camera-list');
-    const ids = (state.cameras || []).map((c) => c.kvfv_id).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     const key = ids.join('\n');
     if (list.dataset.key === key) return;
     list.dataset.key = key;
