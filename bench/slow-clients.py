@@ -8,8 +8,8 @@ the time), against one client doing keep-alive `GET /health` and single-event `P
 
 Each round starts a fresh `speedflow serve` (default connection limits) on a free port, measures the client
 alone for SECONDS, then with the slow clients for SECONDS. The slow clients run in a process of their own so the
-measuring client is not slowed by them in Python (both share the machine's cores with the server, like a real
-attack would not: the figures are an upper bound of the harm). Prints p50/p99 per phase, the medians over the
+measuring client is not slowed by them in Python (both share the machine's cores with the server, which a remote
+attacker would not: the figures are an upper bound of the harm). Prints p50/p99 per phase, the medians over the
 rounds and the ratio loaded/unloaded (goal: p99 within 2x).
 """
 from __future__ import annotations

@@ -405,13 +405,16 @@ final class BytesHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let n = unwrapInboundIn(data).readableBytes
-        clock.bytesRead += n
+        let buffer = unwrapInboundIn(data)
+        clock.bytesRead += buffer.readableBytes
         switch clock.phase {
         case .lingering:
             return  // discarded
         case .between:
-            if n > 0 { clock.firstByte() }
+            // Empty lines between requests (RFC 9112 §2.2 lets a server ignore them) do not start a request.
+            if buffer.readableBytesView.contains(where: { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }) {
+                clock.firstByte()
+            }
         case .head, .body:
             break
         }

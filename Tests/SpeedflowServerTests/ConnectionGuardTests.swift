@@ -51,6 +51,22 @@ struct ConnectionGuardTests {
         }
     }
 
+    @Test("an empty line between keep-alive requests does not start the head clock")
+    func emptyLineIsNotARequest() async throws {
+        try await Self.withServer(ConnectionLimits(headerTimeoutMs: 300)) { port, g in
+            let statuses = await HTTPHardeningTests.blocking { () -> [Int?] in
+                guard let s = RawSocket(port: port) else { return [nil] }
+                let first = s.get("/health")
+                s.send("\r\n")
+                // Three header timeouts later the connection still serves (a timeout would have closed it).
+                let closed = s.poll(seconds: 1)
+                return [first, closed ? nil : s.get("/health")]
+            }
+            #expect(statuses == [200, 200])
+            #expect(g.timedOutConnections == 0)
+        }
+    }
+
     @Test("a body trickled below the minimum rate is answered 408 and closed; one above it is served")
     func bodyTrickleClosed() async throws {
         let limits = ConnectionLimits(bodyGraceMs: 500, bodyMinBytesPerSecond: 200)
