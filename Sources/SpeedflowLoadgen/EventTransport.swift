@@ -7,7 +7,8 @@ import Synchronization
 /// How a worker puts a `POST /events` on the wire. Two implementations, so the cost of the client
 /// itself can be told apart from the server's: `raw` (default) and `asyncHTTPClient`.
 protocol EventTransport: AnyObject {
-    func post(body: ByteBuffer, contentType: String, timeout: Duration) async throws(TransportError) -> TransportResponse
+    /// `authorization`: the whole `Authorization` header value (`Bearer sft_…`), if any.
+    func post(body: ByteBuffer, contentType: String, authorization: String?, timeout: Duration) async throws(TransportError) -> TransportResponse
     func shutdown() async
 }
 
@@ -34,10 +35,11 @@ final class AsyncHTTPClientTransport: EventTransport {
         self.url = baseURL + "/events"
     }
 
-    func post(body: ByteBuffer, contentType: String, timeout: Duration) async throws(TransportError) -> TransportResponse {
+    func post(body: ByteBuffer, contentType: String, authorization: String?, timeout: Duration) async throws(TransportError) -> TransportResponse {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: contentType)
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
         request.body = .bytes(body)
         do {
             let response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
@@ -86,7 +88,7 @@ final class RawHTTPTransport: EventTransport {
         return rest.isEmpty ? nil : (rest, 80)
     }
 
-    func post(body: ByteBuffer, contentType: String, timeout: Duration) async throws(TransportError) -> TransportResponse {
+    func post(body: ByteBuffer, contentType: String, authorization: String?, timeout: Duration) async throws(TransportError) -> TransportResponse {
         let started = ContinuousClock.now
         let channel: any Channel
         do {
@@ -95,7 +97,9 @@ final class RawHTTPTransport: EventTransport {
             throw TransportError(kind: .connection, detail: "connect to \(hostHeader): \(error)")
         }
         var wire = channel.allocator.buffer(capacity: body.readableBytes + 160)
-        wire.writeString("POST /events HTTP/1.1\r\nHost: \(hostHeader)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.readableBytes)\r\n\r\n")
+        wire.writeString("POST /events HTTP/1.1\r\nHost: \(hostHeader)\r\nContent-Type: \(contentType)\r\n")
+        if let authorization { wire.writeString("Authorization: \(authorization)\r\n") }
+        wire.writeString("Content-Length: \(body.readableBytes)\r\n\r\n")
         var payload = body
         wire.writeBuffer(&payload)
         let promise = channel.eventLoop.makePromise(of: TransportResponse.self)

@@ -295,7 +295,9 @@ final class FleetWorker {
             }
             var retryAfter: Duration? = nil
             do {
-                let response = try await transport.post(body: request.body, contentType: request.contentType, timeout: timeout)
+                let response = try await transport.post(
+                    body: request.body, contentType: request.contentType,
+                    authorization: configuration.authorization(forCamera: cameraId(request.cameraIndex)), timeout: timeout)
                 let body = response.body
                 let micros = (clock.now - sentAt).microseconds
                 stats.update { _ = $0.latency.record(UInt64(max(1, micros))) }

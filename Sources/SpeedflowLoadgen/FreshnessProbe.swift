@@ -35,7 +35,11 @@ final class FreshnessProbe: Sendable {
     /// How long to keep polling before declaring a sample never visible.
     private let giveUpAfter: Duration
 
-    init(client: HTTPClient, baseURL: String, interval: Duration, giveUpAfter: Duration = .seconds(30)) {
+    /// `Authorization` for the queries (a reader or admin token), if the server requires one.
+    private let authorization: String?
+
+    init(client: HTTPClient, baseURL: String, interval: Duration, authorization: String? = nil, giveUpAfter: Duration = .seconds(30)) {
+        self.authorization = authorization
         (stream, continuation) = AsyncStream.makeStream(of: Sample.self, bufferingPolicy: .bufferingNewest(4))
         self.client = client
         self.baseURL = baseURL
@@ -78,7 +82,9 @@ final class FreshnessProbe: Sendable {
         let deadline = sample.ackedAt + giveUpAfter
         while clock.now < deadline {
             do {
-                let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+                var request = HTTPClientRequest(url: url)
+                if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+                let response = try await client.execute(request, timeout: .seconds(10))
                 let body = try await response.body.collect(upTo: 1 << 20)
                 let seenAt = clock.now
                 if response.status == .ok,

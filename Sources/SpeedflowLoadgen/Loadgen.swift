@@ -66,7 +66,7 @@ public enum Loadgen {
                                    runTag: Array(configuration.runTag.utf8))
         let workerCount = min(configuration.concurrency, configuration.cameras)
         let queryURL = configuration.queryURL ?? configuration.url
-        let probe = configuration.freshnessInterval.map { FreshnessProbe(client: client, baseURL: queryURL, interval: $0) }
+        let probe = configuration.freshnessInterval.map { FreshnessProbe(client: client, baseURL: queryURL, interval: $0, authorization: configuration.readAuthorization) }
         let clock = ContinuousClock()
         let startedAt = clock.now
         let shared = FleetWorker.Shared(configuration: configuration, client: client, encoder: encoder, probe: probe,
@@ -126,13 +126,13 @@ public enum Loadgen {
         var verification: VerificationReport?
         if configuration.verify {
             let oracles = finished.sorted { $0.index < $1.index }.map { (id: cameraIds[Int($0.index)], oracle: $0.oracle) }
-            var v = await Verifier(client: client, baseURL: queryURL, parallelism: 8).verify(oracles: oracles)
+            var v = await Verifier(client: client, baseURL: queryURL, parallelism: 8, authorization: configuration.readAuthorization).verify(oracles: oracles)
             // Behind Kafka, aggregation trails the acknowledgements: give it time to converge (never to pass
             // wrongly: a count above the truth stays a mismatch however long we wait).
             let converge = clock.now + configuration.verifyWait
             while !v.passed && clock.now < converge {
                 try? await Task.sleep(for: .seconds(1))
-                v = await Verifier(client: client, baseURL: queryURL, parallelism: 8).verify(oracles: oracles)
+                v = await Verifier(client: client, baseURL: queryURL, parallelism: 8, authorization: configuration.readAuthorization).verify(oracles: oracles)
             }
             v.ingestAnomalies = total.anomalies.failing
             v.unacknowledged = total.unacknowledged

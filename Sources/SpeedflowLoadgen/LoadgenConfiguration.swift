@@ -27,6 +27,16 @@ public struct LoadgenConfiguration: Sendable {
     public var httpClient: HTTPClientKind = .raw
     /// Base URL of the server. Default: `http://127.0.0.1:8080`.
     public var url: String = "http://127.0.0.1:8080"
+    /// Token for every request (`--token-file`): an admin token writes for any camera and reads; a reader
+    /// token only reads (then give `cameraTokens` for the writes). Default: none (`--auth off` servers).
+    public var token: String?
+    /// Per-camera write tokens (`--camera-tokens FILE`: `kvfv_id token` lines); a camera without one uses `token`.
+    public var cameraTokens: [String: String] = [:]
+
+    /// `Authorization` value for writes of `camera`, and for reads.
+    func authorization(forCamera camera: String) -> String? { (cameraTokens[camera] ?? token).map { "Bearer " + $0 } }
+    var readAuthorization: String? { token.map { "Bearer " + $0 } }
+
     /// Where queries go (freshness probe, `--verify`): an API node in a scale-out deployment. Default: `url`.
     public var queryURL: String?
     /// The target is a stateless ingest node (dedup happens downstream): answers count every valid event as

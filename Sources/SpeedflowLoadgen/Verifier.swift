@@ -32,6 +32,8 @@ struct Verifier: Sendable {
     let client: HTTPClient
     let baseURL: String
     let parallelism: Int
+    /// `Authorization` for the queries (a reader or admin token), if the server requires one.
+    var authorization: String? = nil
 
     func verify(oracles: [(id: String, oracle: WindowOracle)]) async -> VerificationReport {
         var report = VerificationReport(passed: false)
@@ -90,7 +92,9 @@ struct Verifier: Sendable {
     private func getJSON(_ url: String) async -> MiniJSON? {
         for attempt in 0..<5 {
             do {
-                let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+                var request = HTTPClientRequest(url: url)
+                if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+                let response = try await client.execute(request, timeout: .seconds(60))
                 let body = try await response.body.collect(upTo: 64 << 20)
                 if response.status == .ok { return MiniJSON.parse(body) }
                 if response.status.code < 500, response.status.code != 429 { return nil }

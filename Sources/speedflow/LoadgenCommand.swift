@@ -45,6 +45,12 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Base URL for queries (freshness probe, --verify) when it differs from --url: an `speedflow api` node in a scale-out deployment.")
     var queryUrl: String?
 
+    @Option(help: "File holding a token (speedflow token create) sent with every request: an admin token writes for any camera and reads; a reader token only reads (then give --camera-tokens). Env: SPEEDFLOW_LOADGEN_TOKEN_FILE.")
+    var tokenFile: String?
+
+    @Option(help: "File of per-camera write tokens, one 'kvfv_id token' per line (cameras without one use --token-file).")
+    var cameraTokens: String?
+
     @Flag(help: "--url is a stateless `speedflow ingest` node: its answers count every valid event as accepted (dedup happens in the aggregators); --verify still checks exactness.")
     var statelessIngest = false
 
@@ -141,9 +147,21 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Flag(help: "Log the load generator's own activity (info level) on stderr.")
     var verbose = false
 
-    func makeConfiguration() -> LoadgenConfiguration {
+    func makeConfiguration() throws -> LoadgenConfiguration {
         var c = LoadgenConfiguration()
         c.url = url
+        if let file = tokenFile ?? ProcessInfo.processInfo.environment["SPEEDFLOW_LOADGEN_TOKEN_FILE"] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read --token-file \(file)") }
+            c.token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let file = cameraTokens {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read --camera-tokens \(file)") }
+            for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard parts.count == 2 else { throw ValidationError("--camera-tokens: expected 'kvfv_id token', got '\(line.prefix(40))…'") }
+                c.cameraTokens[String(parts[0])] = String(parts[1])
+            }
+        }
         c.queryURL = queryUrl
         c.statelessIngest = statelessIngest
         c.verifyWait = verifyWait.value
@@ -179,15 +197,16 @@ struct LoadgenCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
+        let configuration = try makeConfiguration()
         do {
-            try makeConfiguration().validate()
+            try configuration.validate()
         } catch {
             throw ValidationError(error.message)
         }
     }
 
     func run() async throws {
-        let configuration = makeConfiguration()
+        let configuration = try makeConfiguration()
         var logger = Logger(label: "speedflow.loadgen")
         logger.logLevel = verbose ? .info : .warning
         let isTerminal = isatty(STDERR_FILENO) != 0

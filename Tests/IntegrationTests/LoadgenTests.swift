@@ -102,3 +102,47 @@ extension LoadgenTests {
         #expect(!second.passed)
     }
 }
+
+extension LoadgenTests {
+    /// Authenticated load: per-camera write tokens (a camera credential each could hold; here one prefix
+    /// credential's token for every camera) and a reader token for the freshness probe and `--verify`.
+    @Test("With --auth required: camera tokens for writes, a reader token for queries; exact, nothing refused")
+    func authenticatedFleet() async throws {
+        let server = try SpeedflowProcess(extraArguments: ["--auth", "required"])
+        defer { server.remove() }
+        let data = server.dataDirectory.path
+        func token(_ arguments: [String]) throws -> String {
+            let r = try SpeedflowProcess.run(["token", "create", "--data-dir", data] + arguments)
+            guard r.status == 0, let line = r.output.split(separator: "\n").last(where: { $0.hasPrefix("sft_") }) else {
+                throw SpeedflowProcess.ProcessError("token create failed: \(r.output)")
+            }
+            return String(line)
+        }
+        let camera = try token(["--role", "camera", "--kvfv", "LGA*"])
+        let reader = try token(["--role", "reader"])
+        try await server.start()
+
+        var configuration = LoadgenConfiguration()
+        configuration.url = server.url
+        configuration.cameras = 12
+        configuration.cameraPrefix = "LGA"
+        configuration.concurrency = 4
+        configuration.mode = .batch
+        configuration.batchSize = 40
+        configuration.rate = 3000
+        configuration.duration = .seconds(2)
+        configuration.outageShare = 0.3
+        configuration.outageDuration = .seconds(1)
+        configuration.freshnessInterval = .milliseconds(200)
+        configuration.verify = true
+        configuration.seed = 2026
+        configuration.token = reader
+        for i in 1...12 { configuration.cameraTokens["LGA" + String(format: "%05d", i)] = camera }
+        let report = try await Loadgen.run(configuration: configuration)
+        let details = "\(report.text())\n--- server log tail ---\n\(server.logTail())"
+        #expect(report.anomalies.validRejected == 0 && report.anomalies.badAnswers == 0, "\(details)")
+        #expect(report.unacknowledged == 0 && report.eventsAcknowledged > 0, "\(details)")
+        #expect(try #require(report.verification).passed, "\(details)")
+        #expect(report.freshness.map { $0.delay.samples > 0 && $0.queryErrors == 0 } == true, "\(details)")
+    }
+}
