@@ -27,6 +27,8 @@ public struct LoadgenConfiguration: Sendable {
     public var httpClient: HTTPClientKind = .raw
     /// Base URL of the server. Default: `http://127.0.0.1:8080`.
     public var url: String = "http://127.0.0.1:8080"
+    /// PEM CA bundle trusted for `https://` URLs instead of the system's CAs (`--cacert`). Default: none.
+    public var caCertificateFile: String?
     /// Where queries go (freshness probe, `--verify`): an API node in a scale-out deployment. Default: `url`.
     public var queryURL: String?
     /// The target is a stateless ingest node (dedup happens downstream): answers count every valid event as

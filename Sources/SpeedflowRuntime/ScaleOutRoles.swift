@@ -48,6 +48,7 @@ public struct AggregateConfiguration: Sendable {
 extension Roles {
     /// Runs an ingest node until SIGTERM/SIGINT.
     public static func ingest(_ c: IngestConfiguration, _ o: Observability) async throws {
+        if let tls = c.server.tls { try TLSCertificates.validate(tls) }
         let producer = try KafkaProducer(configuration: .init(bootstrapServers: c.kafka.brokers), logger: o.logger)
         let sink = KafkaEventSink(producer: producer, topic: c.kafka.topic, maxPendingEvents: c.maxPendingEvents)
         let stats = IngestStats(nowMs: Int64(Date().timeIntervalSince1970 * 1000))
@@ -57,7 +58,7 @@ extension Roles {
             stats: stats, status: NodeStatus(queueDepth: { sink.queueDepth }))
         try await runHTTP(
             node, server: c.server, o,
-            banner: { "speedflow ingest listening on http://\(c.server.host):\($0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))" })
+            banner: { "speedflow ingest listening on \(c.server.scheme)://\(c.server.host):\($0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))" })
         await producer.close()
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import Prometheus
@@ -91,13 +92,22 @@ public enum SpeedflowHTTP {
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    /// The HTTP server of a role. With `tls` (loaded from `configuration.tls` by the caller, and run as a service
+    /// so it reloads) every connection is HTTPS; without it plain HTTP.
     public static func application(
         node: HTTPNode, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?, logger: Logger,
-        drain: DrainGate? = nil, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        drain: DrainGate? = nil, tls: TLSCertificates? = nil,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        Application(
+        let http1 = HTTP1Channel.Configuration(idleTimeout: .milliseconds(configuration.idleTimeoutMs))
+        return Application(
             router: router(node: node, configuration: configuration, prometheus: prometheus, drain: drain),
-            server: .http1(configuration: .init(idleTimeout: .milliseconds(configuration.idleTimeoutMs))),
+            // Base child channel, then optionally wrapped in TLS (outermost: its handler comes first in the pipeline).
+            server: HTTPServerBuilder { responder in
+                let base = HTTP1Channel(responder: responder, configuration: http1)
+                guard let tls else { return base }
+                return TLSServerChannel(base, certificates: tls)
+            },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "speedflow"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)

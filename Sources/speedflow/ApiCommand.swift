@@ -19,6 +19,7 @@ struct ApiCommand: AsyncParsableCommand {
     @Option(help: "Port; 0 picks a free port. Default: \(ServerConfiguration().port).") var port: Int?
     @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
     var idleTimeout: String?
+    @OptionGroup(title: "TLS") var tls: TLSOptions
 
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
@@ -27,7 +28,7 @@ struct ApiCommand: AsyncParsableCommand {
         c.dataDir = settings.dataDir(storage)
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(storage)
-        c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout)
+        c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout, tls: tls)
         try await Roles.api(c, observability)
     }
 }

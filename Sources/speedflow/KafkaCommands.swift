@@ -50,6 +50,7 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: "Largest request body. Default: \(Settings.formatBytes(ServerConfiguration().maxBodyBytes)).") var maxBodySize: String?
     @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
     var idleTimeout: String?
+    @OptionGroup(title: "TLS") var tls: TLSOptions
     @Option(help: "Events waiting for Kafka beyond which requests get 503. Default: \(IngestConfiguration().maxPendingEvents).")
     var maxPendingEvents: Int?
 
@@ -59,7 +60,7 @@ struct IngestCommand: AsyncParsableCommand {
         var c = IngestConfiguration()
         c.kafka = try kafka.resolve(settings)
         c.policy = try settings.policy(storage)
-        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout)
+        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, tls: tls)
         c.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: c.maxPendingEvents)
         try await Roles.ingest(c, observability)
     }

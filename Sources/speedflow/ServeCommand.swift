@@ -31,6 +31,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "A connection that sends nothing for this long is closed (before its first request or between requests). Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
     var idleTimeout: String?
 
+    @OptionGroup(title: "TLS") var tls: TLSOptions
+
     @Option(help: "How often aggregates, dedup state and the log offset are committed to the store. Default: \(Settings.formatDuration(EngineConfiguration().flushIntervalMs)).")
     var flushInterval: String?
 
@@ -48,7 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(
             storage, flushInterval: flushInterval, maxPendingEvents: maxPendingEvents, maxHotIdentities: maxHotIdentities)
-        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout)
+        c.server = try settings.server(host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, tls: tls)
         c.postgresSource = try postgresSource.values.resolve(settings)
         try await Roles.serve(c, observability)
     }
