@@ -90,6 +90,7 @@ let package = Package(
             .product(name: "HummingbirdCore", package: "hummingbird"),
             // TLS: the server's handler, the client certificate's subject and SAN URIs, SIGHUP for reloads.
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -71,6 +71,8 @@ start_server() {  # $1 = data dir
   echo "server did not start"; cat "$WORK/server.log"; exit 1
 }
 stop_server() { kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
+# CPU seconds (user + system) the server has used so far: per request, a figure the machine's load does not move.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
 hwm_mb() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$PID/status"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -78,19 +80,22 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pct_ms() { awk -v p="$1" '$1==p {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}'; }
 
 run_wrk() {  # $1 = name, $2 = script, $3 = connections, $4 = events per request, $5 = method label
-  local rps=() p50=() p99=()
+  local rps=() p50=() p99=() cpu=()
   for i in $(seq 1 "$REPEAT"); do
+    local before; before=$(cpu_ticks)
     wrk -t1 -c"$3" -d"$DURATION" --latency -s "bench/wrk/$2" "$SCHEME://127.0.0.1:$PORT" > "$WORK/wrk.txt"
     grep -q "Non-2xx" "$WORK/wrk.txt" && { echo "  run $i: $(grep Non-2xx "$WORK/wrk.txt")"; }
     rps+=("$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")")
     p50+=("$(pct_ms 50% < "$WORK/wrk.txt")")
     p99+=("$(pct_ms 99% < "$WORK/wrk.txt")")
-    echo "  run $i: ${rps[-1]} req/s, p50 ${p50[-1]} ms, p99 ${p99[-1]} ms"
+    local requests; requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+    cpu+=("$(echo "($(cpu_ticks) - $before) * 1000000 / $(getconf CLK_TCK) / $requests" | bc -l)")
+    printf '  run %d: %s req/s, p50 %s ms, p99 %s ms, server CPU %.0f us/request\n' "$i" "${rps[-1]}" "${p50[-1]}" "${p99[-1]}" "${cpu[-1]}"
   done
   local m; m=$(printf '%s\n' "${rps[@]}" | median)
-  printf '%s: median %.0f requests/s (%.0f events/s); p50 %s ms, p99 %s ms (medians of %d runs of %s, %d connections)\n' \
+  printf '%s: median %.0f requests/s (%.0f events/s); p50 %s ms, p99 %s ms (medians of %d runs of %s, %d connections); server CPU %.0f us/request\n' \
     "$1" "$m" "$(echo "$m * $4" | bc -l)" "$(printf '%s\n' "${p50[@]}" | median)" "$(printf '%s\n' "${p99[@]}" | median)" \
-    "$REPEAT" "$DURATION" "$3"
+    "$REPEAT" "$DURATION" "$3" "$(printf '%s\n' "${cpu[@]}" | median)"
 }
 
 echo "store: $STORE, $SCHEME"

@@ -70,13 +70,13 @@ public struct ClientCertificateIdentity: Sendable, Hashable {
     /// The identity of the client on `channel` (a connection, or an HTTP/2 stream of one), or `nil` when the
     /// connection has no verified client certificate (no `--tls-client-ca`, or plain HTTP).
     ///
-    /// Parsed once per connection and kept in the connection's pipeline, so asking on every request costs one hop
+    /// Parsed once per connection and kept in the connection's pipeline (`TLSConnectionHandler`), so asking on every request costs one hop
     /// to the channel's event loop. In a route, the channel is `ApplicationRequestContextSource.channel` (keep it in
     /// the request context).
     public static func of(_ channel: any Channel) async -> ClientCertificateIdentity? {
         if let identity = await identity(ofConnection: channel) { return identity }
         // An HTTP/2 stream's parent is its connection (an accepted connection's parent is the listening socket,
-        // which has no identity handler).
+        // which has no TLS handler).
         guard let parent = channel.parent else { return nil }
         return await identity(ofConnection: parent)
     }
@@ -84,9 +84,10 @@ public struct ClientCertificateIdentity: Sendable, Hashable {
     private static func identity(ofConnection connection: any Channel) async -> ClientCertificateIdentity? {
         try? await connection.eventLoop.submit { () -> ClientCertificateIdentity? in
             let pipeline = connection.pipeline.syncOperations
-            guard let holder = try? pipeline.handler(type: ClientIdentityHandler.self) else { return nil }
+            guard let holder = try? pipeline.handler(type: TLSConnectionHandler.self) else { return nil }
             if let known = holder.identity { return known }
-            // Only after a completed handshake: NIOSSL verified the chain before any request was read.
+            // Only after a completed handshake: NIOSSL verified the chain before any request was read. Without
+            // --tls-client-ca no certificate was asked for.
             guard let certificate = try pipeline.nioSSL_peerCertificate() else { return nil }
             let identity = try ClientCertificateIdentity(derEncoded: certificate.toDERBytes())
             holder.identity = identity
@@ -102,11 +103,4 @@ public struct ClientCertificateIdentity: Sendable, Hashable {
             }
         }
     }
-}
-
-/// Keeps a mutual-TLS connection's parsed client identity, so it is read from the certificate once per connection,
-/// not per request. Passes every read on untouched; used only on the channel's event loop.
-final class ClientIdentityHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    var identity: ClientCertificateIdentity?
 }

@@ -153,6 +153,12 @@ struct TLSTests {
                 #expect(r.stderr.contains(alert), "\(r.stderr)")
             }
         }
+        // Each refusal is logged and counted (three by curl, three by s_client).
+        #expect(server.logTail(1 << 16).contains("TLS handshake refused"))
+        let metrics = try await Self.curl(
+            ca + ["--cert", pki.certificate("camera"), "--key", pki.key("camera"), "https://localhost:\(server.port)/metrics"])
+        let failures = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("speedflow_tls_handshake_failures_total ") }
+        #expect(failures.flatMap { Double($0.split(separator: " ")[1]) } == 6, "\(failures ?? "no counter")")
     }
 
     @Test("SIGHUP reloads the certificate for new connections while open ones keep theirs; a bad file keeps the old one")

@@ -112,9 +112,16 @@ public enum ChildProcess {
         try? stdin.fileHandleForWriting.close()
         let deadline = ContinuousClock.now + timeout
         var timedOut = false
-        // Polls instead of waitUntilExit(), which never returns if another reaper collected the child.
-        while process.isRunning && Glibc.kill(process.processIdentifier, 0) == 0 {
-            if ContinuousClock.now > deadline {
+        // Polls instead of waitUntilExit(), which never returns if another reaper collected the child. A pid that
+        // is gone may just have been reaped by Foundation's own monitor, which sets the status a moment later: give
+        // it that moment before calling the status unknown.
+        var goneSince: ContinuousClock.Instant?
+        while process.isRunning {
+            if Glibc.kill(process.processIdentifier, 0) != 0 {
+                let since = goneSince ?? ContinuousClock.now
+                goneSince = since
+                if ContinuousClock.now - since > .seconds(5) { break }
+            } else if ContinuousClock.now > deadline {
                 timedOut = true
                 Glibc.kill(process.processIdentifier, SIGKILL)
             }
