@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// Ends a run's generation early, e.g. on Ctrl-C.
@@ -38,6 +39,11 @@ public enum Loadgen {
         httpConfiguration.connectionPool.idleTimeout = .seconds(120)
         httpConfiguration.timeout.connect = .seconds(5)
         httpConfiguration.decompression = .enabled(limit: .none)
+        if let caFile = configuration.caCertificateFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(caFile)
+            httpConfiguration.tlsConfiguration = tls
+        }
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         do {
             let report = try await run(configuration: configuration, client: client, logger: logger, progress: progress, stop: stop)

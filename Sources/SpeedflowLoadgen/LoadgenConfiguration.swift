@@ -27,6 +27,8 @@ public struct LoadgenConfiguration: Sendable {
     public var httpClient: HTTPClientKind = .raw
     /// Base URL of the server. Default: `http://127.0.0.1:8080`.
     public var url: String = "http://127.0.0.1:8080"
+    /// PEM CA bundle trusted for `https://` URLs instead of the system's CAs (`--cacert`). Default: none.
+    public var caCertificateFile: String?
     /// Token for every request (`--token-file`): an admin token writes for any camera and reads; a reader
     /// token only reads (then give `cameraTokens` for the writes). Default: none (`--auth off` servers).
     public var token: String?

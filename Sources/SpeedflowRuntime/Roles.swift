@@ -77,6 +77,8 @@ public enum Roles {
     /// Runs `serve` until SIGTERM/SIGINT: replays the log into the store first (exact after kill -9).
     public static func serve(_ c: ServeConfiguration, _ o: Observability) async throws {
         let logger = o.logger
+        // Bad TLS files stop the start before the log is replayed, not after.
+        if let tls = c.server.tls { try TLSCertificates.validate(tls) }
         let stores = try StoreOpener(c.store, dataDir: c.dataDir, logger: logger)
         defer { stores.shutdown() }
         let (log, store) = try stores.openEmbedded()
@@ -91,11 +93,12 @@ public enum Roles {
         }
         try await runHTTP(
             .serve(engine), server: c.server, auth: c.auth, dataDir: c.dataDir, o,
-            banner: { "speedflow listening on http://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services)
+            banner: { "speedflow listening on \(c.server.scheme)://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services)
     }
 
     /// Runs `api` until SIGTERM/SIGINT.
     public static func api(_ c: APIConfiguration, _ o: Observability) async throws {
+        if let tls = c.server.tls { try TLSCertificates.validate(tls) }
         let stores = try StoreOpener(c.store, dataDir: c.dataDir, logger: o.logger)
         defer { stores.shutdown() }
         let store: any StoreReader = try stores.open(.reader)
@@ -104,7 +107,7 @@ public enum Roles {
         let node = HTTPNode(
             role: "api", intake: nil, queries: queries, stats: IngestStats(nowMs: queries.now),
             status: NodeStatus(storeBytes: { store.sizeInBytes() }))
-        try await runHTTP(node, server: c.server, auth: c.auth, dataDir: c.dataDir, o, banner: { "speedflow api listening on http://\(c.server.host):\($0)" })
+        try await runHTTP(node, server: c.server, auth: c.auth, dataDir: c.dataDir, o, banner: { "speedflow api listening on \(c.server.scheme)://\(c.server.host):\($0)" })
     }
 
     /// Runs an HTTP role until SIGTERM/SIGINT: the role's `services` (the engine, then sources), and the HTTP
@@ -118,12 +121,16 @@ public enum Roles {
         // On SIGTERM the drain service (listed last, so it stops first) answers every request 503 shutting_down
         // for a moment while the server still runs, instead of keep-alive connections being cut under a request.
         let drain = DrainGate()
+        // Loaded before anything listens: a bad file stops the start with an error naming it.
+        let tls = try server.tls.map { try TLSCertificates(files: $0, logger: o.logger) }
         let app = SpeedflowHTTP.application(
-            node: node, configuration: server, prometheus: o.registry, logger: o.logger, access: access, drain: drain,
+            node: node, configuration: server, prometheus: o.registry, logger: o.logger, access: access, drain: drain, tls: tls,
             onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
+        // The reloader (SIGHUP, file changes) before the server, so it stops after it.
+        let reloader: [ServiceGroupConfiguration.ServiceConfiguration] = tls.map { [.init(service: $0)] } ?? []
         let group = ServiceGroup(
             configuration: .init(
-                services: authServices + services + [.init(service: app), .init(service: DrainService(gate: drain))],
+                services: authServices + services + reloader + [.init(service: app), .init(service: DrainService(gate: drain))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: o.logger))
         try await group.run()
     }

@@ -82,6 +82,7 @@ public struct AggregateConfiguration: Sendable {
 extension Roles {
     /// Runs an ingest node until SIGTERM/SIGINT.
     public static func ingest(_ c: IngestConfiguration, _ o: Observability) async throws {
+        if let tls = c.server.tls { try TLSCertificates.validate(tls) }
         var producerConfiguration = KafkaProducerConfiguration(bootstrapServers: c.kafka.brokers)
         producerConfiguration.properties = c.kafka.properties
         let producer = try KafkaProducer(configuration: producerConfiguration, logger: o.logger)
@@ -93,7 +94,7 @@ extension Roles {
             stats: stats, status: NodeStatus(queueDepth: { sink.queueDepth }))
         try await runHTTP(
             node, server: c.server, auth: c.auth, dataDir: c.dataDir, o,
-            banner: { "speedflow ingest listening on http://\(c.server.host):\($0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))" })
+            banner: { "speedflow ingest listening on \(c.server.scheme)://\(c.server.host):\($0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))" })
         await producer.close()
     }
 

@@ -118,23 +118,26 @@ public enum SpeedflowHTTP {
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    /// The HTTP/1.1 server: the router behind the connection guard (`configuration.connections`; tests may pass
-    /// their own guard to watch its counts).
+    /// The HTTP server of a role: the router behind the connection guard (`configuration.connections`; tests may
+    /// pass their own guard to watch its counts) and, with `tls` (loaded from `configuration.tls` by the caller,
+    /// and run as a service so it reloads), HTTPS around that.
     public static func application(
         node: HTTPNode, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?, logger: Logger,
-        access: AccessControl = .off, drain: DrainGate? = nil, connectionGuard: ConnectionGuard? = nil,
+        access: AccessControl = .off, drain: DrainGate? = nil, connectionGuard: ConnectionGuard? = nil, tls: TLSCertificates? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let connectionGuard = connectionGuard ?? ConnectionGuard(
             limits: ConnectionGuard.fitting(configuration.connections, logger: logger), logger: logger)
         let http1 = HTTP1Channel.Configuration(idleTimeout: .milliseconds(configuration.idleTimeoutMs))
-        // The base HTTP/1.1 child channel, wrapped by the connection guard (a TLS wrapper goes around that).
-        let server = HTTPServerBuilder { responder in
-            GuardedChildChannel(base: HTTP1Channel(responder: responder, configuration: http1), guard: connectionGuard)
-        }
         return Application(
             router: router(node: node, configuration: configuration, prometheus: prometheus, access: access, drain: drain),
-            server: server,
+            // The base HTTP/1.1 child channel, wrapped by the connection guard, then optionally by TLS (outermost:
+            // its handler comes first in the pipeline, so the guard sees decrypted bytes and its answers are encrypted).
+            server: HTTPServerBuilder { responder in
+                let guarded = GuardedChildChannel(base: HTTP1Channel(responder: responder, configuration: http1), guard: connectionGuard)
+                guard let tls else { return guarded }
+                return TLSServerChannel(guarded, certificates: tls)
+            },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "speedflow"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)

@@ -21,6 +21,7 @@ struct ApiCommand: AsyncParsableCommand {
     @Option(help: "Port; 0 picks a free port. Default: \(ServerConfiguration().port).") var port: Int?
     @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
     var idleTimeout: String?
+    @OptionGroup(title: "TLS") var tls: TLSOptions
 
     @OptionGroup(title: "Connections") var connections: ConnectionOptions
 
@@ -31,7 +32,7 @@ struct ApiCommand: AsyncParsableCommand {
         c.dataDir = settings.dataDir(storage)
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(storage)
-        c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout, connections: connections)
+        c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout, connections: connections, tls: tls)
         c.auth = try settings.auth(access)
         try await Roles.api(c, observability)
     }

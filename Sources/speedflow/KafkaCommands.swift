@@ -76,6 +76,8 @@ struct IngestCommand: AsyncParsableCommand {
     var idleTimeout: String?
 
     @OptionGroup(title: "Connections") var connections: ConnectionOptions
+
+    @OptionGroup(title: "TLS") var tls: TLSOptions
     @Option(help: "Events waiting for Kafka beyond which requests get 503. Default: \(IngestConfiguration().maxPendingEvents).")
     var maxPendingEvents: Int?
 
@@ -86,7 +88,7 @@ struct IngestCommand: AsyncParsableCommand {
         c.kafka = try kafka.resolve(settings)
         c.policy = try settings.policy(storage)
         c.server = try settings.server(
-            host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, connections: connections)
+            host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, connections: connections, tls: tls)
         c.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: c.maxPendingEvents)
         c.auth = try settings.auth(access)
         c.dataDir = settings.dataDir(storage)

@@ -42,6 +42,9 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the server.")
     var url = LoadgenCommand.defaults.url
 
+    @Option(name: .customLong("cacert"), help: "PEM CA bundle to trust for an https:// --url / --query-url (a server with --tls-cert); default: the system's CAs.")
+    var caCertificate: String?
+
     @Option(help: "Base URL for queries (freshness probe, --verify) when it differs from --url: an `speedflow api` node in a scale-out deployment.")
     var queryUrl: String?
 
@@ -163,6 +166,7 @@ struct LoadgenCommand: AsyncParsableCommand {
             }
         }
         c.queryURL = queryUrl
+        c.caCertificateFile = caCertificate
         c.statelessIngest = statelessIngest
         c.verifyWait = verifyWait.value
         c.cameras = cameras

@@ -35,6 +35,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Connections") var connections: ConnectionOptions
 
+    @OptionGroup(title: "TLS") var tls: TLSOptions
+
     @Option(help: "How often aggregates, dedup state and the log offset are committed to the store. Default: \(Settings.formatDuration(EngineConfiguration().flushIntervalMs)).")
     var flushInterval: String?
 
@@ -53,7 +55,7 @@ struct ServeCommand: AsyncParsableCommand {
         c.engine = try settings.engine(
             storage, flushInterval: flushInterval, maxPendingEvents: maxPendingEvents, maxHotIdentities: maxHotIdentities)
         c.server = try settings.server(
-            host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, connections: connections)
+            host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, connections: connections, tls: tls)
         c.postgresSource = try postgresSource.values.resolve(settings)
         c.auth = try settings.auth(access)
         try await Roles.serve(c, observability)

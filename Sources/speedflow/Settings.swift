@@ -149,7 +149,7 @@ struct Settings {
     /// The HTTP side, from the struct's defaults.
     func server(
         host: String?, port: Int?, maxBodySize: String? = nil, idleTimeout: String? = nil,
-        connections: ConnectionOptions = ConnectionOptions()
+        connections: ConnectionOptions = ConnectionOptions(), tls: TLSOptions? = nil
     ) throws -> ServerConfiguration {
         let d = ServerConfiguration()
         let idle = try durationMs("idle_timeout", idleTimeout, default: d.idleTimeoutMs)
@@ -157,7 +157,7 @@ struct Settings {
         return ServerConfiguration(
             host: string("host", host, default: d.host), port: try int("port", port, default: d.port),
             maxBodyBytes: try bytes("max_body_size", maxBodySize, default: d.maxBodyBytes), idleTimeoutMs: idle,
-            connections: try self.connections(connections))
+            connections: try self.connections(connections), tls: try tls.flatMap { try self.tls($0) })
     }
 
     func connections(_ o: ConnectionOptions) throws -> ConnectionLimits {
@@ -193,4 +193,47 @@ struct ConnectionOptions: ParsableArguments {
 
     @Option(help: "Open connections beyond which new ones get 503 too_many_connections and are closed (lowered to fit ulimit -n). Default: \(ConnectionLimits().maxConnections).")
     var maxConnections: Int?
+}
+
+extension Settings {
+
+    /// TLS files: both certificate and key, or neither (plain HTTP); a client CA only with them.
+    func tls(_ o: TLSOptions) throws -> ServerConfiguration.TLS? {
+        let cert = flagOrSetting("tls_cert", o.tlsCert)
+        let key = flagOrSetting("tls_key", o.tlsKey)
+        let clientCA = flagOrSetting("tls_client_ca", o.tlsClientCa)
+        switch (cert, key) {
+        case (nil, nil):
+            guard clientCA == nil else { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)") }
+            return nil
+        case (.some, nil): throw ValidationError("--tls-cert needs --tls-key too (the certificate's private key, PEM)")
+        case (nil, .some): throw ValidationError("--tls-key needs --tls-cert too (the server certificate, PEM)")
+        case (.some(let cert), .some(let key)):
+            let d = ServerConfiguration.TLS(certificateFile: cert, keyFile: key)
+            let interval = try durationMs("tls_reload_interval", o.tlsReloadInterval, default: d.reloadCheckIntervalMs)
+            guard interval > 0 else { throw ValidationError("tls_reload_interval must be more than 0 (e.g. 5s)") }
+            return ServerConfiguration.TLS(certificateFile: cert, keyFile: key, clientCAFile: clientCA, reloadCheckIntervalMs: interval)
+        }
+    }
+
+    /// A setting without a default: flag, environment, file, or absent (an empty value is absent).
+    func flagOrSetting(_ key: String, _ flag: String?) -> String? {
+        guard let v = flag ?? reader.string(forKey: ConfigKey(key)), !v.isEmpty else { return nil }
+        return v
+    }
+}
+
+/// HTTPS for the roles that serve HTTP (`serve`, `api`, `ingest`).
+struct TLSOptions: ParsableArguments {
+    @Option(help: "Serve HTTPS with this PEM certificate (optionally followed by its intermediates). Needs --tls-key. Env: SPEEDFLOW_TLS_CERT.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert. Env: SPEEDFLOW_TLS_KEY.")
+    var tlsKey: String?
+
+    @Option(help: "Mutual TLS: PEM bundle of the CAs whose client certificates are accepted; clients without one are refused at the handshake. A certificate's SAN URIs urn:speedflow:kvfv:ID or urn:speedflow:kvfv:PREFIX* name the cameras it identifies. Env: SPEEDFLOW_TLS_CLIENT_CA.")
+    var tlsClientCa: String?
+
+    @Option(help: "How often the TLS files are checked for changes (a change, or SIGHUP, reloads them for new connections). Default: \(Settings.formatDuration(ServerConfiguration.TLS(certificateFile: "", keyFile: "").reloadCheckIntervalMs)).")
+    var tlsReloadInterval: String?
 }

@@ -22,7 +22,9 @@ public final class SpeedflowProcess {
     public private(set) var process: Process?
     private var restarts = 0
 
-    public var url: String { "http://127.0.0.1:\(port)" }
+    /// Started with `--tls-cert`: HTTPS, and healthy once its banner says so (the test's CA is not the client's).
+    public var usesTLS: Bool { extraArguments.contains("--tls-cert") }
+    public var url: String { "\(usesTLS ? "https" : "http")://127.0.0.1:\(port)" }
     public var dataDirectory: URL { directory.appendingPathComponent("data") }
     public var logFile: URL { directory.appendingPathComponent("server.log") }
 
@@ -57,6 +59,12 @@ public final class SpeedflowProcess {
             guard process.isRunning else {
                 throw ProcessError("speedflow \(subcommand) exited (\(process.terminationStatus)):\n\(logTail())")
             }
+            if usesTLS {
+                // The banner is printed once the server listens; with mutual TLS /health needs a client certificate.
+                if logTail(1 << 16).contains("listening on https://127.0.0.1:\(port)") { return }
+                try await Task.sleep(for: .milliseconds(20))
+                continue
+            }
             if let r = try? await HTTPClient.shared.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(2)) {
                 // Always read the body: an unread body keeps the pooled connection busy.
                 _ = try? await r.body.collect(upTo: 1 << 16)
@@ -88,6 +96,12 @@ public final class SpeedflowProcess {
         guard let process, process.isRunning else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)
         waitForExit(process)
+    }
+
+    /// Sends `signal` (e.g. SIGHUP) to the running server, by its pid.
+    public func send(signal: Int32) {
+        guard let process, process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, signal)
     }
 
     /// SIGTERM and wait: the graceful path.
