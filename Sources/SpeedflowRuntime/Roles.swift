@@ -117,7 +117,8 @@ public enum Roles {
         _ node: HTTPNode, server: ServerConfiguration, auth: AuthConfiguration, dataDir: String, _ o: Observability,
         banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
     ) async throws {
-        let (access, authServices) = try auth.resolve(host: server.host, dataDir: dataDir, secure: false, logger: o.logger)
+        var (access, authServices) = try auth.resolve(host: server.host, dataDir: dataDir, secure: server.tls != nil, logger: o.logger)
+        access.clientCertificates = server.tls?.clientCAFile != nil
         // On SIGTERM the drain service (listed last, so it stops first) answers every request 503 shutting_down
         // for a moment while the server still runs, instead of keep-alive connections being cut under a request.
         let drain = DrainGate()

@@ -33,6 +33,9 @@ public struct AccessControl: Sendable {
     public var allowedOrigins: Set<String>
     /// Rate limits per credential (requests, events) and failed authentications per client address.
     public var quotas: Quotas
+    /// Mutual TLS is on: a connection's verified client certificate identifies a camera (its SAN URIs name the
+    /// cameras), as a camera token would. A bearer token on the request wins over it.
+    public var clientCertificates: Bool = false
 
     public init(
         mode: AuthMode, credentials: CredentialStore?, sessions: SessionStore = SessionStore(), secureCookies: Bool = false,
@@ -134,13 +137,13 @@ struct AccessMiddleware: RouterMiddleware {
         let need = AccessControl.need(request.method, request.uri.path)
         guard access.mode == .required else {
             // Off: a presented token still names its writer (attribution), but nothing is refused for lack of one.
-            context.principal = access.principal(of: request)
+            context.principal = try await principal(of: request, context: context)
             return try await next(request, context)
         }
         // A valid credential always passes, so one bad client behind the same address (NAT) cannot lock out
         // the cameras beside it; invalid ones beyond the address's budget get 429 instead of 401.
         let presented = request.headers[.authorization] != nil && need != .nothing
-        let principal = access.principal(of: request)
+        let principal = try await principal(of: request, context: context)
         if presented && principal == nil {
             let address = AccessControl.clientAddress(context)
             try access.checkFailedAttempts(address)
@@ -172,6 +175,16 @@ struct AccessMiddleware: RouterMiddleware {
             try access.charge(principal, .requests)
         }
         return try await next(request, context)
+    }
+
+    /// A bearer token or session (`AccessControl.principal(of:)`), else under mutual TLS the connection's
+    /// client certificate: a camera principal named `cert:<subject>` for the cameras its SAN URIs grant.
+    func principal(of request: Request, context: Context) async throws -> Principal? {
+        if let principal = access.principal(of: request) { return principal }
+        guard access.clientCertificates, request.headers[.authorization] == nil, let channel = context.channel,
+            let identity = await ClientCertificateIdentity.of(channel), let grants = KvfvGrants(identity.kvfvGrants)
+        else { return nil }
+        return Principal(credentialId: "cert:" + String(identity.subject.prefix(100)), role: .camera, grants: grants)
     }
 
     static func describe(_ need: AccessControl.Need) -> String {

@@ -161,6 +161,39 @@ struct TLSTests {
         #expect(failures.flatMap { Double($0.split(separator: " ")[1]) } == 6, "\(failures ?? "no counter")")
     }
 
+    @Test("mutual TLS with --auth required: a camera certificate writes for the cameras its SAN names (others forbidden_kvfv_id), cannot read; a token still works; writes are attributed to the certificate")
+    func certificateIdentifiesCamera() async throws {
+        let pki = try await Self.pki()
+        defer { pki.remove() }
+        try Self.install("server", in: pki)
+        let server = try SpeedflowProcess(extraArguments: Self.tlsArguments(pki, clientCA: true, extra: ["--auth", "required"]))
+        defer { server.remove() }
+        let data = server.dataDirectory.path
+        let reader = try await offCooperativePool { () throws -> String in
+            let r = try SpeedflowProcess.run(["token", "create", "--role", "reader", "--data-dir", data])
+            guard let line = r.output.split(separator: "\n").last(where: { $0.hasPrefix("sft_") }) else { throw ChildProcess.Failure(r.output) }
+            return String(line)
+        }
+        try await server.start()
+        let base = "https://localhost:\(server.port)"
+        let camera = ["--cacert", pki.certificate("ca"), "--cert", pki.certificate("camera"), "--key", pki.key("camera")]
+        let ts = ISO8601DateFormatter().string(from: Date())
+        let batch = "[{\"kvfv_id\":\"KV00001\",\"timestamp\":\"\(ts)\",\"vehicle_speed\":80,\"event_id\":\"c1\"},"
+            + "{\"kvfv_id\":\"KV00002\",\"timestamp\":\"\(ts)\",\"vehicle_speed\":90,\"event_id\":\"c2\"}]"
+        let post = try await Self.curl(camera + ["-H", "Content-Type: application/json", "-d", batch, base + "/events"])
+        #expect(post.status == 0 && post.stdout.contains(#""accepted":1"#) && post.stdout.contains(#""forbidden_kvfv_id":1"#), "\(post)")
+        let read = try await Self.curl(camera + ["-o", "/dev/null", "-w", "%{http_code}", base + "/kvfv"])
+        #expect(read.stdout == "403", "\(read)")
+        // A reader's token on the same (camera-certified) connection reads: the token wins over the certificate.
+        let header = pki.directory.appendingPathComponent("reader.header").path
+        try Data("Authorization: Bearer \(reader)\n".utf8).write(to: URL(fileURLWithPath: header))
+        let withToken = try await Self.curl(camera + ["-H", "@" + header, "-o", "/dev/null", "-w", "%{http_code}", base + "/kvfv"])
+        #expect(withToken.stdout == "200", "\(withToken)")
+        server.stop()
+        let writes = try await offCooperativePool { try SpeedflowProcess.run(["log", "writes", "--data-dir", data]) }
+        #expect(writes.output.contains("cert:"), "\(writes.output)")
+    }
+
     @Test("SIGHUP reloads the certificate for new connections while open ones keep theirs; a bad file keeps the old one")
     func reload() async throws {
         let pki = try await Self.pki()
