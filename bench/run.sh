@@ -5,6 +5,7 @@
 #   DURATION=10s REPEAT=3 bench/run.sh
 #   QUERY_CAMERAS=1000 QUERY_DAYS=30 bench/run.sh query
 #   STORE=clickhouse bench/run.sh ingest|query   # the same against a local ClickHouse (scripts/clickhouse)
+#   AUTH=1 bench/run.sh ingest         # --auth required: camera token for writes (bench/secure.sh compares)
 #   TLS=1 bench/run.sh ingest          # HTTPS: a self-signed P-256 certificate made here with openssl (bench/tls.sh compares)
 #
 # Load comes from wrk (Debian) on the same 2-core machine as the server, so the server gets roughly one core:
@@ -20,6 +21,10 @@ QUERY_DAYS=${QUERY_DAYS:-30}
 WHAT=${1:-all}
 STORE=${STORE:-sqlite}
 TLS=${TLS:-0}
+# AUTH=1: the server requires credentials (--auth required); wrk writes with a camera token for every camera (KV*,
+# limits far above the load, so its grant check and quota buckets run without refusing anything) and reads with a
+# reader token; the tokens go through files, never command lines.
+AUTH=${AUTH:-0}
 # In-process camera-day queries: ClickHouse answers each in milliseconds, not microseconds, so fewer of them.
 if [ "$STORE" = clickhouse ]; then QUERIES=${QUERIES:-500}; else QUERIES=${QUERIES:-20000}; fi
 export CAMERAS QUERY_DAYS
@@ -63,9 +68,21 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
+AUTH_ARGS=()
+CURL_AUTH=()
 start_server() {  # $1 = data dir
   PORT=$(free_port)
-  "$BIN" serve --data-dir "$1" --port "$PORT" --log-level warning "${STORE_ARGS[@]}" "${TLS_ARGS[@]}" > "$WORK/server.log" 2>&1 &
+  if [ "$AUTH" = 1 ]; then
+    mkdir -p "$1"
+    "$BIN" token create --data-dir "$1" --role camera --kvfv 'KV*' --requests-per-second 1000000000 \
+      --events-per-second 1000000000 > "$WORK/camera.token" 2>/dev/null
+    "$BIN" token create --data-dir "$1" --role reader > "$WORK/reader.token" 2>/dev/null
+    printf 'Authorization: Bearer %s\n' "$(cat "$WORK/reader.token")" > "$WORK/reader.header"
+    AUTH_ARGS=(--auth required)
+    CURL_AUTH=(-H "@$WORK/reader.header")
+    export SPEEDFLOW_BENCH_TOKEN_FILE="$WORK/camera.token"
+  fi
+  "$BIN" serve --data-dir "$1" --port "$PORT" --log-level warning "${STORE_ARGS[@]}" "${TLS_ARGS[@]}" "${AUTH_ARGS[@]}" > "$WORK/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 600); do curl -fs "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:$PORT/health" >/dev/null && return 0; sleep 0.1; done
   echo "server did not start"; cat "$WORK/server.log"; exit 1
@@ -98,7 +115,7 @@ run_wrk() {  # $1 = name, $2 = script, $3 = connections, $4 = events per request
     "$REPEAT" "$DURATION" "$3" "$(printf '%s\n' "${cpu[@]}" | median)"
 }
 
-echo "store: $STORE, $SCHEME"
+echo "store: $STORE, $SCHEME, auth $([ "$AUTH" = 1 ] && echo required || echo off)"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m); load generator shares the cores"
 
 if [ "$WHAT" = all ] || [ "$WHAT" = ingest ]; then
@@ -107,7 +124,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = ingest ]; then
   run_wrk "single POSTs" single.lua 64 1
   echo "== NDJSON batches of 500 events"
   run_wrk "NDJSON batches" batch.lua 8 500
-  STATS=$(curl -fs "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:$PORT/stats")
+  STATS=$(curl -fs "${CURL_TLS[@]}" "${CURL_AUTH[@]}" "$SCHEME://127.0.0.1:$PORT/stats")
   echo "server RSS after ingest: $(rss_mb) MiB (peak $(hwm_mb) MiB)"
   python3 - "$STATS" <<'PY'
 import json, sys
@@ -126,6 +143,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = query ]; then
   "$BENCH" query --data-dir "$WORK/query" --cameras "$QUERY_CAMERAS" --days "$QUERY_DAYS" --queries "$QUERIES" "${BENCH_STORE_ARGS[@]}"
   [ "$STORE" = clickhouse ] && STORE_ARGS=(--store clickhouse --clickhouse-url "$CH_URL" --clickhouse-database "${DB}_q")
   CAMERAS=$QUERY_CAMERAS start_server "$WORK/query"
+  [ "$AUTH" = 1 ] && export SPEEDFLOW_BENCH_TOKEN_FILE="$WORK/reader.token"
   CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day, 1 connection (latency)" query.lua 1 1
   CAMERAS=$QUERY_CAMERAS run_wrk "HTTP query one camera-day, 4 connections (throughput)" query.lua 4 1
   echo "server RSS after queries: $(rss_mb) MiB"

@@ -6,6 +6,7 @@
 #
 #   bench/tls.sh                       # 5 rounds of 5 s each
 #   ROUNDS=7 DURATION=10s bench/tls.sh
+#   SECURE_ENV="TLS=1 AUTH=1" bench/tls.sh   # HTTPS + credentials against plain (bench/secure.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
@@ -14,8 +15,8 @@ OUT=$(mktemp -d /tmp/speedflow-tls.XXXXXX)
 swift build -c release --product speedflow >&2 && swift build -c release --product speedflow-bench >&2
 for r in $(seq 1 "$ROUNDS"); do
   for side in plain tls; do
-    tls=0; [ "$side" = tls ] && tls=1
-    TLS=$tls bench/run.sh ingest 2>/dev/null > "$OUT/$side.$r.txt"
+    settings=(TLS=0 AUTH=0); [ "$side" = tls ] && read -r -a settings <<< "${SECURE_ENV:-TLS=1}"
+    env "${settings[@]}" bench/run.sh ingest 2>/dev/null > "$OUT/$side.$r.txt"
     grep ": median" "$OUT/$side.$r.txt" | sed "s/^/round $r $side: /"
   done
 done
@@ -30,7 +31,8 @@ for side in ("plain", "tls"):
             if m:
                 f = figures.setdefault(m.group(1), {"plain": [], "tls": []})
                 f[side].append(tuple(float(m.group(i)) for i in range(2, 6)))
-print(f"\nmedians of {rounds} interleaved rounds (plain HTTP vs HTTPS, same binary):")
+import os
+print(f"\nmedians of {rounds} interleaved rounds (plain HTTP vs {os.environ.get('SECURE_ENV', 'TLS=1')}, same binary; 'TLS' below is that side):")
 for name, f in figures.items():
     a = [statistics.median(x[i] for x in f["plain"]) for i in range(4)]
     b = [statistics.median(x[i] for x in f["tls"]) for i in range(4)]

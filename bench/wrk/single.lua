@@ -21,5 +21,20 @@ request = function()
   local body = string.format(
     '{"kvfv_id":"KV%05d","timestamp":"%s","vehicle_speed":%.1f,"plate_number":"A%06dBC77","event_id":"%s-%d-%d","lane":%d}',
     counter % cameras, stamp, 40 + (counter * 7 % 900) / 10, counter % 1000000, nonce, tid, counter, counter % 3 + 1)
-  return wrk.format("POST", "/events", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/events", with_auth({["Content-Type"] = "application/json"}), body)
+end
+
+-- With AUTH=1 bench/run.sh: the token from SPEEDFLOW_BENCH_TOKEN_FILE as a bearer token (never on wrk's command line).
+function with_auth(headers)
+  if auth_header == nil then
+    auth_header = false
+    local file = os.getenv("SPEEDFLOW_BENCH_TOKEN_FILE")
+    if file then
+      local f = io.open(file, "r")
+      auth_header = "Bearer " .. f:read("*l")
+      f:close()
+    end
+  end
+  if auth_header then headers["Authorization"] = auth_header end
+  return headers
 end
