@@ -382,6 +382,46 @@ struct AccessControlTests {
         }
     }
 
+    @Test("--cors-origin: a configured origin's preflight is answered and its token-bearing writes pass, with CORS headers; others get none")
+    func cors() async throws {
+        let path = temporaryDirectory().path + "/credentials.json"
+        let camera = try CredentialAdmin.create(at: path, role: .camera, kvfv: ["CORS1"], name: nil, actor: "t").token
+        let stats = IngestStats(nowMs: 0)
+        let node = HTTPNode(
+            role: "ingest", intake: Intake(sink: RecordingSink(), stats: stats, policy: ValidationPolicy(), cameras: nil),
+            queries: nil, stats: stats, status: NodeStatus())
+        let access = AccessControl(mode: .required, credentials: try CredentialStore(path: path), allowedOrigins: ["https://ops.example.org"])
+        let router = SpeedflowHTTP.router(node: node, configuration: ServerConfiguration(), prometheus: nil, access: access)
+        try await Application(router: router).test(.router) { client in
+            let preflight: HTTPFields = [.origin: "https://ops.example.org", .accessControlRequestMethod: "POST", .accessControlRequestHeaders: "authorization, content-type"]
+            try await client.execute(uri: "/events", method: .options, headers: preflight) { r in
+                #expect(r.status == .noContent)
+                #expect(r.headers[.accessControlAllowOrigin] == "https://ops.example.org")
+                #expect(r.headers[.accessControlAllowHeaders]?.contains("Authorization") == true)
+                #expect(r.headers[.accessControlAllowCredentials] == nil)
+            }
+            let body = ByteBuffer(string: Self.event("CORS1", Self.now - 1000, 80, id: "cors"))
+            try await client.execute(
+                uri: "/events", method: .post, headers: Self.auth(camera, [.origin: "https://ops.example.org", .contentType: "application/json"]), body: body
+            ) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.accessControlAllowOrigin] == "https://ops.example.org")
+            }
+            try await client.execute(uri: "/events", method: .post, headers: [.origin: "https://ops.example.org", .contentType: "application/json"], body: body) { r in
+                #expect(r.status == .unauthorized)
+                #expect(r.headers[.accessControlAllowOrigin] == "https://ops.example.org", "the page can read why")
+            }
+            try await client.execute(uri: "/events", method: .options, headers: [.origin: "https://evil.example", .accessControlRequestMethod: "POST"]) { r in
+                #expect(r.headers[.accessControlAllowOrigin] == nil)
+            }
+            try await client.execute(
+                uri: "/events", method: .post, headers: Self.auth(camera, [.origin: "https://evil.example", .contentType: "application/json"]), body: body
+            ) { r in
+                #expect(r.status == .forbidden && r.headers[.accessControlAllowOrigin] == nil)
+            }
+        }
+    }
+
     @Test("auth off: no credential needed anywhere (the loopback default)")
     func authOff() async throws {
         try await Self.withServer(mode: .off) { client, _ in
