@@ -59,7 +59,7 @@ public enum SpeedflowHTTP {
         router.add(middleware: MetricsMiddleware())
         if let drain { router.add(middleware: DrainMiddleware(gate: drain)) }
         router.add(middleware: JSONErrorMiddleware())
-        if !access.allowedOrigins.isEmpty { router.add(middleware: CORSMiddleware(allowedOrigins: access.allowedOrigins)) }
+        if !access.allowedOrigins.isEmpty { router.add(middleware: AllowedOriginsCORS(allowedOrigins: access.allowedOrigins)) }
         router.add(middleware: MethodsMiddleware())
         router.add(middleware: AccessMiddleware(access: access))
         let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration, access: access) }

@@ -7,7 +7,10 @@ import Hummingbird
 /// `Access-Control-Allow-Origin` (`Vary: Origin`). Credentials travel as bearer tokens, never cookies
 /// (`Access-Control-Allow-Credentials` is not sent), so a configured origin still needs a token. Requests from
 /// other origins get no CORS headers, and their writes are refused by `BrowserGuard`.
-struct CORSMiddleware<Context: RequestContext>: RouterMiddleware {
+///
+/// Not Hummingbird's `CORSMiddleware`: its list of origins (`.oneOf`) is variadic, so it cannot come from
+/// configuration, and it wraps errors so that they lose their JSON `reason`.
+struct AllowedOriginsCORS<Context: RequestContext>: RouterMiddleware {
     let allowedOrigins: Set<String>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
