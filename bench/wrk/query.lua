@@ -1,3 +1,4 @@
+dofile("bench/wrk/auth.lua")  -- with_auth(headers): the bearer token of AUTH=1 runs
 -- One camera-day at 5m: a random camera among CAMERAS and a random full day among the QUERY_DAYS stored.
 function init(args)
   cameras = tonumber(os.getenv("CAMERAS") or "1000")
@@ -12,17 +13,3 @@ request = function()
   return wrk.format("GET", path, with_auth({}))
 end
 
--- With AUTH=1 bench/run.sh: the token from SPEEDFLOW_BENCH_TOKEN_FILE as a bearer token (never on wrk's command line).
-function with_auth(headers)
-  if auth_header == nil then
-    auth_header = false
-    local file = os.getenv("SPEEDFLOW_BENCH_TOKEN_FILE")
-    if file then
-      local f = io.open(file, "r")
-      auth_header = "Bearer " .. f:read("*l")
-      f:close()
-    end
-  end
-  if auth_header then headers["Authorization"] = auth_header end
-  return headers
-end

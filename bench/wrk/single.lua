@@ -1,3 +1,4 @@
+dofile("bench/wrk/auth.lua")  -- with_auth(headers): the bearer token of AUTH=1 runs
 -- One event per POST, unique event_id per request, spread over CAMERAS cameras, event times up to 10 min old.
 local counter = 0
 local threads = 0
@@ -24,17 +25,3 @@ request = function()
   return wrk.format("POST", "/events", with_auth({["Content-Type"] = "application/json"}), body)
 end
 
--- With AUTH=1 bench/run.sh: the token from SPEEDFLOW_BENCH_TOKEN_FILE as a bearer token (never on wrk's command line).
-function with_auth(headers)
-  if auth_header == nil then
-    auth_header = false
-    local file = os.getenv("SPEEDFLOW_BENCH_TOKEN_FILE")
-    if file then
-      local f = io.open(file, "r")
-      auth_header = "Bearer " .. f:read("*l")
-      f:close()
-    end
-  end
-  if auth_header then headers["Authorization"] = auth_header end
-  return headers
-end
