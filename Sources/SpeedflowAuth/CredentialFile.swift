@@ -152,8 +152,8 @@ public enum CredentialAdmin {
             throw CredentialError("unexpected_kvfv", "only camera credentials are bound to cameras; \(role.rawValue) covers \(role == .admin ? "all" : "none")")
         default: break
         }
-        if let name, name.count > 200 || name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            throw CredentialError("invalid_name", "a name is at most 200 characters without control characters")
+        if let name, name.unicodeScalars.count > 200 || name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw CredentialError("invalid_name", "a name is at most 200 Unicode scalars (code points), without control characters")
         }
         let (token, id, hash) = Token.generate()
         let record = CredentialRecord(

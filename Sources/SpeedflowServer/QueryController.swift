@@ -63,6 +63,9 @@ struct QueryController: Sendable {
         guard let states = found else {
             throw APIError(.notFound, "unknown_kvfv", "no event of camera '\(id)' has been accepted")
         }
+        if let format = q.get("format"), !format.isEmpty, format != "json", format != "csv" {
+            throw APIError(.badRequest, "invalid_format", "format must be json or csv, not '\(format.prefix(32))'")
+        }
         let wantsCSV = q.get("format") == "csv" || (request.headers[.accept]?.contains("text/csv") ?? false)
         if wantsCSV {
             return Self.csv(windows: windows, states: states)
