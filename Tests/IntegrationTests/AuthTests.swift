@@ -19,7 +19,7 @@ struct AuthTests {
         try Data(((token.map { "Authorization: Bearer \($0)\n" } ?? "") + "Content-Type: application/json\n").utf8).write(to: headers)
         let arguments = ["-s", "-X", method, "-o", out.path, "-w", "%{http_code}", "-H", "@" + headers.path, url]
             + (body.map { ["--data-binary", $0] } ?? [])
-        let (status, output) = await blocking { () -> (Int32, String) in
+        let (status, output) = try await offCooperativePool { () -> (Int32, String) in
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
             p.arguments = arguments
@@ -34,28 +34,16 @@ struct AuthTests {
         return (code, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
     }
 
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { c in Thread.detachNewThread { c.resume(returning: body()) } }
-    }
-
-    /// `speedflow token …`, off the cooperative pool; stdout only (the token), or the whole output on failure.
+    /// `speedflow token create …` off the cooperative pool: the token (`SpeedflowProcess.createToken`), or for
+    /// other `token` subcommands their output.
     static func token(_ arguments: [String]) async throws -> String {
-        let (status, output) = await blocking { () -> (Int32, String) in
-            guard let binary = SpeedflowProcess.binaryPath else { return (-1, "no binary") }
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["token"] + arguments
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            do { try p.run() } catch { return (-1, "\(error)") }
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            let errors = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self) + (p.terminationStatus == 0 ? "" : String(decoding: errors, as: UTF8.self)))
-        }
-        guard status == 0 else { throw SpeedflowProcess.ProcessError("speedflow token \(arguments) failed: \(output)") }
-        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard arguments.first == "create" else { return try await speedflow(["token"] + arguments) }
+        var rest = Array(arguments.dropFirst())
+        let at = try #require(rest.firstIndex(of: "--data-dir"))
+        let data = rest[at + 1]
+        rest.removeSubrange(at...(at + 1))
+        let options = rest
+        return try await offCooperativePool { try SpeedflowProcess.createToken(dataDir: data, options) }
     }
 
     static func json(_ text: String) -> [String: Any] {
@@ -185,11 +173,9 @@ struct AuthTests {
 
     /// `speedflow <arguments>` to completion, off the cooperative pool: stdout and stderr together.
     static func speedflow(_ arguments: [String]) async throws -> String {
-        let (status, output) = await blocking { () -> (Int32, String) in
-            do { return try SpeedflowProcess.run(arguments) } catch { return (-1, "\(error)") }
-        }
-        guard status == 0 else { throw SpeedflowProcess.ProcessError("speedflow \(arguments) failed (\(status)): \(output)") }
-        return output
+        let r = try await offCooperativePool { try SpeedflowProcess.run(arguments) }
+        guard r.status == 0 else { throw SpeedflowProcess.ProcessError("speedflow \(arguments) failed (\(r.status)): \(r.output)") }
+        return r.output
     }
 
     @Test("auth off on a non-loopback address is allowed only when asked for, and warned about at start")

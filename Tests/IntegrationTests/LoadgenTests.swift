@@ -111,15 +111,8 @@ extension LoadgenTests {
         let server = try SpeedflowProcess(extraArguments: ["--auth", "required"])
         defer { server.remove() }
         let data = server.dataDirectory.path
-        func token(_ arguments: [String]) throws -> String {
-            let r = try SpeedflowProcess.run(["token", "create", "--data-dir", data] + arguments)
-            guard r.status == 0, let line = r.output.split(separator: "\n").last(where: { $0.hasPrefix("sft_") }) else {
-                throw SpeedflowProcess.ProcessError("token create failed: \(r.output)")
-            }
-            return String(line)
-        }
-        let camera = try token(["--role", "camera", "--kvfv", "LGA*"])
-        let reader = try token(["--role", "reader"])
+        let camera = try SpeedflowProcess.createToken(dataDir: data, ["--role", "camera", "--kvfv", "LGA*"])
+        let reader = try SpeedflowProcess.createToken(dataDir: data, ["--role", "reader"])
         try await server.start()
 
         var configuration = LoadgenConfiguration()

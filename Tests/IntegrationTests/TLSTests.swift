@@ -169,11 +169,7 @@ struct TLSTests {
         let server = try SpeedflowProcess(extraArguments: Self.tlsArguments(pki, clientCA: true, extra: ["--auth", "required"]))
         defer { server.remove() }
         let data = server.dataDirectory.path
-        let reader = try await offCooperativePool { () throws -> String in
-            let r = try SpeedflowProcess.run(["token", "create", "--role", "reader", "--data-dir", data])
-            guard let line = r.output.split(separator: "\n").last(where: { $0.hasPrefix("sft_") }) else { throw ChildProcess.Failure(r.output) }
-            return String(line)
-        }
+        let reader = try await offCooperativePool { try SpeedflowProcess.createToken(dataDir: data, ["--role", "reader"]) }
         try await server.start()
         let base = "https://localhost:\(server.port)"
         let camera = ["--cacert", pki.certificate("ca"), "--cert", pki.certificate("camera"), "--key", pki.key("camera")]

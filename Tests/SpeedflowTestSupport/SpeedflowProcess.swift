@@ -91,6 +91,16 @@ public final class SpeedflowProcess {
         return (process.terminationStatus, String(decoding: output, as: UTF8.self))
     }
 
+    /// `speedflow token create --data-dir DIR ARGUMENTS…` (blocking: call off the cooperative pool): the token it
+    /// printed, the one line of its output starting `sft_`.
+    public static func createToken(dataDir: String, _ arguments: [String]) throws -> String {
+        let r = try run(["token", "create", "--data-dir", dataDir] + arguments)
+        guard r.status == 0, let line = r.output.split(separator: "\n").last(where: { $0.hasPrefix("sft_") }) else {
+            throw ProcessError("token create \(arguments) failed (\(r.status)): \(r.output)")
+        }
+        return String(line)
+    }
+
     /// `kill -9`: no shutdown hook, no flush, whatever was in flight is cut.
     public func kill9() {
         guard let process, process.isRunning else { return }
