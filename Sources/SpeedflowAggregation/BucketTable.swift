@@ -165,6 +165,28 @@ public struct BucketTable: Sendable {
         return .counted(outcome)
     }
 
+    /// The buckets `apply` would ask for, for every record of `records` applied in turn: the late ones that are
+    /// neither in memory nor newer than their camera's newest counted event. Read together before applying, so
+    /// a group of records costs the store one read, not one per record. (A record can only make a bucket it
+    /// needs appear in memory by reading it; one that raises its camera's newest event can make a later record
+    /// need a bucket this did not list, which `apply` then still asks for.)
+    public func missingBuckets(for records: some Sequence<EventRecord>) -> [BucketKey] {
+        var missing: [BucketKey] = []
+        var seen: Set<BucketKey> = []
+        for record in records {
+            for event in record.events {
+                guard let camera = kvfvIds[event.kvfvId], let known = cameras[camera],
+                    let newest = known.record.lastEventMs
+                else { continue }
+                let bucket = Bucket.index(ofTimestamp: event.timestampMs)
+                guard bucket <= Bucket.index(ofTimestamp: newest), known.buckets[bucket] == nil else { continue }
+                let key = BucketKey(camera: camera, bucket: bucket)
+                if seen.insert(key).inserted { missing.append(key) }
+            }
+        }
+        return missing
+    }
+
     /// Dedup, then merge: the only place an event changes a bucket. Returns `true` when the event was counted.
     ///
     /// The bucket and camera are mutated in place (`[key, default:]` on entries known to exist), never copied

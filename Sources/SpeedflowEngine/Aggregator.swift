@@ -88,7 +88,10 @@ public final class Aggregator: Sendable {
                         results.append(.success(outcome))
                         loaded = []
                     case .needs(let keys):
-                        return (keys, t.unflushedEvents)
+                        // And what the records after it will need: one read for the group (`loadBuckets`).
+                        let later = t.missingBuckets(for: records[(results.count + 1)...].lazy.map(\.record))
+                        let known = Set(keys)
+                        return (keys + later.filter { !known.contains($0) }, t.unflushedEvents)
                     }
                 }
                 return (nil, t.unflushedEvents)
@@ -96,7 +99,8 @@ public final class Aggregator: Sendable {
             storeBacklog.store(backlog, ordering: .relaxed)
             guard let needs else { break }
             do {
-                for key in needs { loaded.append(.init(key: key, stored: try store.loadBucket(key))) }
+                let found = try store.loadBuckets(needs)
+                loaded = needs.map { .init(key: $0, stored: found[$0]) }
             } catch {
                 results.append(.failure(error))
                 loaded = []

@@ -78,6 +78,9 @@ public protocol StoreWriter: StoreReader {
     /// The log offset the stored state reflects (0 for a new store).
     func logOffset() throws -> UInt64
     func loadBucket(_ key: BucketKey) throws -> StoredBucket?
+    /// `loadBucket` for many keys at once (a group commit's late events): a store where each read is a round
+    /// trip answers them in one. Keys the store does not have are absent from the answer.
+    func loadBuckets(_ keys: [BucketKey]) throws -> [BucketKey: StoredBucket]
     func commit(_ commit: StoreCommit) throws
     /// Forgets buckets numbered `fromBucket` or later and sets the offset, atomically (for `rebuild`).
     func reset(fromBucket: Int64, logOffset: UInt64) throws
@@ -109,6 +112,15 @@ extension StoreReader {
 
 extension StoreWriter {
     public var commitPolicy: CommitPolicy { .overwrite }
+
+    /// One `loadBucket` per key: right for a local store, where a read costs microseconds.
+    public func loadBuckets(_ keys: [BucketKey]) throws -> [BucketKey: StoredBucket] {
+        var found: [BucketKey: StoredBucket] = [:]
+        for key in keys {
+            if let stored = try loadBucket(key) { found[key] = stored }
+        }
+        return found
+    }
     public func maintain(nowMs: Int64) throws -> String? { nil }
     public func quarantine(reason: String) throws -> String? { nil }
 }

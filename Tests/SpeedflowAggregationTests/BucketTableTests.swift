@@ -30,6 +30,47 @@ struct BucketTableTests {
         #expect(table.hotStates(camera: camera, buckets: 0..<Int64.max).values.map(\.count) == [1])
     }
 
+    /// A group commit's late events are read in one go: `missingBuckets` names, for a whole sequence of records,
+    /// exactly what applying them one by one would ask for — evicted buckets at or before each camera's newest
+    /// event, once each — and nothing for buckets in memory, newer ones, or cameras never seen.
+    @Test("missingBuckets names what the records would ask for one by one, each bucket once")
+    func missingBucketsForAGroup() {
+        var table = BucketTable(policy: .overwrite, logOffset: 0, cameras: [])
+        let hour: Int64 = 3_600_000
+        for (i, camera) in ["a", "b"].enumerated() {
+            let events = (0..<6).map { Self.event(camera, Self.t0 + Int64($0) * hour, 50, id: "\(camera)\($0)") }
+            _ = table.apply(EventRecord(arrivalMs: 0, events: events), endOffset: UInt64(10 * (i + 1)), nowMs: 0)
+        }
+        table.persisted(table.takeSnapshot(nowMs: 0))
+        table.evict(nowMs: 1_000_000, idleMs: 1, maxIdentities: .max, workingSetMs: 0)
+        // Back in memory: a's bucket at 5 h.
+        let a5 = BucketKey(camera: table.kvfvIds["a"]!, bucket: Bucket.index(ofTimestamp: Self.t0 + 5 * hour))
+        let back = Self.record(Self.event("a", Self.t0 + 5 * hour + 1, 50, id: "a5b"))
+        #expect(table.apply(back, endOffset: 30, nowMs: 1_000_000) == .needs([a5]))
+        _ = table.apply(back, endOffset: 30, nowMs: 1_000_000, loaded: [.init(key: a5, stored: nil)])
+        let records = [
+            Self.record(Self.event("a", Self.t0 + 1, 50, id: "x1"), Self.event("a", Self.t0 + 5 * hour + 2, 50, id: "x2")),
+            Self.record(Self.event("b", Self.t0 + 2 * hour, 50, id: "x3"), Self.event("a", Self.t0 + 2, 50, id: "x4")),
+            Self.record(Self.event("b", Self.t0 + 9 * hour, 50, id: "x5"), Self.event("new", Self.t0, 50, id: "x6")),
+        ]
+        let a = table.kvfvIds["a"]!, b = table.kvfvIds["b"]!
+        let expected = [BucketKey(camera: a, bucket: Bucket.index(ofTimestamp: Self.t0)),
+                        BucketKey(camera: b, bucket: Bucket.index(ofTimestamp: Self.t0 + 2 * hour))]
+        #expect(table.missingBuckets(for: records) == expected)
+        // One by one, the same buckets are asked for — and given them, every record counts without another read.
+        var asked: [BucketKey] = []
+        var offset: UInt64 = 40
+        for record in records {
+            if case .needs(let keys) = table.apply(record, endOffset: offset, nowMs: 2_000_000) {
+                asked += keys
+                let loaded = keys.map { BucketTable.LoadedBucket(key: $0, stored: nil) }
+                #expect(Self.counted(table.apply(record, endOffset: offset, nowMs: 2_000_000, loaded: loaded)) != nil)
+            }
+            offset += 10
+        }
+        #expect(asked == expected)
+    }
+
     /// A late event for a bucket evicted from memory: the table names the bucket and changes nothing (not the
     /// other events of the record, not the offset); given the stored bucket it counts — and the stored
     /// identities make a resent event a duplicate.
