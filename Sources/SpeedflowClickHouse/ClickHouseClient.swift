@@ -91,6 +91,8 @@ public final class ClickHouseClient: Sendable {
     private let downUntil = Mutex<[String: DispatchTime]>([:])
 
     let authorization: String?
+    /// Set when `SPEEDFLOW_CLICKHOUSE_RECORD` names a file (tests; see `StatementRecorder`).
+    private let recorder = StatementRecorder.shared
 
     public init(topology: ClickHouseTopology, credentials: ClickHouseCredentials? = nil, logger: Logger) {
         self.topology = topology
@@ -138,7 +140,8 @@ public final class ClickHouseClient: Sendable {
         } catch {
             return http.eventLoopGroup.any().makeFailedFuture(ClickHouseError(kind: .configuration, message: "\(error)"))
         }
-        return http.execute(request: request, deadline: .now() + timeout).flatMapThrowing { response in
+        let started = recorder?.begin()
+        let answer: EventLoopFuture<[UInt8]> = http.execute(request: request, deadline: .now() + timeout).flatMapThrowing { response in
             let bytes = response.body.map { Array($0.readableBytesView) } ?? []
             guard response.status == .ok else {
                 let text = String(decoding: bytes.prefix(2000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -149,6 +152,13 @@ public final class ClickHouseClient: Sendable {
             if let e = error as? ClickHouseError { throw e }
             throw ClickHouseError(kind: .unreachable, message: "\(node): \(error)")
         }
+        if let recorder, let started {
+            // Registered before the caller's callbacks, so the line is written before the caller goes on.
+            answer.whenComplete { result in
+                recorder.record(started: started, node: node, sql: sql, settings: settings, body: body, result: result)
+            }
+        }
+        return answer
     }
 
     /// `execute`, blocking the calling thread (never an event loop) until the answer or `timeout` + 1 s.
