@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import Logging
 import SpeedflowAggregation
@@ -15,7 +16,7 @@ struct SpeedflowBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "speedflow-bench",
         abstract: "Speedflow benchmarks (figures, never pass/fail).",
-        subcommands: [Populate.self, Query.self, Aggregate.self])
+        subcommands: [Populate.self, Query.self, Aggregate.self, Encode.self])
 }
 
 /// Which store a benchmark reads or fills: the data dir's SQLite, or ClickHouse with `--clickhouse-url`.
@@ -63,6 +64,31 @@ struct Populate: AsyncParsableCommand {
         }
         let began = Date()
         var written = 0
+        if target.clickhouseUrl != nil {
+            // ClickHouse: one commit per day of all cameras, so each insert is one day partition (one commit per
+            // camera would put a part into every day partition per insert and outrun the merges).
+            let records = (1...cameras).map {
+                CameraRecord(id: Int64($0), kvfvId: String(format: "KV%05d", $0), lastEventMs: now, lastArrivalMs: now)
+            }
+            var day = firstBucket
+            while day <= lastBucket {
+                let end = min(lastBucket + 1, (day / 288 + 1) * 288)
+                var commit = StoreCommit(logOffset: 0, timeMs: now)
+                commit.cameras = records
+                for c in 1...cameras {
+                    for b in day..<end {
+                        let state = templates[Int(b & 255)]
+                        commit.buckets.append(.init(key: BucketKey(camera: Int64(c), bucket: b), state: state, addedIds: [], delta: state))
+                    }
+                }
+                try store.commit(commit)
+                written += commit.buckets.count
+                day = end
+                FileHandle.standardError.write(Data("populate: \(written) buckets (\(Int(Double(written) / Date().timeIntervalSince(began)))/s)\n".utf8))
+            }
+            print("populated \(written) buckets (\(cameras) cameras × \(days) days) in \(String(format: "%.1f", Date().timeIntervalSince(began))) s; store \(store.sizeInBytes() / 1_048_576) MiB")
+            return
+        }
         for c in 1...cameras {
             // Offset 0: the data set has no log, and a store that counted past its log's end is refused at start.
             var commit = StoreCommit(logOffset: 0, timeMs: now)
@@ -173,5 +199,56 @@ struct Aggregate: AsyncParsableCommand {
         for i in 0..<events { state.add(40 + Double(i % 800) / 10) }
         let seconds = Date().timeIntervalSince(start)
         print(String(format: "BucketState.add: %.0f events/s (count %lld)", Double(events) / seconds, state.count))
+    }
+}
+
+/// Issue #11: building a ClickHouse flush must take time linear in its size. Encodes one flush (deltas, their
+/// identities, the raw events, the marker) of a late backlog — 40 cameras spread over 30 h of buckets — at
+/// growing sizes; the time per event must stay flat (it grew with the size before: O(n²)).
+struct Encode: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure encoding one ClickHouse flush (RowBinary blocks) of 125k … 1M events: time per event must stay flat.")
+
+    @Option(help: "Largest flush, in events (halved down to an eighth of it).") var events = 1_000_000
+    @Option(help: "Shards the flush is split over.") var shards = 1
+    @Option(help: "Repetitions per size (the median is printed).") var rounds = 3
+
+    func run() async throws {
+        let topology = ClickHouseTopology(shards: (0..<shards).map { ["http://127.0.0.1:\(18000 + $0)"] })
+        let cameras = 40
+        let names = (1...cameras).map { "KV\(String(format: "%05d", $0))" }
+        let base = Bucket.index(ofTimestamp: Int64(Date().timeIntervalSince1970 * 1000)) - 30 * 12
+        for size in [events / 8, events / 4, events / 2, events] {
+            // Events per (camera, bucket) as a 30 h backlog of 40 cameras has them.
+            var buckets: [BucketKey: [CameraEvent]] = [:]
+            for i in 0..<size {
+                let camera = i % cameras
+                let bucket = base + Int64((i / cameras) % (30 * 12))
+                let ms = bucket * Bucket.durationMs + Int64(i % 300_000)
+                buckets[BucketKey(camera: Int64(camera + 1), bucket: bucket), default: []].append(CameraEvent(
+                    kvfvId: names[camera], timestampMs: ms, speed: 40 + Double(i % 900) / 10, eventId: "\(names[camera])-\(i)",
+                    lane: i % 3 + 1, plate: "A\(i % 1000)BC77"))
+            }
+            var commit = StoreCommit(logOffset: UInt64(size) * 120, timeMs: Int64(Date().timeIntervalSince1970 * 1000))
+            commit.cameras = names.enumerated().map { CameraRecord(id: Int64($0.offset + 1), kvfvId: $0.element) }
+            for (key, events) in buckets {
+                var delta = BucketState()
+                for e in events { delta.add(e.speed) }
+                commit.buckets.append(StoreCommit.Bucket(
+                    key: key, state: delta, addedIds: events.map(\.identity), delta: delta, events: events))
+            }
+            var seconds: [Double] = []
+            var bytes = 0
+            for _ in 0..<rounds {
+                let started = DispatchTime.now().uptimeNanoseconds
+                let blocks = try ClickHouseStore.encode(commit, topology: topology, writer: "bench") { names[Int($0) - 1] }
+                seconds.append(Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
+                bytes = blocks.shards.reduce(0) { $0 + $1.cameras.count + $1.events.count + $1.deltas.count }
+            }
+            let median = seconds.sorted()[seconds.count / 2]
+            print(String(
+                format: "encode one flush of %7d events (%d buckets, %d shard(s)): median %.3f s, %.0f ns/event, %.1f MB",
+                size, buckets.count, shards, median, median * 1e9 / Double(size), Double(bytes) / 1e6))
+        }
     }
 }
