@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The scale-out chain on one machine, measured with speedflow loadgen (figures, never pass/fail):
 #   librdkafka mock cluster (3 brokers, 6 partitions) · 2 ingest nodes · 2 aggregators · ClickHouse · 1 API node.
-# loadgen posts to ingest node 1 and queries the API node: freshness = acknowledged → visible in a query.
+# loadgen posts to ingest node 1 and queries the API node: freshness = acknowledged → visible in a query. Each run
+# has cameras of its own (--camera-prefix), so its verification sees only its own events; "all counted N s after
+# the last acknowledgement" is how far aggregation trailed ingest.
 #
 #   bench/scaleout.sh                          # single events at 5,000/s for 60 s, then batches at full speed
 #   RATE=2000 DURATION=30s bench/scaleout.sh
+#   then batches of 500 at full speed, and at BATCH_RATE (default 20,000) events/s with outage backlogs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +53,11 @@ sleep 12  # both aggregators join the group (the mock's group coordinator waits 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); every process, the mock cluster and ClickHouse share them"
 echo "== single events at $RATE/s for $DURATION, 1,000 cameras, queries on the API node (--verify)"
 "$BIN" loadgen --url "http://127.0.0.1:${INGEST[0]}" --query-url "http://127.0.0.1:$API" --stateless-ingest \
-  --rate "$RATE" --duration "$DURATION" --freshness-interval 100ms --verify --verify-wait 180s --quiet
+  --camera-prefix S --rate "$RATE" --duration "$DURATION" --freshness-interval 100ms --verify --verify-wait 180s --quiet
 echo "== NDJSON batches of 500 at full speed for 30s (--verify)"
 "$BIN" loadgen --url "http://127.0.0.1:${INGEST[1]}" --query-url "http://127.0.0.1:$API" --stateless-ingest \
-  --mode batch --batch-size 500 --duration 30s --freshness-interval 100ms --verify --verify-wait 180s --quiet
+  --camera-prefix B --mode batch --batch-size 500 --duration 30s --freshness-interval 100ms --verify --verify-wait 180s --quiet
+echo "== NDJSON batches of 500 at ${BATCH_RATE:-20000} events/s for 30s, 1,000 cameras with outage backlogs (--verify)"
+"$BIN" loadgen --url "http://127.0.0.1:${INGEST[0]}" --query-url "http://127.0.0.1:$API" --stateless-ingest \
+  --camera-prefix R --mode batch --batch-size 500 --rate "${BATCH_RATE:-20000}" --duration 30s --outage-share 0.2 --outage 5s \
+  --freshness-interval 100ms --verify --verify-wait 180s --quiet

@@ -184,7 +184,7 @@ public final class ClickHouseStore: StoreWriter {
                 FORMAT RowBinary
                 """
             var rows: [BucketKey: [DeltaRowKey: (state: BucketState, ids: [UInt64])]] = [:]
-            for out in try everyReachableReplica(of: shard, sql: sql) {
+            for out in try everyReachableReplica(of: shard, sql: sql).answers {
                 var r = RowBinaryReader(out)
                 while !r.isAtEnd {
                     let name = try r.string()
@@ -234,25 +234,28 @@ public final class ClickHouseStore: StoreWriter {
                 GROUP BY kvfv_id, bucket FORMAT RowBinary
                 """
             var existing: [String: [Int64]] = [:]
-            for out in try everyReachableReplica(of: shard, sql: sql) {
+            let (answers, everyReplica) = try everyReachableReplica(of: shard, sql: sql)
+            for out in answers {
                 var r = RowBinaryReader(out)
                 while !r.isAtEnd {
                     let name = try r.string()
                     existing[name, default: []].append(try r.int64())
                 }
             }
-            // Commits add to the same sets (before they insert), so a commit racing this read is never lost.
+            // Commits add to the same sets (before they insert), so a commit racing this read is never lost. With a
+            // replica down the answer serves this read only (as a bucket read would): the missing replica may hold
+            // parts its peer has not fetched, so the cameras stay uncovered and are read again next time.
             stored.withLock { s in
                 for name in names {
                     s[name, default: StoredBuckets()].buckets.formUnion(existing[name] ?? [])
-                    s[name]!.coveredFrom = min(s[name]!.coveredFrom ?? .max, from)
+                    if everyReplica { s[name]!.coveredFrom = min(s[name]!.coveredFrom ?? .max, from) }
                 }
             }
         }
     }
 
-    /// `sql`'s answer from every replica of `shard` that answers; throws when none does.
-    private func everyReachableReplica(of shard: Int, sql: String) throws -> [[UInt8]] {
+    /// `sql`'s answer from every replica of `shard` that answers, and whether all did; throws when none does.
+    private func everyReachableReplica(of shard: Int, sql: String) throws -> (answers: [[UInt8]], everyReplica: Bool) {
         var answers: [[UInt8]] = []
         var lastError: (any Error)?
         for node in client.topology.shards[shard] {
@@ -263,7 +266,7 @@ public final class ClickHouseStore: StoreWriter {
             }
         }
         if answers.isEmpty { throw lastError ?? ClickHouseError(kind: .unreachable, message: "no replica of shard \(shard + 1) reachable") }
-        return answers
+        return (answers, lastError == nil)
     }
 
     public func commit(_ commit: StoreCommit) throws {
@@ -575,8 +578,9 @@ public final class ClickHouseStore: StoreWriter {
     }
 }
 
-/// Which buckets of one camera the store holds. `buckets` holds every bucket from `coveredFrom` on (read from the
-/// store, `nil`: not read yet) and every bucket this writer has written since it opened; a bucket at or after
+/// Which buckets of one camera the store holds. `buckets` holds every bucket from `coveredFrom` on (read from
+/// every replica of the camera's shard; `nil`: not read yet, or not from every replica) and every bucket this
+/// writer has written since it opened; a bucket at or after
 /// `coveredFrom` that is not in it was never written, so a late event for it needs no read. Only this writer
 /// writes its cameras (`serve` is the only writer; an aggregator owns its partition's cameras until it hands
 /// them over, and the next owner opens a new store), so the sets stay true; they only ever grow.

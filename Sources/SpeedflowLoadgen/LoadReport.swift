@@ -127,7 +127,8 @@ public struct LoadReport: Codable, Sendable {
         if let v = verification {
             if v.passed {
                 lines.append("verify      EXACT: \(n(v.cameras)) cameras, \(n(v.windowsCompared)) windows (\(n(v.nonEmptyWindows)) non-empty), "
-                    + "\(n(v.eventsExpected)) events match")
+                    + "\(n(v.eventsExpected)) events match"
+                    + (v.matchedAfterSeconds.map { String(format: " (all counted %.1f s after the last acknowledgement)", $0) } ?? ""))
             } else {
                 lines.append("verify      MISMATCH: \(n(v.mismatches)) windows differ; expected \(n(v.eventsExpected)) events, found \(n(v.eventsFound))")
                 for m in v.firstMismatches { lines.append("            - \(m)") }

@@ -132,6 +132,7 @@ public enum Loadgen {
         var verification: VerificationReport?
         if configuration.verify {
             let oracles = finished.sorted { $0.index < $1.index }.map { (id: cameraIds[Int($0.index)], oracle: $0.oracle) }
+            let verifyStarted = clock.now
             var v = await Verifier(client: client, baseURL: queryURL, parallelism: 8, authorization: configuration.readAuthorization).verify(oracles: oracles)
             // Behind Kafka, aggregation trails the acknowledgements: give it time to converge (never to pass
             // wrongly: a count above the truth stays a mismatch however long we wait).
@@ -140,6 +141,7 @@ public enum Loadgen {
                 try? await Task.sleep(for: .seconds(1))
                 v = await Verifier(client: client, baseURL: queryURL, parallelism: 8, authorization: configuration.readAuthorization).verify(oracles: oracles)
             }
+            if v.passed { v.matchedAfterSeconds = (clock.now - verifyStarted).seconds }
             v.ingestAnomalies = total.anomalies.failing
             v.unacknowledged = total.unacknowledged
             if v.ingestAnomalies > 0 || v.unacknowledged > 0 { v.passed = false }

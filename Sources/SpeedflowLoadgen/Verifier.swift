@@ -16,6 +16,9 @@ public struct VerificationReport: Codable, Sendable {
     public var firstMismatches: [String] = []
     /// Cameras with acknowledged events that `GET /kvfv` does not list.
     public var camerasMissingFromList = 0
+    /// With `--verify-wait`: seconds from the end of sending until every window matched (how far aggregation
+    /// trailed the acknowledgements); `nil` when it never did.
+    public var matchedAfterSeconds: Double?
     /// Contract breaches seen while sending (valid rejected, invalid accepted, wrong counts, bad answers).
     public var ingestAnomalies = 0
     /// Events never acknowledged: their fate is unknown, so the windows cannot be known exactly.
