@@ -165,54 +165,65 @@ public final class ClickHouseStore: StoreWriter {
     /// counted once: a replica that missed parts written to its peer during a failover (replication is
     /// asynchronous) must not make already-counted events look new.
     public func loadBuckets(_ keys: [BucketKey]) throws -> [BucketKey: StoredBucket] {
-        let named = keys.compactMap { key in name(of: key.camera).map { (key, $0) } }
+        let named = keys.compactMap { key in name(of: key.camera).map { (key: key, name: $0) } }
         guard !named.isEmpty else { return [:] }
-        try cover(named.map { ($0.1, $0.0.bucket) })
-        let existing = stored.withLock { s in named.filter { s[$0.1]?.buckets.contains($0.0.bucket) == true } }
-        guard !existing.isEmpty else { return [:] }
-        var byShard: [Int: [(key: BucketKey, name: String)]] = [:]
-        for (key, name) in existing { byShard[client.topology.shard(of: name), default: []].append((key, name)) }
+        try cover(named.map { ($0.name, $0.key.bucket) })
+        let existing = stored.withLock { s in named.filter { s[$0.name]?.buckets.contains($0.key.bucket) == true } }
         var found: [BucketKey: StoredBucket] = [:]
-        for (shard, wanted) in byShard {
-            let keyOf = Dictionary(wanted.map { (BucketName(name: $0.name, bucket: $0.key.bucket), $0.key) }) { a, _ in a }
-            let days = Set(wanted.map { ($0.key.bucket * Bucket.durationMs).floorDiv(86_400_000) }).sorted()
-            let sql = """
-                SELECT kvfv_id, bucket, writer, flush, state, ids FROM \(db).bucket_delta
-                WHERE kvfv_id IN (\(Set(wanted.map(\.name)).sorted().map(sqlString).joined(separator: ",")))
-                AND day IN (\(days.map { "toDate(\($0 * 86_400))" }.joined(separator: ",")))
-                AND (kvfv_id, bucket) IN (\(wanted.map { "(\(sqlString($0.name)), \($0.key.bucket))" }.joined(separator: ",")))
-                FORMAT RowBinary
-                """
-            var rows: [BucketKey: [DeltaRowKey: (state: BucketState, ids: [UInt64])]] = [:]
-            for out in try everyReachableReplica(of: shard, sql: sql).answers {
-                var r = RowBinaryReader(out)
-                while !r.isAtEnd {
-                    let name = try r.string()
-                    let bucket = try r.int64()
-                    let row = DeltaRowKey(writer: try r.string(), flush: try r.uint64())
-                    let blob = try r.blob()
-                    let ids = try r.uint64Array()
-                    guard let key = keyOf[BucketName(name: name, bucket: bucket)], rows[key]?[row] == nil else { continue }
-                    rows[key, default: [:]][row] = (try blob.withUnsafeBytes { try BucketState.decode($0) }, ids)
-                }
+        for (shard, wanted) in Dictionary(grouping: existing, by: { client.topology.shard(of: $0.name) }) {
+            // Bounded reads: ClickHouse refuses SQL over `max_query_size` (256 KiB by default).
+            for start in stride(from: 0, to: wanted.count, by: Self.keysPerQuery) {
+                let chunk = wanted[start..<min(wanted.count, start + Self.keysPerQuery)]
+                found.merge(try readBuckets(shard: shard, chunk)) { a, _ in a }
             }
-            for (key, deltas) in rows {
-                var state = BucketState()
-                var ids: [UInt64] = []
-                // In (writer, flush) order, as `readStates` merges them: the same sums to the last bit.
-                for row in deltas.keys.sorted() {
-                    state.merge(deltas[row]!.state)
-                    ids.append(contentsOf: deltas[row]!.ids)
-                }
-                found[key] = StoredBucket(state: state, ids: ids, chunkCount: 1)
+        }
+        return found
+    }
+
+    /// Keys (or camera names) per read, so a read's SQL stays far below ClickHouse's `max_query_size`.
+    static let keysPerQuery = 2000
+
+    /// One read of `wanted` buckets of `shard`, from every reachable replica, each (writer, flush) once.
+    private func readBuckets(shard: Int, _ wanted: ArraySlice<(key: BucketKey, name: String)>) throws -> [BucketKey: StoredBucket] {
+        let keyOf = Dictionary(wanted.map { (BucketName(name: $0.name, bucket: $0.key.bucket), $0.key) }) { a, _ in a }
+        let days = Set(wanted.map { ($0.key.bucket * Bucket.durationMs).floorDiv(86_400_000) }).sorted()
+        let sql = """
+            SELECT kvfv_id, bucket, writer, flush, state, ids FROM \(db).bucket_delta
+            WHERE kvfv_id IN (\(Set(wanted.map(\.name)).sorted().map(sqlString).joined(separator: ",")))
+            AND day IN (\(days.map { "toDate(\($0 * 86_400))" }.joined(separator: ",")))
+            AND (kvfv_id, bucket) IN (\(wanted.map { "(\(sqlString($0.name)), \($0.key.bucket))" }.joined(separator: ",")))
+            FORMAT RowBinary
+            """
+        var rows: [BucketKey: [DeltaRowKey: (state: BucketState, ids: [UInt64])]] = [:]
+        for out in try everyReachableReplica(of: shard, sql: sql).answers {
+            var r = RowBinaryReader(out)
+            while !r.isAtEnd {
+                let name = try r.string()
+                let bucket = try r.int64()
+                let row = DeltaRowKey(writer: try r.string(), flush: try r.uint64())
+                let blob = try r.blob()
+                let ids = try r.uint64Array()
+                guard let key = keyOf[BucketName(name: name, bucket: bucket)], rows[key]?[row] == nil else { continue }
+                rows[key, default: [:]][row] = (try blob.withUnsafeBytes { try BucketState.decode($0) }, ids)
             }
+        }
+        var found: [BucketKey: StoredBucket] = [:]
+        for (key, deltas) in rows {
+            var state = BucketState()
+            var ids: [UInt64] = []
+            // In (writer, flush) order, as `readStates` merges them: the same sums to the last bit.
+            for row in deltas.keys.sorted() {
+                state.merge(deltas[row]!.state)
+                ids.append(contentsOf: deltas[row]!.ids)
+            }
+            found[key] = StoredBucket(state: state, ids: ids, chunkCount: 1)
         }
         return found
     }
 
     /// Makes `StoredBuckets` cover each (camera, bucket): a camera whose existing buckets are not known that far
     /// back is read — a week before the oldest bucket asked for, so a backlog reaching further back costs few
-    /// reads — in one query per shard.
+    /// reads — in one query per shard (per `keysPerQuery` cameras).
     private func cover(_ wanted: [(name: String, bucket: Int64)]) throws {
         let lookBack: Int64 = 7 * 288
         let needed = stored.withLock { s -> [String: Int64] in
@@ -222,34 +233,37 @@ public final class ClickHouseStore: StoreWriter {
             }
             return needed
         }
-        guard !needed.isEmpty else { return }
-        var byShard: [Int: [String]] = [:]
-        for name in needed.keys { byShard[client.topology.shard(of: name), default: []].append(name) }
-        for (shard, names) in byShard {
-            let from = names.map { needed[$0]! }.min()!
-            let sql = """
-                SELECT kvfv_id, bucket FROM \(db).bucket_delta
-                WHERE kvfv_id IN (\(names.sorted().map(sqlString).joined(separator: ",")))
-                AND day >= toDate(\((from * Bucket.durationMs).floorDiv(86_400_000) * 86_400)) AND bucket >= \(from)
-                GROUP BY kvfv_id, bucket FORMAT RowBinary
-                """
-            var existing: [String: [Int64]] = [:]
-            let (answers, everyReplica) = try everyReachableReplica(of: shard, sql: sql)
-            for out in answers {
-                var r = RowBinaryReader(out)
-                while !r.isAtEnd {
-                    let name = try r.string()
-                    existing[name, default: []].append(try r.int64())
-                }
+        for (shard, names) in Dictionary(grouping: needed.keys.sorted(), by: { client.topology.shard(of: $0) }) {
+            for start in stride(from: 0, to: names.count, by: Self.keysPerQuery) {
+                let chunk = names[start..<min(names.count, start + Self.keysPerQuery)]
+                try cover(shard: shard, chunk, from: chunk.map { needed[$0]! }.min()!)
             }
-            // Commits add to the same sets (before they insert), so a commit racing this read is never lost. With a
-            // replica down the answer serves this read only (as a bucket read would): the missing replica may hold
-            // parts its peer has not fetched, so the cameras stay uncovered and are read again next time.
-            stored.withLock { s in
-                for name in names {
-                    s[name, default: StoredBuckets()].buckets.formUnion(existing[name] ?? [])
-                    if everyReplica { s[name]!.coveredFrom = min(s[name]!.coveredFrom ?? .max, from) }
-                }
+        }
+    }
+
+    private func cover(shard: Int, _ names: ArraySlice<String>, from: Int64) throws {
+        let sql = """
+            SELECT kvfv_id, bucket FROM \(db).bucket_delta
+            WHERE kvfv_id IN (\(names.map(sqlString).joined(separator: ",")))
+            AND day >= toDate(\((from * Bucket.durationMs).floorDiv(86_400_000) * 86_400)) AND bucket >= \(from)
+            GROUP BY kvfv_id, bucket FORMAT RowBinary
+            """
+        var existing: [String: [Int64]] = [:]
+        let (answers, everyReplica) = try everyReachableReplica(of: shard, sql: sql)
+        for out in answers {
+            var r = RowBinaryReader(out)
+            while !r.isAtEnd {
+                let name = try r.string()
+                existing[name, default: []].append(try r.int64())
+            }
+        }
+        // Commits add to the same sets (before they insert), so a commit racing this read is never lost. With a
+        // replica down the answer serves this read only (as a bucket read would): the missing replica may hold
+        // parts its peer has not fetched, so the cameras stay uncovered and are read again next time.
+        stored.withLock { s in
+            for name in names {
+                s[name, default: StoredBuckets()].buckets.formUnion(existing[name] ?? [])
+                if everyReplica { s[name]!.coveredFrom = min(s[name]!.coveredFrom ?? .max, from) }
             }
         }
     }

@@ -185,6 +185,66 @@ struct ClickHouseStoreTests {
     }
 }
 
+extension ClickHouseStoreTests {
+    /// `loadBuckets` as a new writer uses it (nothing known yet): which buckets exist is read, only existing ones
+    /// are read back — more keys than one query takes (`keysPerQuery`), over several cameras and days, some
+    /// never written — and each answer equals what a bucket-by-bucket read gives, identities and state.
+    @Test("loadBuckets over 6,900 keys of a fresh store instance equals bucket-by-bucket loads; unwritten buckets absent",
+          .enabled(if: !ClickHouseTestEnvironment.topologies.isEmpty), arguments: ClickHouseTestEnvironment.topologies)
+    func batchedLoadsEqualSingleLoads(topology: String) async throws {
+        let database = ClickHouseTestEnvironment.freshDatabase()
+        func open() throws -> ClickHouseStore {
+            var logger = Logger(label: "test.clickhouse")
+            logger.logLevel = .warning
+            return try ClickHouseStore(
+                client: ClickHouseClient(topology: try ClickHouseTopology(parsing: topology), logger: logger), database: database,
+                logger: logger)
+        }
+        let writer = try open()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let first = Bucket.index(ofTimestamp: now) - 4 * 288
+        var commit = StoreCommit(logOffset: 1, timeMs: now)
+        var written: [BucketKey] = []
+        var unwritten: [BucketKey] = []
+        for camera in 1...6 as ClosedRange<Int64> {
+            commit.cameras.append(CameraRecord(id: camera, kvfvId: "KVB\(camera)", lastEventMs: now, lastArrivalMs: now))
+            for bucket in first..<first + 4 * 288 {
+                let key = BucketKey(camera: camera, bucket: bucket)
+                // Two of every three buckets written (over 2,000 keys per shard: several reads), the rest never.
+                guard (bucket + camera) % 3 != 0 else { unwritten.append(key); continue }
+                written.append(key)
+                var state = BucketState()
+                state.add(Double(40 + bucket % 50) + Double(camera) / 10)
+                let ms = bucket * Bucket.durationMs + 1
+                commit.buckets.append(.init(
+                    key: key, state: state, addedIds: [UInt64(bitPattern: bucket &* 31 &+ camera)], delta: state,
+                    events: [CameraEvent(kvfvId: "KVB\(camera)", timestampMs: ms, speed: 50, eventId: "e\(bucket)")]))
+            }
+        }
+        try writer.commit(commit)
+        #expect(written.count > 2 * 2000)
+
+        let reader = try open()
+        _ = try reader.cameras()  // as a writer opening the store learns its cameras
+        let loaded = try reader.loadBuckets(written + unwritten)
+        #expect(loaded.count == written.count)
+        #expect(unwritten.allSatisfy { loaded[$0] == nil })
+        // Each bucket exactly as committed: its one identity, its state (replicas' copies counted once).
+        let committed = Dictionary(uniqueKeysWithValues: commit.buckets.map { ($0.key, $0) })
+        for key in written {
+            let got = try #require(loaded[key])
+            let want = try #require(committed[key])
+            #expect(got.ids == want.addedIds && got.state.count == 1 && got.state.sum == want.state.sum, "\(key)")
+        }
+        // The same as a bucket-by-bucket read by another new instance.
+        let single = try open()
+        _ = try single.cameras()
+        for key in written.shuffled().prefix(30) + unwritten.shuffled().prefix(10) {
+            #expect(try single.loadBucket(key)?.ids == loaded[key]?.ids)
+        }
+    }
+}
+
 /// Tests that stop and start ClickHouse nodes. `scripts/test` runs them on their own, after everything else,
 /// so no other test sees its servers vanish.
 @Suite("ClickHouse failover: nodes stopped and started", .serialized)
