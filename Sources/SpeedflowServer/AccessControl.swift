@@ -83,8 +83,8 @@ public struct AccessControl: Sendable {
     /// No authentication (loopback default, and the in-process tests' default).
     public static let off = AccessControl(mode: .off, credentials: nil)
 
-    /// What a route needs.
-    enum Need {
+    /// What a route needs (each `Route` says which).
+    enum Need: Sendable {
         /// Anyone: `/health`, `/openapi.yaml`, the dashboard's static files, signing in.
         case nothing
         /// A reader or admin: queries, `/kvfv`, `/stats`, `/metrics`.
@@ -93,14 +93,6 @@ public struct AccessControl: Sendable {
         case write
         /// An admin: `/admin/…`.
         case admin
-    }
-
-    static func need(_ method: HTTPRequest.Method, _ path: String) -> Need {
-        if path == "/health" || path == "/openapi.yaml" || path == "/session" { return .nothing }
-        if method == .get || method == .head, path == "/" || path.hasPrefix("/dashboard/") { return .nothing }
-        if path == "/events" { return .write }
-        if path == "/admin" || path.hasPrefix("/admin/") { return .admin }
-        return .read
     }
 
     /// The principal a request presents: a bearer token, or for reads (GET/HEAD) the dashboard's session
@@ -130,11 +122,13 @@ public struct AccessControl: Sendable {
 struct AccessMiddleware: RouterMiddleware {
     typealias Context = SpeedflowRequestContext
     let access: AccessControl
+    /// The router's routes: what each needs.
+    let routes: RouteTable
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         try BrowserGuard.check(request, allowedOrigins: access.allowedOrigins)
         var context = context
-        let need = AccessControl.need(request.method, request.uri.path)
+        let need = routes.need(request.method, request.uri.path)
         guard access.mode == .required else {
             // Off: a presented token still names its writer (attribution), but nothing is refused for lack of one.
             context.principal = try await principal(of: request, context: context)

@@ -54,60 +54,66 @@ public enum SpeedflowHTTP {
         node: HTTPNode, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?,
         access: AccessControl = .off, drain: DrainGate? = nil
     ) -> Router<SpeedflowRequestContext> {
+        let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration, access: access) }
+        let query = QueryController(node: node)
+        let sessions = SessionController(access: access)
+        let admin = AdminController(access: access)
+        let assets = Assets()
+        // Every route of the contract, once: the router, the 405 answers and access control are built from it.
+        let routes: [Route] = [
+            Route(.post, "/events", .write) { request, context in
+                guard let ingest else { throw node.notServed("take events", by: "send them to an ingest node") }
+                return try await ingest.ingest(request, context: context, principal: context.principal)
+            },
+            Route(.get, "/session", .nothing) { request, context in try sessions.current(request, context: context) },
+            Route(.post, "/session", .nothing) { request, context in try await sessions.signIn(request, context: context) },
+            Route(.delete, "/session", .nothing) { request, context in try sessions.signOut(request, context: context) },
+            Route(.get, "/admin/credentials", .admin) { request, context in try admin.list(request, context: context) },
+            Route(.post, "/admin/credentials", .admin) { request, context in try await admin.create(request, context: context) },
+            Route(.delete, "/admin/credentials/:id", .admin) { request, context in try admin.revoke(request, context: context) },
+            Route(.get, "/kvfv/:id/avg-speed", .read) { request, context in try await query.avgSpeed(request, context: context) },
+            Route(.get, "/kvfv", .read) { request, context in try await query.cameras(request, context: context) },
+            Route(.get, "/stats", .read) { request, context in try await query.stats(request, context: context) },
+            Route(.get, "/health", .nothing) { _, _ in healthResponse() },
+            Route(.get, "/metrics", .read) { _, _ in metricsResponse(prometheus) },
+            Route(.get, "/openapi.yaml", .nothing) { _, _ in try assets.response("openapi.yaml") },
+            Route(.get, "/", .nothing) { _, _ in try assets.response("dashboard/index.html") },
+            Route(.get, "/dashboard/:file", .nothing) { _, context in
+                try assets.response("dashboard/" + (context.parameters.get("file") ?? ""))
+            },
+        ]
+        let table = RouteTable(routes)
         let router = Router(context: SpeedflowRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: MetricsMiddleware())
         if let drain { router.add(middleware: DrainMiddleware(gate: drain)) }
         router.add(middleware: JSONErrorMiddleware())
         if !access.allowedOrigins.isEmpty { router.add(middleware: AllowedOriginsCORS(allowedOrigins: access.allowedOrigins)) }
-        router.add(middleware: MethodsMiddleware())
-        router.add(middleware: AccessMiddleware(access: access))
-        let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration, access: access) }
-        let query = QueryController(node: node)
-        let sessions = SessionController(access: access)
-        let admin = AdminController(access: access)
-        let assets = Assets()
-
-        router.post("/events") { request, context in
-            guard let ingest else { throw node.notServed("take events", by: "send them to an ingest node") }
-            return try await ingest.ingest(request, context: context, principal: context.principal)
-        }
-        router.get("/session") { request, context in try sessions.current(request, context: context) }
-        router.post("/session") { request, context in try await sessions.signIn(request, context: context) }
-        router.delete("/session") { request, context in try sessions.signOut(request, context: context) }
-        router.get("/admin/credentials") { request, context in try admin.list(request, context: context) }
-        router.post("/admin/credentials") { request, context in try await admin.create(request, context: context) }
-        router.delete("/admin/credentials/:id") { request, context in try admin.revoke(request, context: context) }
-        router.get("/kvfv/:id/avg-speed") { request, context in try await query.avgSpeed(request, context: context) }
-        router.get("/kvfv") { request, context in try await query.cameras(request, context: context) }
-        router.get("/stats") { request, context in try await query.stats(request, context: context) }
-        router.get("/health") { _, _ -> Response in
-            Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
-        }
-        router.get("/metrics") { _, _ -> Response in metricsResponse(prometheus) }
-        router.get("/openapi.yaml") { _, _ in try assets.response("openapi.yaml") }
-        router.get("/") { _, _ in try assets.response("dashboard/index.html") }
-        router.get("/dashboard/:file") { _, context in
-            try assets.response("dashboard/" + (context.parameters.get("file") ?? ""))
-        }
+        router.add(middleware: MethodsMiddleware(routes: table))
+        router.add(middleware: AccessMiddleware(access: access, routes: table))
+        router.add(routes)
         return router
     }
 
     /// What an aggregator serves: `/health` (open) and `/metrics` (a reader credential when auth is required).
     public static func healthAndMetricsRouter(prometheus: PrometheusCollectorRegistry?, access: AccessControl) -> Router<SpeedflowRequestContext> {
+        let routes = [
+            Route(.get, "/health", .nothing) { _, _ in healthResponse() },
+            Route(.get, "/metrics", .read) { _, _ in metricsResponse(prometheus) },
+        ]
         let router = Router(context: SpeedflowRequestContext.self)
         router.add(middleware: SecurityHeadersMiddleware())
         router.add(middleware: JSONErrorMiddleware())
-        router.add(middleware: AccessMiddleware(access: access))
-        router.get("/health") { _, _ -> Response in
-            Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
-        }
-        router.get("/metrics") { _, _ -> Response in metricsResponse(prometheus) }
+        router.add(middleware: AccessMiddleware(access: access, routes: RouteTable(routes)))
+        router.add(routes)
         return router
+    }
+
+    /// `GET /health`: `{"status":"ok"}` while the process serves.
+    static func healthResponse() -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
     }
 
     /// `GET /metrics`: the Prometheus text format (every role serves it).
