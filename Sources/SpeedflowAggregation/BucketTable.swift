@@ -133,11 +133,7 @@ public struct BucketTable: Sendable {
     public mutating func apply(
         _ record: EventRecord, endOffset: UInt64, nowMs: Int64, loaded: [LoadedBucket] = []
     ) -> Applied {
-        for l in loaded where cameras[l.key.camera] != nil && cameras[l.key.camera]?.buckets[l.key.bucket] == nil {
-            hotIdentities += l.stored?.ids.count ?? 0
-            cameras[l.key.camera]?.buckets[l.key.bucket] =
-                l.stored.map { HotBucket(stored: $0, nowMs: nowMs) } ?? HotBucket(lastTouchMs: nowMs)
-        }
+        insert(loaded, nowMs: nowMs)
         var missing: [BucketKey] = []
         for event in record.events {
             let camera = cameraId(for: event.kvfvId)
@@ -163,6 +159,15 @@ public struct BucketTable: Sendable {
         }
         appliedOffset = endOffset
         return .counted(outcome)
+    }
+
+    /// Puts buckets read from the store into memory (clean: the store has them), unless one is there already.
+    public mutating func insert(_ loaded: [LoadedBucket], nowMs: Int64) {
+        for l in loaded where cameras[l.key.camera] != nil && cameras[l.key.camera]?.buckets[l.key.bucket] == nil {
+            hotIdentities += l.stored?.ids.count ?? 0
+            cameras[l.key.camera]?.buckets[l.key.bucket] =
+                l.stored.map { HotBucket(stored: $0, nowMs: nowMs) } ?? HotBucket(lastTouchMs: nowMs)
+        }
     }
 
     /// The buckets `apply` would ask for, for every record of `records` applied in turn: the late ones that are

@@ -109,6 +109,16 @@ public final class Aggregator: Sendable {
         return results
     }
 
+    /// Reads, in one go, the buckets `records` will need from the store (late events for buckets neither in memory
+    /// nor newer than their camera's newest event), so applying them one at a time — as a Kafka partition is —
+    /// costs no read each. Best effort: when the store cannot be read nothing changes, and `apply` asks again.
+    public func prefetch(_ records: [EventRecord]) {
+        let needs = table.withLock { $0.missingBuckets(for: records) }
+        guard !needs.isEmpty, let found = try? store.loadBuckets(needs) else { return }
+        let now = clock()
+        table.withLock { $0.insert(needs.map { .init(key: $0, stored: found[$0]) }, nowMs: now) }
+    }
+
     /// Counts rejections against their camera when the camera is known (for health: clock skew).
     public func noteRejections(_ rejections: [(kvfvId: String, reason: RejectionReason)]) {
         guard !rejections.isEmpty else { return }

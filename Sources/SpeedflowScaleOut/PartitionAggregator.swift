@@ -72,12 +72,19 @@ public final class PartitionAggregator: Sendable {
     public func apply(_ messages: [KafkaConsumerMessage]) {
         guard !state.withLock({ $0.abandoned }) else { return }
         var next: [KafkaPartition: UInt64] = [:]  // the offset each partition should continue at
-        for m in messages {
-            let partition = KafkaPartition(topic: m.topic, partition: m.partition)
+        let decoded = messages.map { m -> (partition: KafkaPartition, record: Result<EventRecord, any Error>) in
+            (KafkaPartition(topic: m.topic, partition: m.partition), Result { try m.value.withUnsafeBytes { try EventRecord.decode($0) } })
+        }
+        // The late buckets each partition's records will need, read in one go per partition (not one per record).
+        for (partition, records) in Dictionary(grouping: decoded, by: \.partition) {
+            owned[partition]?.prefetch(records.compactMap { try? $0.record.get() })
+        }
+        for (m, d) in zip(messages, decoded) {
+            let partition = d.partition
             guard let aggregator = owned[partition] else { continue }
             let record: EventRecord
             do {
-                record = try m.value.withUnsafeBytes { try EventRecord.decode($0) }
+                record = try d.record.get()
             } catch {
                 logger.error("Skipping a message that is not an event record", metadata: ["partition": "\(partition)", "offset": "\(m.offset)", "error": "\(error)"])
                 continue

@@ -154,8 +154,17 @@ final class FlakyStore: StoreWriter {
     let base: any StoreWriter
     let failuresLeft = Mutex(0)
     let loadAttempts = Mutex(0)
+    /// `loadBuckets` calls (each reads many buckets; `loadAttempts` counts the buckets).
+    let batchReads = Mutex(0)
 
     init(_ base: any StoreWriter) { self.base = base }
+
+    func loadBuckets(_ keys: [BucketKey]) throws -> [BucketKey: StoredBucket] {
+        batchReads.withLock { $0 += 1 }
+        var found: [BucketKey: StoredBucket] = [:]
+        for key in keys { if let stored = try loadBucket(key) { found[key] = stored } }
+        return found
+    }
 
     var commitPolicy: CommitPolicy { base.commitPolicy }
     func logOffset() throws -> UInt64 { try base.logOffset() }
