@@ -75,17 +75,13 @@ struct PartitionAggregatorTests {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let now = nowMs()
-        let flaky = Mutex<FlakyStore?>(nil)
+        let partitions = FlakyPartitions(dir)
         let logs = CapturedLogs()
         let aggregator = PartitionAggregator(
             logger: logs.logger, retryDelay: .milliseconds(1) ... .milliseconds(8),
-            openPartition: sqlitePartitions(dir, wrap: { store in
-                let f = FlakyStore(store)
-                flaky.withLock { $0 = f }
-                return f
-            }))
+            openPartition: partitions.open)
         _ = try aggregator.assign([p0])
-        let store = try #require(flaky.withLock { $0 })
+        let store = try #require(partitions.store)
         let recent = CameraEvent(kvfvId: "KV0", timestampMs: now, speed: 50, eventId: "a", lane: 1, plate: "P")
         // Two hours late: its bucket is not in memory, so the engine reads it from the store.
         let late = CameraEvent(kvfvId: "KV0", timestampMs: now - 7_200_000, speed: 60, eventId: "b", lane: 1, plate: "P")
@@ -146,16 +142,12 @@ struct PartitionAggregatorTests {
         owner.apply(messages(first, from: 0))
         owner.relinquishAll()
 
-        let flaky = Mutex<FlakyStore?>(nil)
+        let partitions = FlakyPartitions(dir)
         let next = PartitionAggregator(
             logger: testLogger("next"),
-            openPartition: sqlitePartitions(dir, wrap: { store in
-                let f = FlakyStore(store)
-                flaky.withLock { $0 = f }
-                return f
-            }))
+            openPartition: partitions.open)
         _ = try next.assign([p0])
-        let store = try #require(flaky.withLock { $0 })
+        let store = try #require(partitions.store)
         next.apply(messages(second, from: 40))
         #expect(store.batchReads.withLock { $0 } == 1, "one read for the poll")
         #expect(store.loadAttempts.withLock { $0 } == 40, "each of the 40 stored buckets read once")
@@ -171,16 +163,12 @@ struct PartitionAggregatorTests {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let now = nowMs()
-        let flaky = Mutex<FlakyStore?>(nil)
+        let partitions = FlakyPartitions(dir)
         let aggregator = PartitionAggregator(
             logger: testLogger("aggregator"), retryDelay: .seconds(60) ... .seconds(60),
-            openPartition: sqlitePartitions(dir, wrap: { store in
-                let f = FlakyStore(store)
-                flaky.withLock { $0 = f }
-                return f
-            }))
+            openPartition: partitions.open)
         _ = try aggregator.assign([p0])
-        let store = try #require(flaky.withLock { $0 })
+        let store = try #require(partitions.store)
         let events = [
             CameraEvent(kvfvId: "KV0", timestampMs: now, speed: 50, eventId: "a", lane: 1, plate: "P"),
             CameraEvent(kvfvId: "KV0", timestampMs: now - 7_200_000, speed: 60, eventId: "b", lane: 1, plate: "P"),

@@ -148,6 +148,24 @@ func sqlitePartitions(_ dir: URL, wrap: @escaping @Sendable (any StoreWriter) ->
     }
 }
 
+/// `sqlitePartitions` with each store wrapped in a `FlakyStore`; `store` is the one opened last.
+final class FlakyPartitions: Sendable {
+    let dir: URL
+    private let latest = Mutex<FlakyStore?>(nil)
+
+    init(_ dir: URL) { self.dir = dir }
+
+    var open: @Sendable (KafkaPartition) throws -> Aggregator {
+        sqlitePartitions(dir, wrap: { [self] store in
+            let f = FlakyStore(store)
+            latest.withLock { $0 = f }
+            return f
+        })
+    }
+
+    var store: FlakyStore? { latest.withLock { $0 } }
+}
+
 /// A store whose `loadBucket` fails while `failuresLeft` > 0 (a ClickHouse outage seen by a late event).
 final class FlakyStore: StoreWriter {
     struct Unavailable: Error {}
