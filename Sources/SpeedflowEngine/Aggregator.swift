@@ -66,15 +66,19 @@ public final class Aggregator: Sendable {
     /// Counts a durable record ending at source position `endOffset`. A late event for a bucket no longer in
     /// memory needs it from the store: read here, outside the table's lock, then the record is applied again
     /// with it (all or nothing). Throws when the store cannot be read; nothing of the record was counted then,
-    /// so applying it again is exact.
-    public func apply(_ record: EventRecord, endOffset: UInt64) throws -> IngestOutcome {
-        try apply([(record, endOffset)])[0].get()
+    /// so applying it again is exact. `upcoming`: records that will be applied after this one (a Kafka poll's
+    /// rest); when this one needs a read, what they need is read with it, in the same query.
+    public func apply(_ record: EventRecord, endOffset: UInt64, upcoming: ArraySlice<EventRecord> = []) throws -> IngestOutcome {
+        try apply([(record, endOffset)], upcoming: upcoming)[0].get()
     }
 
     /// Counts records in order — a group commit's — under one acquisition of the table's lock for as long as no
     /// record needs a bucket from the store; such a record's buckets are read outside the lock, as in `apply`.
-    /// A record the store cannot serve fails alone (its result), and the rest are still applied.
-    public func apply(_ records: [(record: EventRecord, endOffset: UInt64)]) -> [Result<IngestOutcome, any Error>] {
+    /// A record the store cannot serve fails alone (its result), and the rest are still applied. Only once a record
+    /// needs a read are the later records (and `upcoming`) scanned for theirs: live traffic pays nothing for it.
+    public func apply(
+        _ records: [(record: EventRecord, endOffset: UInt64)], upcoming: ArraySlice<EventRecord> = []
+    ) -> [Result<IngestOutcome, any Error>] {
         let nowMs = clock()
         var results: [Result<IngestOutcome, any Error>] = []
         results.reserveCapacity(records.count)
@@ -89,7 +93,7 @@ public final class Aggregator: Sendable {
                         loaded = []
                     case .needs(let keys):
                         // And what the records after it will need: one read for the group (`loadBuckets`).
-                        let later = t.missingBuckets(for: records[(results.count + 1)...].lazy.map(\.record))
+                        let later = t.missingBuckets(for: records[(results.count + 1)...].lazy.map(\.record) + upcoming)
                         let known = Set(keys)
                         return (keys + later.filter { !known.contains($0) }, t.unflushedEvents)
                     }
@@ -107,16 +111,6 @@ public final class Aggregator: Sendable {
             }
         }
         return results
-    }
-
-    /// Reads, in one go, the buckets `records` will need from the store (late events for buckets neither in memory
-    /// nor newer than their camera's newest event), so applying them one at a time — as a Kafka partition is —
-    /// costs no read each. Best effort: when the store cannot be read nothing changes, and `apply` asks again.
-    public func prefetch(_ records: [EventRecord]) {
-        let needs = table.withLock { $0.missingBuckets(for: records) }
-        guard !needs.isEmpty, let found = try? store.loadBuckets(needs) else { return }
-        let now = clock()
-        table.withLock { $0.insert(needs.map { .init(key: $0, stored: found[$0]) }, nowMs: now) }
     }
 
     /// Counts rejections against their camera when the camera is known (for health: clock skew).

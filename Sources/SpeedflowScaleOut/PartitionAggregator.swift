@@ -75,10 +75,11 @@ public final class PartitionAggregator: Sendable {
         let decoded = messages.map { m -> (partition: KafkaPartition, record: Result<EventRecord, any Error>) in
             (KafkaPartition(topic: m.topic, partition: m.partition), Result { try m.value.withUnsafeBytes { try EventRecord.decode($0) } })
         }
-        // The late buckets each partition's records will need, read in one go per partition (not one per record).
-        for (partition, records) in Dictionary(grouping: decoded, by: \.partition) {
-            owned[partition]?.prefetch(records.compactMap { try? $0.record.get() })
-        }
+        // Each partition's records of this poll: when one needs late buckets from the store, those its successors
+        // need are read with them (one read per poll, not one per record).
+        let polled = Dictionary(grouping: decoded.compactMap { d in (try? d.record.get()).map { (d.partition, $0) } }, by: \.0)
+            .mapValues { $0.map(\.1) }
+        var position: [KafkaPartition: Int] = [:]
         for (m, d) in zip(messages, decoded) {
             let partition = d.partition
             guard let aggregator = owned[partition] else { continue }
@@ -89,6 +90,9 @@ public final class PartitionAggregator: Sendable {
                 logger.error("Skipping a message that is not an event record", metadata: ["partition": "\(partition)", "offset": "\(m.offset)", "error": "\(error)"])
                 continue
             }
+            let index = position[partition, default: 0]
+            position[partition] = index + 1
+            let upcoming = polled[partition, default: []][(index + 1)...]
             // Offsets of a partition are contiguous here (no compaction, no transactions): anything else means
             // records were skipped or re-read, which the store's exactness does not cover for skips.
             let expected = next[partition] ?? aggregator.appliedOffset
@@ -101,7 +105,7 @@ public final class PartitionAggregator: Sendable {
             var delay = retryDelay.lowerBound
             while true {
                 do {
-                    _ = try aggregator.apply(record, endOffset: UInt64(m.offset + 1))
+                    _ = try aggregator.apply(record, endOffset: UInt64(m.offset + 1), upcoming: upcoming)
                     aggregator.tick()
                     break
                 } catch {
