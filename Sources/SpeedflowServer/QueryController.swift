@@ -68,7 +68,7 @@ struct QueryController: Sendable {
         }
         let wantsCSV = q.get("format") == "csv" || (request.headers[.accept]?.contains("text/csv") ?? false)
         if wantsCSV {
-            return Self.csv(windows: windows, states: states)
+            return WindowRendering.csv(windows: windows, states: states)
         }
         var json = JSONWriter(capacity: 128 + windows.count * 260)
         json.raw("{\"kvfv_id\":")
@@ -86,29 +86,7 @@ struct QueryController: Sendable {
         json.raw(",\"windows\":[")
         for (i, (w, s)) in zip(windows, states).enumerated() {
             if i > 0 { json.raw(",") }
-            json.raw("{\"start\":")
-            json.string(Timestamp.format(w.startMs))
-            json.raw(",\"end\":")
-            json.string(Timestamp.format(w.endMs))
-            json.raw(",\"count\":")
-            json.number(s.count)
-            json.raw(",\"avg_speed\":")
-            json.number(s.averageSpeed)
-            json.raw(",\"harmonic_mean_speed\":")
-            json.number(s.harmonicMeanSpeed)
-            json.raw(",\"min_speed\":")
-            json.number(s.minSpeed)
-            json.raw(",\"max_speed\":")
-            json.number(s.maxSpeed)
-            json.raw(",\"stddev_speed\":")
-            json.number(s.standardDeviation)
-            json.raw(",\"p15_speed\":")
-            json.number(s.percentile(15))
-            json.raw(",\"p50_speed\":")
-            json.number(s.percentile(50))
-            json.raw(",\"p85_speed\":")
-            json.number(s.percentile(85))
-            json.raw("}")
+            WindowRendering.object(w, s, into: &json)
         }
         json.raw("]}")
         return Self.json(json)
@@ -129,23 +107,6 @@ struct QueryController: Sendable {
             zone.identifier == name || name == "UTC" || TimeZone.knownTimeZoneIdentifiers.contains(name)
         else { return nil }
         return zone
-    }
-
-    static let csvHeader =
-        "start,end,count,avg_speed,harmonic_mean_speed,min_speed,max_speed,stddev_speed,p15_speed,p50_speed,p85_speed\n"
-
-    static func csv(windows: [Window], states: [BucketState]) -> Response {
-        var out = csvHeader
-        out.reserveCapacity(windows.count * 160)
-        func d(_ v: Double?) -> String { v.map { $0.description } ?? "" }
-        func i(_ v: Int?) -> String { v.map(String.init) ?? "" }
-        for (w, s) in zip(windows, states) {
-            out += "\(Timestamp.format(w.startMs)),\(Timestamp.format(w.endMs)),\(s.count),\(d(s.averageSpeed)),"
-            out += "\(d(s.harmonicMeanSpeed)),\(d(s.minSpeed)),\(d(s.maxSpeed)),\(d(s.standardDeviation)),"
-            out += "\(i(s.percentile(15))),\(i(s.percentile(50))),\(i(s.percentile(85)))\n"
-        }
-        return Response(
-            status: .ok, headers: [.contentType: "text/csv; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: out)))
     }
 
     /// Parses an RFC 3339 query parameter. A `+` of an offset arrives as a space when the client did not
