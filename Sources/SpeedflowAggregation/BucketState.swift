@@ -17,6 +17,13 @@ public struct BucketState: Sendable, Hashable {
     public private(set) var mean: Double = 0
     public private(set) var m2: Double = 0
     public private(set) var histogram = SpeedHistogram()
+    /// Events counted by their sequence number (`seq`) rather than an identity hash: the bucket's stored
+    /// identities number `count − sequenced`.
+    public private(set) var sequenced: Int64 = 0
+    /// Events that arrived more than the grace period after their bucket ended (`EngineConfiguration.lateGraceMs`).
+    public private(set) var lateCount: Int64 = 0
+    /// When the latest late event arrived, ms (0: none): when a late arrival last changed these figures.
+    public private(set) var revisedAtMs: Int64 = 0
 
     public init() {}
 
@@ -48,6 +55,15 @@ public struct BucketState: Sendable, Hashable {
         return true
     }
 
+    /// Records how the event just `add`ed arrived: by sequence number, and late (arrived at `lateArrivalMs`).
+    public mutating func note(sequenced isSequenced: Bool, lateArrivalMs: Int64?) {
+        if isSequenced { sequenced += 1 }
+        if let arrival = lateArrivalMs {
+            lateCount += 1
+            revisedAtMs = Swift.max(revisedAtMs, arrival)
+        }
+    }
+
     /// Merges another state into this one (Chan et al. for mean and M2).
     public mutating func merge(_ other: BucketState) {
         guard other.count > 0 else { return }
@@ -55,6 +71,9 @@ public struct BucketState: Sendable, Hashable {
             self = other
             return
         }
+        sequenced += other.sequenced
+        lateCount += other.lateCount
+        revisedAtMs = Swift.max(revisedAtMs, other.revisedAtMs)
         let n1 = Double(count), n2 = Double(other.count), n = n1 + n2
         let delta = other.mean - mean
         mean += delta * n2 / n
@@ -90,14 +109,21 @@ public struct BucketState: Sendable, Hashable {
 }
 
 extension BucketState {
-    /// Persisted form: fixed doubles then the sparse histogram (see `SpeedHistogram.encode`).
+    /// Persisted form: fixed doubles then the sparse histogram (see `SpeedHistogram.encode`); version 2 adds
+    /// `sequenced`, `lateCount` and `revisedAtMs` and is written only when one of them is set, so a state without
+    /// them keeps the bytes (and the day digests) it always had.
     public func encode(into out: inout [UInt8]) {
-        out.append(1)  // format version
+        let extended = sequenced != 0 || lateCount != 0 || revisedAtMs != 0
+        out.append(extended ? 2 : 1)  // format version
         out.appendVarint(UInt64(count))
         for d in [sum, sumInverse, min, max, mean, m2] {
             withUnsafeBytes(of: d.bitPattern.littleEndian) { out.append(contentsOf: $0) }
         }
         histogram.encode(into: &out)
+        guard extended else { return }
+        out.appendVarint(UInt64(sequenced))
+        out.appendVarint(UInt64(lateCount))
+        out.appendVarint(zigzag: revisedAtMs)
     }
 
     public func encoded() -> [UInt8] {
@@ -110,6 +136,7 @@ extension BucketState {
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(EventRecord.FormatError) -> BucketState {
         var r = ByteReader(bytes)
         var s = BucketState()
+        let version = bytes.first
         s.count = try readHeader(&r)
         s.sum = try r.double()
         s.sumInverse = try r.double()
@@ -118,6 +145,11 @@ extension BucketState {
         s.mean = try r.double()
         s.m2 = try r.double()
         s.histogram = try SpeedHistogram.decode(&r)
+        if version == 2 {
+            s.sequenced = try r.nonNegative()
+            s.lateCount = try r.nonNegative()
+            s.revisedAtMs = try r.zigzag()
+        }
         guard s.isWellFormed else { throw EventRecord.FormatError() }
         return s
     }
@@ -126,6 +158,7 @@ extension BucketState {
     /// damaged (or was written before speeds were bounded) and must not be served as a number.
     public var isWellFormed: Bool {
         guard sum.isFinite, sumInverse.isFinite, mean.isFinite, m2.isFinite, count >= 0 else { return false }
+        guard (0...count).contains(sequenced), (0...count).contains(lateCount) else { return false }
         if count == 0 { return sum == 0 && sumInverse == 0 }
         return min.isFinite && max.isFinite && min > 0 && min <= max && sum > 0 && sumInverse > 0
     }
@@ -138,7 +171,7 @@ extension BucketState {
 
     /// Format version and count: the leading fields of every encoded state.
     private static func readHeader(_ r: inout ByteReader) throws(EventRecord.FormatError) -> Int64 {
-        guard try r.byte() == 1 else { throw EventRecord.FormatError() }
+        guard (1...2).contains(try r.byte()) else { throw EventRecord.FormatError() }
         let count = try r.varint()
         guard count <= UInt64(Int64.max) else { throw EventRecord.FormatError() }
         return Int64(count)

@@ -52,8 +52,20 @@ public struct BucketTable: Sendable {
         /// The last `recentSpeedCount` speeds (a ring; order does not matter for "all identical": a stuck sensor).
         public fileprivate(set) var recentSpeeds: [Double] = []
         public fileprivate(set) var buckets: [Int64: HotBucket] = [:]
+        /// What the camera delivered by sequence number, and what it reported having recorded (`seq` cameras).
+        public fileprivate(set) var sequence = CameraSequence()
+        /// Resends of a sequence number already counted whose content differs (a camera bug; never counted).
+        /// Best effort: seen only while the first copy's content hash is among the camera's recent ones.
+        public fileprivate(set) var conflictingDuplicates: Int64 = 0
+        /// Content hashes of the camera's most recent sequence numbers (at most `recentSequenceCount`).
+        fileprivate var recentContent: [SequenceKey: UInt64] = [:]
+        /// Ledger chunks changed since the last snapshot, and whether the report did.
+        fileprivate var dirtyChunks: Set<SequenceLedger.ChunkKey> = []
+        fileprivate var reportDirty = false
         fileprivate var recentSpeedCursor = 0
         fileprivate var dirty = false
+
+        public static let recentSequenceCount = 1024
 
         public static let recentSpeedCount = 20
 
@@ -99,6 +111,8 @@ public struct BucketTable: Sendable {
     public static let maxChunks = 16
 
     public let policy: CommitPolicy
+    /// An event arriving more than this after the end of its 5-minute bucket is late (`BucketState.lateCount`).
+    public let lateGraceMs: Int64
     /// Cameras by store id; `kvfvIds` maps a camera's name to its id.
     public private(set) var cameras: [Int64: Camera] = [:]
     public private(set) var kvfvIds: [String: Int64] = [:]
@@ -117,11 +131,16 @@ public struct BucketTable: Sendable {
     private var nextCameraId: Int64 = 1
 
     /// A table over a store at `logOffset` that knows `cameras`.
-    public init(policy: CommitPolicy, logOffset: UInt64, cameras records: [CameraRecord]) {
+    public init(
+        policy: CommitPolicy, logOffset: UInt64, cameras records: [CameraRecord], lateGraceMs: Int64 = 300_000,
+        sequences: [Int64: CameraSequence] = [:]
+    ) {
         self.policy = policy
+        self.lateGraceMs = lateGraceMs
         self.appliedOffset = logOffset
         self.committedOffset = logOffset
         learn(records)
+        for (id, sequence) in sequences { cameras[id]?.sequence = sequence }
     }
 
     // MARK: - Applying
@@ -149,6 +168,13 @@ public struct BucketTable: Sendable {
             }
         }
         guard missing.isEmpty else { return .needs(missing) }
+        for report in record.reports {
+            let camera = cameraId(for: report.kvfvId)
+            if cameras[camera]?.sequence.note(report, arrivalMs: record.arrivalMs) == true {
+                cameras[camera]?.reportDirty = true
+                cameras[camera]?.dirty = true
+            }
+        }
         var outcome = IngestOutcome()
         for event in record.events {
             if count(event, arrivalMs: record.arrivalMs, nowMs: nowMs) {
@@ -199,12 +225,22 @@ public struct BucketTable: Sendable {
     private mutating func count(_ event: CameraEvent, arrivalMs: Int64, nowMs: Int64) -> Bool {
         let camera = cameraId(for: event.kvfvId)
         let bucket = Bucket.index(ofTimestamp: event.timestampMs)
+        // A numbered event's identity is (epoch, seq) in its camera's ledger; others dedup within their bucket.
+        if let seq = event.seq {
+            guard BucketState.isRepresentable(event.speed) else { return false }
+            let key = SequenceKey(epoch: event.seqEpoch ?? 0, seq: seq)
+            guard noteSequence(key, of: event, camera: camera) else {
+                Self.note(event, isNew: false, arrivalMs: arrivalMs, in: &cameras[camera, default: Camera(record: CameraRecord(id: camera, kvfvId: event.kvfvId))])
+                return false
+            }
+        }
+        let late = arrivalMs > Bucket.start(ofIndex: bucket + 1) + lateGraceMs ? arrivalMs : nil
         let isNew = Self.add(
             event, to: &cameras[camera, default: Camera(record: CameraRecord(id: camera, kvfvId: event.kvfvId))]
                 .buckets[bucket, default: HotBucket(lastTouchMs: nowMs)],
-            nowMs: nowMs, policy: policy)
+            nowMs: nowMs, policy: policy, lateArrivalMs: late)
         if isNew {
-            hotIdentities += 1
+            if event.seq == nil { hotIdentities += 1 }
             if policy == .appendDeltas { unflushedEvents += 1 }
             dirty.insert(BucketKey(camera: camera, bucket: bucket))
         }
@@ -212,17 +248,42 @@ public struct BucketTable: Sendable {
         return isNew
     }
 
-    private static func add(_ event: CameraEvent, to entry: inout HotBucket, nowMs: Int64, policy: CommitPolicy) -> Bool {
+    /// Takes `key` into the camera's ledger; `false` for a number already there (a duplicate, counted as
+    /// conflicting when its content differs from the first copy's, as far as that copy is still remembered).
+    private mutating func noteSequence(_ key: SequenceKey, of event: CameraEvent, camera: Int64) -> Bool {
+        let content = EventIdentity.contentHash(of: event)
+        guard cameras[camera]?.sequence.ledger.insert(epoch: key.epoch, seq: key.seq, timeMs: event.timestampMs) == true else {
+            if let first = cameras[camera]?.recentContent[key], first != content {
+                cameras[camera]?.conflictingDuplicates += 1
+            }
+            return false
+        }
+        cameras[camera]?.dirtyChunks.insert(SequenceLedger.ChunkKey(epoch: key.epoch, seq: key.seq))
+        if (cameras[camera]?.recentContent.count ?? 0) >= Camera.recentSequenceCount {
+            cameras[camera]?.recentContent.removeAll(keepingCapacity: true)
+        }
+        cameras[camera]?.recentContent[key] = content
+        return true
+    }
+
+    private static func add(
+        _ event: CameraEvent, to entry: inout HotBucket, nowMs: Int64, policy: CommitPolicy, lateArrivalMs: Int64?
+    ) -> Bool {
         entry.lastTouchMs = nowMs
         // A speed no bucket can hold (only in logs written before min_speed existed: a01ce8f accepted subnormals,
         // which made Σ1/v infinite) is not counted at all, identity included, so identities and count stay equal.
         guard BucketState.isRepresentable(event.speed) else { return false }
-        let id = event.identity
-        guard entry.ids.insert(id).inserted else { return false }
-        entry.pendingIds.append(id)
+        // Numbered events were deduplicated by the camera's ledger: the bucket keeps no identity for them.
+        if event.seq == nil {
+            let id = event.identity
+            guard entry.ids.insert(id).inserted else { return false }
+            entry.pendingIds.append(id)
+        }
         _ = entry.state.add(event.speed)
+        entry.state.note(sequenced: event.seq != nil, lateArrivalMs: lateArrivalMs)
         if policy == .appendDeltas {
             _ = entry.delta.add(event.speed)
+            entry.delta.note(sequenced: event.seq != nil, lateArrivalMs: lateArrivalMs)
             entry.pendingEvents.append(event)
         }
         entry.version += 1
@@ -294,6 +355,14 @@ public struct BucketTable: Sendable {
 
     public var hotBucketCount: Int { cameras.values.reduce(0) { $0 + $1.buckets.count } }
 
+    /// Passes the fleet's cameras reported recording but have not delivered (`CameraSequence.backlog`).
+    public var cameraBacklogEvents: Int64 { cameras.values.reduce(0) { $0 + ($1.sequence.backlog?.events ?? 0) } }
+
+    /// Passes missing between received sequence numbers, fleet-wide (the gaps of every ledger).
+    public var sequenceMissingEvents: Int64 {
+        cameras.values.reduce(0) { total, c in c.sequence.ledger.gaps.reduce(total) { $0 + $1.count } }
+    }
+
     // MARK: - Flushing
 
     /// A consistent cut of everything changed since the last snapshot, for the store.
@@ -307,12 +376,20 @@ public struct BucketTable: Sendable {
             public var delta: BucketState
             public var events: [CameraEvent]
         }
+        /// A camera's changed ledger chunks (whole, encoded) and its report when that changed.
+        public struct Sequence: Sendable {
+            public var camera: Int64
+            public var chunks: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])]
+            public var report: CameraReport?
+            public var reportArrivalMs: Int64?
+        }
         public var buckets: [Bucket] = []
         public var cameras: [CameraRecord] = []
+        public var sequences: [Sequence] = []
         public var logOffset: UInt64 = 0
         public var timeMs: Int64 = 0
 
-        public var isEmpty: Bool { buckets.isEmpty && cameras.isEmpty }
+        public var isEmpty: Bool { buckets.isEmpty && cameras.isEmpty && sequences.isEmpty }
         public var eventCount: Int { buckets.reduce(0) { $0 + $1.events.count } }
     }
 
@@ -336,6 +413,13 @@ public struct BucketTable: Sendable {
         for (id, camera) in cameras where camera.dirty {
             s.cameras.append(camera.record)
             cameras[id]?.dirty = false
+            guard !camera.dirtyChunks.isEmpty || camera.reportDirty else { continue }
+            s.sequences.append(.init(
+                camera: id, chunks: camera.dirtyChunks.sorted().map { ($0, camera.sequence.ledger.chunk($0)) },
+                report: camera.reportDirty ? camera.sequence.report : nil,
+                reportArrivalMs: camera.reportDirty ? camera.sequence.reportArrivalMs : nil))
+            cameras[id]?.dirtyChunks = []
+            cameras[id]?.reportDirty = false
         }
         return s
     }
@@ -368,6 +452,10 @@ public struct BucketTable: Sendable {
             }
         }
         for c in snapshot.cameras { cameras[c.id]?.dirty = true }
+        for q in snapshot.sequences {
+            cameras[q.camera]?.dirtyChunks.formUnion(q.chunks.map(\.key))
+            if q.report != nil { cameras[q.camera]?.reportDirty = true }
+        }
     }
 
     /// Drops persisted buckets untouched for `idleMs`, and more (least recently touched first) while over
@@ -395,5 +483,16 @@ public struct BucketTable: Sendable {
     private mutating func remove(_ key: BucketKey, ids: Int) {
         cameras[key.camera]?.buckets[key.bucket] = nil
         hotIdentities -= ids
+    }
+}
+
+/// A sequence number within its camera: the counter's epoch and the number.
+public struct SequenceKey: Hashable, Sendable {
+    public var epoch: Int64
+    public var seq: Int64
+
+    public init(epoch: Int64, seq: Int64) {
+        self.epoch = epoch
+        self.seq = seq
     }
 }

@@ -153,6 +153,57 @@ public final class ClickHouseStore: StoreWriter {
 
     private func name(of camera: Int64) -> String? { names.withLock { $0.byId[camera] } }
 
+    /// The newest version of every ledger chunk and report (`SequenceRows`), from every reachable replica.
+    public func sequences(cameras wanted: [Int64]?) throws -> [Int64: CameraSequence] {
+        if let wanted, wanted.isEmpty { return [:] }
+        var only = ""
+        if let wanted {
+            only = " AND kvfv_id IN (" + wanted.compactMap { name(of: $0) }.map(sqlString).joined(separator: ",") + ")"
+            if only == " AND kvfv_id IN ()" { return [:] }
+        }
+        var newest: [String: [Int64: (version: UInt64, bytes: [UInt8])]] = [:]
+        for shard in 0..<shardCount {
+            let (answers, _) = try everyReachableReplica(
+                of: shard,
+                sql: "SELECT kvfv_id, bucket, events, state FROM \(db).bucket_delta WHERE day = toDate(0) AND bucket < 0\(only) FORMAT RowBinary")
+            for out in answers {
+                var r = RowBinaryReader(out)
+                while !r.isAtEnd {
+                    let name = try r.string()
+                    let slot = try r.int64()
+                    let version = try r.uint64()
+                    let bytes = Array(try r.blob())
+                    if let held = newest[name]?[slot], held.version >= version { continue }
+                    newest[name, default: [:]][slot] = (version, bytes)
+                }
+            }
+        }
+        var result: [Int64: CameraSequence] = [:]
+        for (name, slots) in newest {
+            guard let id = names.withLock({ $0.byName[name] }) else { continue }
+            var chunks: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])] = []
+            var sequence = CameraSequence()
+            for (slot, row) in slots {
+                if slot == SequenceRows.reportSlot {
+                    guard let (report, arrival) = SequenceRows.decodeReport(row.bytes, kvfvId: name) else {
+                        throw StoreError(.corrupt, "the sequence report of camera \(name) does not decode", camera: id)
+                    }
+                    sequence.report = report
+                    sequence.reportArrivalMs = arrival
+                } else {
+                    chunks.append((SequenceRows.key(ofSlot: slot), row.bytes))
+                }
+            }
+            do {
+                sequence.ledger = try SequenceLedger(chunks: chunks)
+            } catch {
+                throw StoreError(.corrupt, "the sequence ledger of camera \(name) does not decode", camera: id)
+            }
+            result[id] = sequence
+        }
+        return result
+    }
+
     // MARK: - Buckets
 
     public func loadBucket(_ key: BucketKey) throws -> StoredBucket? {
@@ -373,6 +424,22 @@ public final class ClickHouseStore: StoreWriter {
                 eventRows[s].nullableString(event.extra)
             }
         }
+        // Sequence ledgers travel in the same atomic block as the deltas they go with (see `SequenceRows`).
+        for q in commit.sequences {
+            guard let name = name(q.camera) else {
+                throw ClickHouseError(kind: .format, message: "sequence ledger of camera #\(q.camera), which this store does not know")
+            }
+            let s = topology.shard(of: name)
+            for c in q.chunks {
+                SequenceRows.write(
+                    &deltaRows[s], name: name, slot: SequenceRows.slot(of: c.key), version: commit.logOffset, bytes: c.bytes)
+            }
+            if let r = q.report {
+                SequenceRows.write(
+                    &deltaRows[s], name: name, slot: SequenceRows.reportSlot, version: commit.logOffset,
+                    bytes: SequenceRows.encode(r, arrivalMs: q.reportArrivalMs ?? 0))
+            }
+        }
         var blocks = Blocks(shards: [], buckets: written)
         for s in 0..<shardCount {
             // The marker: this shard holds everything before `logOffset`. Last row of the same atomic block.
@@ -558,7 +625,7 @@ public final class ClickHouseStore: StoreWriter {
                 sql: """
                     SELECT DISTINCT table, partition FROM system.parts
                     WHERE database = \(sqlString(db)) AND table IN ('bucket_delta', 'events') AND active
-                    AND toDate(partition) < toDate(\(cutoffDay * 86_400))
+                    AND toDate(partition) < toDate(\(cutoffDay * 86_400)) AND toDate(partition) > toDate(0)
                     FORMAT TabSeparated
                     """)
             for line in String(decoding: out, as: UTF8.self).split(separator: "\n") {
@@ -614,4 +681,56 @@ struct DeltaRowKey: Hashable, Comparable {
 struct BucketName: Hashable {
     var name: String
     var bucket: Int64
+}
+
+/// A camera's sequence ledger in ClickHouse: rows of `bucket_delta` itself, so a commit's ledger chunks land in
+/// the same atomic block as its deltas and marker (a crash can never leave one without the other). A row is
+/// `day` 1970-01-01 (never dropped by retention), `bucket` a negative slot naming the chunk (or the report),
+/// writer `''` and flush 0 — so the versions of one chunk share a sort key and ReplacingMergeTree keeps the
+/// last — and its version (the commit's log offset) in `events`, its bytes in `state`. Readers take the newest
+/// version of each slot; every bucket query bounds `bucket` from below, so no query of figures sees these rows.
+enum SequenceRows {
+    /// Epochs this store can hold: the slot packs `epoch << 47 | chunk` (chunks of 2¹⁶ of 2⁶³ numbers: 2⁴⁷).
+    static let maxEpoch: Int64 = ValidationPolicy.maxSeqEpoch
+    static let reportSlot = Int64.min
+
+    static func slot(of key: SequenceLedger.ChunkKey) -> Int64 { -1 - (key.epoch << 47 | key.chunk) }
+
+    static func key(ofSlot slot: Int64) -> SequenceLedger.ChunkKey {
+        let packed = -1 - slot
+        return SequenceLedger.ChunkKey(epoch: packed >> 47, chunk: packed & ((1 << 47) - 1))
+    }
+
+    static func write(_ w: inout RowBinaryWriter, name: String, slot: Int64, version: UInt64, bytes: [UInt8]) {
+        w.date(ms: 0)
+        w.string(name)
+        w.int64(slot)
+        w.string("")
+        w.uint64(0)
+        w.uint64(version)
+        w.float64(0)
+        w.float64(0)
+        w.float64(0)
+        w.blob(bytes)
+        w.uint64Array([])
+    }
+
+    static func encode(_ r: CameraReport, arrivalMs: Int64) -> [UInt8] {
+        var out: [UInt8] = [1]
+        out.appendVarint(UInt64(r.epoch))
+        out.appendVarint(UInt64(r.seq))
+        out.appendVarint(zigzag: r.timeMs)
+        out.appendVarint(zigzag: arrivalMs)
+        return out
+    }
+
+    static func decodeReport(_ bytes: [UInt8], kvfvId: String) -> (CameraReport, Int64)? {
+        bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            guard (try? r.byte()) == 1, let epoch = try? r.nonNegative(), let seq = try? r.nonNegative(),
+                let time = try? r.zigzag(), let arrival = try? r.zigzag()
+            else { return nil }
+            return (CameraReport(kvfvId: kvfvId, epoch: epoch, seq: seq, timeMs: time), arrival)
+        }
+    }
 }

@@ -39,6 +39,8 @@ public final class Aggregator: Sendable {
 
     private let hotGauge = Gauge(label: "speedflow_hot_buckets")
     private let backlogGauge = Gauge(label: "speedflow_store_backlog_events")
+    private let cameraBacklogGauge = Gauge(label: "speedflow_camera_backlog_events")
+    private let sequenceGapGauge = Gauge(label: "speedflow_sequence_missing_events")
     private let flushTimer = Timer(label: "speedflow_store_flush_seconds")
 
     /// Opens over `store`, checking it first (`checkStoreAtOpen`): a damaged store is rebuilt automatically only
@@ -57,7 +59,10 @@ public final class Aggregator: Sendable {
         try Self.checkStoreAtOpen(store, completeLog: completeLog, logger: logger)
         // The one place the store's commit policy is read: the table and the flush protocol carry it.
         let policy = store.commitPolicy
-        self.table = Mutex(BucketTable(policy: policy, logOffset: try store.logOffset(), cameras: try store.cameras()))
+        self.table = Mutex(
+            BucketTable(
+                policy: policy, logOffset: try store.logOffset(), cameras: try store.cameras(),
+                lateGraceMs: configuration.lateGraceMs, sequences: try store.sequences(cameras: nil)))
         self.flush = Mutex(FlushMachine(policy: policy, intervalMs: configuration.flushIntervalMs))
     }
 
@@ -141,7 +146,12 @@ public final class Aggregator: Sendable {
     /// step). Call after applying records, and periodically when they stop arriving so the last ones land.
     public func tick() {
         guard flush.withLock({ $0.tick(nowMs: clock()) }) == .flush else { return }
-        hotGauge.record(table.withLock { $0.hotBucketCount })
+        let (hot, cameraBacklog, missing) = table.withLock { t in
+            (t.hotBucketCount, t.cameraBacklogEvents, t.sequenceMissingEvents)
+        }
+        hotGauge.record(hot)
+        cameraBacklogGauge.record(cameraBacklog)
+        sequenceGapGauge.record(missing)
         backlogGauge.record(storeBacklog.load(ordering: .relaxed))
         inBackground { [self] in
             do {
@@ -214,6 +224,9 @@ public final class Aggregator: Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         var c = StoreCommit(logOffset: snapshot.logOffset, timeMs: snapshot.timeMs)
         c.cameras = snapshot.cameras
+        c.sequences = snapshot.sequences.map {
+            StoreCommit.Sequence(camera: $0.camera, chunks: $0.chunks, report: $0.report, reportArrivalMs: $0.reportArrivalMs)
+        }
         c.buckets = snapshot.buckets.map {
             StoreCommit.Bucket(
                 key: $0.key, state: $0.state, addedIds: $0.addedIds, replacesIds: $0.replacesIds,

@@ -16,6 +16,8 @@ public protocol CameraView: Sendable {
         _ request: CameraPageRequest, countsFrom lowest: Int64, current: Int64,
         matches: (BucketTable.Camera) -> Bool
     ) -> CameraRowPage
+    /// The sequence state of the given cameras (those that have one): memory where this view counts, else the store.
+    func sequences(_ cameras: [Int64]) throws -> [Int64: CameraSequence]
 }
 
 /// Which cameras `GET /kvfv` lists: those whose name starts with `prefix`, after `after` in name order, at most
@@ -126,6 +128,25 @@ public struct CameraStatus: Sendable {
     public var accepted: Int64
     public var duplicates: Int64
     public var rejected: Int64
+    /// Resends of a counted `seq` with different content (best effort; since start, on the counting node).
+    public var conflictingDuplicates: Int64
+    /// For a camera that numbers its passes: what arrived and what it reported (gaps, backlog).
+    public var sequence: CameraSequence?
+}
+
+/// One window of a camera: its figures, and for a camera that numbers its passes how final they are.
+public struct WindowReport: Sendable {
+    public var window: Window
+    public var state: BucketState
+    /// `complete`: no known gap or backlog may hold passes of this window and the camera has told what it
+    /// recorded up to its end; `missing`: how many known-missing passes may belong to it. `nil`: no `seq`.
+    public var completeness: (complete: Bool, missing: Int64)?
+
+    public init(window: Window, state: BucketState, completeness: (complete: Bool, missing: Int64)? = nil) {
+        self.window = window
+        self.state = state
+        self.completeness = completeness
+    }
 }
 
 /// The read side of every role that answers queries: memory first (`CameraView`), then the store.
@@ -153,7 +174,26 @@ public struct CameraQueries: Sendable {
     /// Memory is read first; a bucket not in memory then is persisted (only persisted buckets are evicted), so
     /// the store read that follows sees it.
     public func windowStates(kvfvId: String, windows: [Window]) async throws -> [BucketState]? {
-        guard let first = windows.first, let last = windows.last else { return [] }
+        try await cameraWindowStates(kvfvId: kvfvId, windows: windows)?.states
+    }
+
+    /// Each window's figures and how final they are (`WindowReport`); `nil` for a camera never seen.
+    public func windowReports(kvfvId: String, windows: [Window]) async throws -> [WindowReport]? {
+        guard let found = try await cameraWindowStates(kvfvId: kvfvId, windows: windows) else { return nil }
+        let completeness = try view.sequences([found.camera])[found.camera]?.completeness(of: windows.map { ($0.startMs, $0.endMs) })
+        return windows.indices.map { i in
+            WindowReport(window: windows[i], state: found.states[i], completeness: completeness?[i])
+        }
+    }
+
+    /// A camera's sequence state (ledger and report); `nil` for a camera never seen, empty for one without `seq`.
+    public func sequence(kvfvId: String) throws -> CameraSequence? {
+        guard let camera = view.hotStates(kvfvId: kvfvId, buckets: 0..<0)?.camera else { return nil }
+        return try view.sequences([camera])[camera] ?? CameraSequence()
+    }
+
+    func cameraWindowStates(kvfvId: String, windows: [Window]) async throws -> (camera: Int64, states: [BucketState])? {
+        guard let first = windows.first, let last = windows.last else { return (0, []) }
         let range = first.buckets.lowerBound..<max(first.buckets.lowerBound, last.buckets.upperBound)
         guard let hot = view.hotStates(kvfvId: kvfvId, buckets: range) else { return nil }
         var byBucket = hot.states
@@ -168,7 +208,7 @@ public struct CameraQueries: Sendable {
             guard w < windows.count else { break }
             if windows[w].buckets.contains(bucket) { result[w].merge(state) }
         }
-        return result
+        return (hot.camera, result)
     }
 
     /// Every camera with its health and recent figures.
@@ -182,10 +222,11 @@ public struct CameraQueries: Sendable {
         let rows = view.cameraRows(countsFrom: lowest, current: currentBucket)
         let storedCounts = try await store.countsByCamera(buckets: lowest..<(currentBucket + 1))
         let storedCurrent = try await store.statesByCamera(buckets: currentBucket..<(currentBucket + 1))
+        let sequences = try view.sequences(rows.map { $0.camera.record.id })
         return rows.map { row in
             status(
                 row, nowMs: now, currentBucket: currentBucket, dayStart: dayStart, hourStart: hourStart,
-                storedCounts: storedCounts, storedCurrent: storedCurrent)
+                storedCounts: storedCounts, storedCurrent: storedCurrent, sequences: sequences)
         }.sorted { $0.kvfvId < $1.kvfvId }
     }
 
@@ -204,10 +245,11 @@ public struct CameraQueries: Sendable {
         let ids = page.rows.map { $0.camera.record.id }
         let storedCounts = try await store.countsByCamera(ids, buckets: lowest..<(currentBucket + 1))
         let storedCurrent = try await store.statesByCamera(ids, buckets: currentBucket..<(currentBucket + 1))
+        let sequences = try view.sequences(ids)
         let cameras = page.rows.map { row in
             status(
                 row, nowMs: now, currentBucket: currentBucket, dayStart: dayStart, hourStart: hourStart,
-                storedCounts: storedCounts, storedCurrent: storedCurrent)
+                storedCounts: storedCounts, storedCurrent: storedCurrent, sequences: sequences)
         }
         return CameraStatusPage(
             cameras: cameras, next: page.next, matched: wanted == nil ? page.matched : nil, total: page.total)
@@ -215,7 +257,8 @@ public struct CameraQueries: Sendable {
 
     func status(
         _ row: CameraRow, nowMs now: Int64, currentBucket: Int64, dayStart: Int64, hourStart: Int64,
-        storedCounts: [Int64: [Int64: Int64]], storedCurrent: [Int64: [Int64: BucketState]]
+        storedCounts: [Int64: [Int64: Int64]], storedCurrent: [Int64: [Int64: BucketState]],
+        sequences: [Int64: CameraSequence]
     ) -> CameraStatus {
         let live = row.camera
         let id = live.record.id
@@ -232,7 +275,8 @@ public struct CameraQueries: Sendable {
             eventsLastHour: lastHour, eventsToday: today,
             currentWindowStartMs: Bucket.start(ofIndex: currentBucket),
             current: row.hotCurrent ?? storedCurrent[id]?[currentBucket] ?? BucketState(),
-            accepted: live.accepted, duplicates: live.duplicates, rejected: live.rejected)
+            accepted: live.accepted, duplicates: live.duplicates, rejected: live.rejected,
+            conflictingDuplicates: live.conflictingDuplicates, sequence: sequences[id])
     }
 
     func health(_ c: BucketTable.Camera, nowMs: Int64) -> CameraStatus.Health {
@@ -258,5 +302,15 @@ extension Aggregator: CameraView {
         _ request: CameraPageRequest, countsFrom lowest: Int64, current: Int64, matches: (BucketTable.Camera) -> Bool
     ) -> CameraRowPage {
         table.withLock { $0.cameraPage(request, countsFrom: lowest, current: current, matches: matches) }
+    }
+
+    public func sequences(_ cameras: [Int64]) throws -> [Int64: CameraSequence] {
+        table.withLock { t in
+            var found: [Int64: CameraSequence] = [:]
+            for id in cameras {
+                if let s = t.cameras[id]?.sequence, !s.ledger.isEmpty || s.report != nil { found[id] = s }
+            }
+            return found
+        }
     }
 }

@@ -19,7 +19,10 @@ public enum DataDirectory {
     /// 2: `.log` segments (header with the acknowledged offset, record magic, padding for quarantined bytes).
     /// 3: log records name their writer (`EventRecord` version 3: the credential id); version-2 records stay as
     /// they are and are still read, so the upgrade from 2 rewrites nothing (older binaries refuse the directory).
-    public static let currentFormat = 3
+    /// 4: events may carry sequence numbers and records camera reports (`EventRecord` version 4, written only
+    /// for records that have them), bucket states late counts (`BucketState` version 2), and the store the
+    /// sequence ledgers (SQLite migration `v4-sequences`); nothing older is rewritten.
+    public static let currentFormat = 4
 
     public struct Error: Swift.Error, CustomStringConvertible {
         public var description: String

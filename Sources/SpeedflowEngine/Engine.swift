@@ -147,9 +147,11 @@ public final class Engine: EventSink {
     }
 
     /// Makes `events` durable and counted; returns once they are (or throws, having stored nothing).
-    public func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String? = nil) async throws(IngestError) -> IngestOutcome {
-        guard !events.isEmpty else { return IngestOutcome() }
-        let record = EventRecord(arrivalMs: arrivalMs, events: events, writer: writer)
+    public func ingest(
+        _ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String? = nil
+    ) async throws(IngestError) -> IngestOutcome {
+        guard !events.isEmpty || !reports.isEmpty else { return IngestOutcome() }
+        let record = EventRecord(arrivalMs: arrivalMs, events: events, writer: writer, reports: reports)
         let payload = record.encoded()
         let result = await withCheckedContinuation { (c: CheckedContinuation<Result<IngestOutcome, IngestError>, Never>) in
             let refused: IngestError? = queue.withLock { s in

@@ -21,6 +21,9 @@ public struct EngineConfiguration: Sendable {
     public var silentAfterMs: Int64
     /// A camera whose newest events arrive this late is `lagging`. Default: 5 minutes.
     public var laggingAfterMs: Int64
+    /// An event is late when it arrives more than this after the end of its 5-minute bucket (windows count them
+    /// in `late_count` and say when one last arrived in `revised_at`). Fixed when the event is counted. Default: 5 minutes.
+    public var lateGraceMs: Int64 = 300_000
 
     /// An aggregator's defaults: flushes every 250 ms (each partition's offset in the store is how far a
     /// takeover replays, and the API nodes read only the store).

@@ -7,9 +7,16 @@ import SpeedflowModel
 public protocol EventSink: Sendable {
     /// Makes `events` durable (and, for a counting sink, counted) as one record attributed to `writer` (a
     /// credential id, or nil); returns once they are, or throws having stored nothing the client must not resend.
-    func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String?) async throws(IngestError) -> IngestOutcome
+    /// `reports`: what cameras say they have recorded (`POST /kvfv/{id}/status`), durable with the events.
+    func ingest(_ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String?) async throws(IngestError) -> IngestOutcome
     /// Events waiting to be made durable (for `/stats` and back-pressure).
     var queueDepth: Int { get }
+}
+
+extension EventSink {
+    public func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String? = nil) async throws(IngestError) -> IngestOutcome {
+        try await ingest(events, reports: [], arrivalMs: arrivalMs, writer: writer)
+    }
 }
 
 /// Why an ingest was not taken. Nothing of the request is stored in either case.

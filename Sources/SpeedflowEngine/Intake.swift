@@ -37,6 +37,11 @@ public struct Intake: Sendable {
         return outcome
     }
 
+    /// Makes a camera's report of what it has recorded durable (in the log, with events; counted downstream).
+    public func report(_ report: CameraReport, arrivalMs: Int64, writer: String? = nil) async throws(IngestError) {
+        _ = try await sink.ingest([], reports: [report], arrivalMs: arrivalMs, writer: writer)
+    }
+
     /// Rejections, from the batch's counts (bounded whatever the body held), handed over in bounded slices.
     private func record(rejectionsOf batch: EventBatch, nowMs: Int64) {
         let slice = 4096

@@ -44,6 +44,10 @@ public final class StoreFollower: CameraView {
         return table.withLock { $0.cameraPage(request, countsFrom: lowest, current: current, matches: matches) }
     }
 
+    public func sequences(_ cameras: [Int64]) throws -> [Int64: CameraSequence] {
+        try store.sequences(cameras: cameras)
+    }
+
     /// Learns cameras the store has, and their newest times, if the last refresh is `everyMs` old.
     func refresh(every everyMs: Int64) {
         let now = clock()

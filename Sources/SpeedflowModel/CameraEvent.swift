@@ -12,13 +12,21 @@ public struct CameraEvent: Sendable, Hashable {
     public var eventId: String?
     public var lane: Int?
     public var plate: String?
+    /// The camera's sequence number for this pass (`seq`, 0 ≤ seq < 2⁶³), counted up by one per recorded pass.
+    /// When present it is the event's identity, `(kvfv_id, seq_epoch, seq)`, instead of `event_id`.
+    public var seq: Int64?
+    /// Which run of the camera's counter `seq` belongs to (`seq_epoch`, default 0): a camera whose counter
+    /// restarted (lost its storage) sends a higher epoch, so its new passes are never taken for old ones.
+    public var seqEpoch: Int64?
     /// Unknown fields of the original object as JSON text (`{"k":v,...}`), or `nil`.
     public var extra: String?
 
     public init(
         kvfvId: String, timestampMs: Int64, speed: Double, eventId: String? = nil,
-        lane: Int? = nil, plate: String? = nil, extra: String? = nil
+        lane: Int? = nil, plate: String? = nil, extra: String? = nil, seq: Int64? = nil, seqEpoch: Int64? = nil
     ) {
+        self.seq = seq
+        self.seqEpoch = seqEpoch
         self.kvfvId = kvfvId
         self.timestampMs = timestampMs
         self.speed = speed

@@ -14,14 +14,26 @@ public enum EventIdentity {
             h.add(byte: 0x65)  // "e": keyed
             h.add(id)
         } else {
-            h.add(byte: 0x63)  // "c": content
-            h.add(UInt64(bitPattern: event.timestampMs))
-            h.add(UInt64(bitPattern: Int64(event.lane ?? Int(Int32.min))))
-            h.add(event.plate ?? "")
-            h.add(byte: 0)
-            h.add(event.speed.bitPattern)
+            addContent(of: event, to: &h)
         }
         return h.finalized
+    }
+
+    /// A hash of what the camera measured, `(timestamp, lane, plate, speed)`, whatever its keys: two copies of one
+    /// sequence number with different content are a camera bug (`conflicting_duplicates`).
+    public static func contentHash(of event: CameraEvent) -> UInt64 {
+        var h = FNV1a()
+        addContent(of: event, to: &h)
+        return h.finalized
+    }
+
+    private static func addContent(of event: CameraEvent, to h: inout FNV1a) {
+        h.add(byte: 0x63)  // "c": content
+        h.add(UInt64(bitPattern: event.timestampMs))
+        h.add(UInt64(bitPattern: Int64(event.lane ?? Int(Int32.min))))
+        h.add(event.plate ?? "")
+        h.add(byte: 0)
+        h.add(event.speed.bitPattern)
     }
 }
 

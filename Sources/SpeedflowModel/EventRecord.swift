@@ -10,20 +10,27 @@ public struct EventRecord: Sendable, Hashable {
     /// or a record from before attribution). `rebuild --exclude-credential` and `log export --credential`
     /// select by it.
     public var writer: String?
+    /// What cameras reported they have recorded (`POST /kvfv/{id}/status`): travels through the log like events,
+    /// so the backlog it implies is durable and ordered with them in every role.
+    public var reports: [CameraReport]
 
-    public init(arrivalMs: Int64, events: [CameraEvent], writer: String? = nil) {
+    public init(arrivalMs: Int64, events: [CameraEvent], writer: String? = nil, reports: [CameraReport] = []) {
         self.arrivalMs = arrivalMs
         self.events = events
         self.writer = writer
+        self.reports = reports
     }
 
-    /// 3: the writer (a string, empty for none) after the arrival time. 2: event time stored as lateness
-    /// (arrival − time) only; 1 also stored the absolute time. Records of version 2 are still read (their
-    /// writer is `nil`); a log holds both after an upgrade.
-    static let version: UInt8 = 3
+    /// 4: events may carry `seq` / `seq_epoch` (flags 16 / 32), and camera reports follow the events. Written
+    /// only when a record has one of them, so a log without sequence numbers stays readable by version-3
+    /// readers. 3: the writer (a string, empty for none) after the arrival time. 2: event time stored as
+    /// lateness (arrival − time) only; 1 also stored the absolute time. Records of versions 2 and 3 are still
+    /// read (a version-2 writer is `nil`); a log holds all of them after upgrades.
+    static let version: UInt8 = 4
 
     public func encode(into out: inout [UInt8]) {
-        out.append(Self.version)
+        let sequenced = !reports.isEmpty || events.contains { $0.seq != nil }
+        out.append(sequenced ? Self.version : 3)
         out.appendVarint(zigzag: arrivalMs)
         out.appendString(writer ?? "")
         out.appendVarint(UInt64(events.count))
@@ -36,12 +43,24 @@ public struct EventRecord: Sendable, Hashable {
             if e.lane != nil { flags |= 2 }
             if e.plate != nil { flags |= 4 }
             if e.extra != nil { flags |= 8 }
+            if e.seq != nil { flags |= 16 }
+            if e.seqEpoch != nil { flags |= 32 }
             out.append(flags)
             out.appendString(e.kvfvId)
             if let v = e.eventId { out.appendString(v) }
             if let v = e.lane { out.appendVarint(UInt64(v)) }
             if let v = e.plate { out.appendString(v) }
             if let v = e.extra { out.appendString(v) }
+            if let v = e.seq { out.appendVarint(UInt64(v)) }
+            if let v = e.seqEpoch { out.appendVarint(UInt64(v)) }
+        }
+        guard sequenced else { return }
+        out.appendVarint(UInt64(reports.count))
+        for r in reports {
+            out.appendString(r.kvfvId)
+            out.appendVarint(UInt64(r.epoch))
+            out.appendVarint(UInt64(r.seq))
+            out.appendVarint(zigzag: arrivalMs - r.timeMs)
         }
     }
 
@@ -59,7 +78,7 @@ public struct EventRecord: Sendable, Hashable {
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(FormatError) -> EventRecord {
         var r = ByteReader(bytes)
         let recordVersion = try r.byte()
-        guard recordVersion == version || recordVersion == 2 else { throw FormatError() }
+        guard (2...version).contains(recordVersion) else { throw FormatError() }
         let arrival = try r.zigzag()
         var writer: String?
         if recordVersion >= 3 {
@@ -84,10 +103,26 @@ public struct EventRecord: Sendable, Hashable {
             }
             let plate = flags & 4 != 0 ? try r.string() : nil
             let extra = flags & 8 != 0 ? try r.string() : nil
+            guard recordVersion >= 4 || flags & 48 == 0 else { throw FormatError() }
+            let seq = flags & 16 != 0 ? try r.nonNegative() : nil
+            let epoch = flags & 32 != 0 ? try r.nonNegative() : nil
             events.append(
-                CameraEvent(kvfvId: kvfv, timestampMs: ts, speed: speed, eventId: eventId, lane: lane, plate: plate, extra: extra))
+                CameraEvent(
+                    kvfvId: kvfv, timestampMs: ts, speed: speed, eventId: eventId, lane: lane, plate: plate, extra: extra,
+                    seq: seq, seqEpoch: epoch))
         }
-        return EventRecord(arrivalMs: arrival, events: events, writer: writer)
+        var reports: [CameraReport] = []
+        if recordVersion >= 4 {
+            let count = try r.varint()
+            guard count <= UInt64(bytes.count) else { throw FormatError() }
+            for _ in 0..<count {
+                let kvfv = try r.string()
+                let epoch = try r.nonNegative()
+                let seq = try r.nonNegative()
+                reports.append(CameraReport(kvfvId: kvfv, epoch: epoch, seq: seq, timeMs: arrival &- (try r.zigzag())))
+            }
+        }
+        return EventRecord(arrivalMs: arrival, events: events, writer: writer, reports: reports)
     }
 }
 
@@ -142,6 +177,13 @@ public struct ByteReader {
             shift += 7
             guard shift < 64 else { throw EventRecord.FormatError() }
         }
+    }
+
+    /// A varint that fits a non-negative `Int64` (a sequence number, an epoch).
+    public mutating func nonNegative() throws(EventRecord.FormatError) -> Int64 {
+        let v = try varint()
+        guard v <= UInt64(Int64.max) else { throw EventRecord.FormatError() }
+        return Int64(v)
     }
 
     public mutating func zigzag() throws(EventRecord.FormatError) -> Int64 {

@@ -220,6 +220,12 @@ enum FastEventParser {
             case .lane:
                 guard let f = intField(p, &i, end) else { return nil }
                 raw.lane = f
+            case .seq:
+                guard let f = intField(p, &i, end) else { return nil }
+                raw.seq = f
+            case .seqEpoch:
+                guard let f = intField(p, &i, end) else { return nil }
+                raw.seqEpoch = f
             }
 
             guard let next = afterMember(p, &i, end) else { return nil }
@@ -465,16 +471,17 @@ enum FastEventParser {
     }
 
     enum KnownField: UInt8 {
-        case kvfvId, timestamp, speed, eventId, lane, plate
+        case kvfvId, timestamp, speed, eventId, lane, plate, seq, seqEpoch
     }
 
-    /// The six names have six different lengths.
+    /// The eight names: only `timestamp` and `seq_epoch` share a length.
     @inline(__always)
     static func knownField(_ k: UnsafePointer<UInt8>, _ n: Int) -> KnownField? {
         @inline(__always) func equals(_ s: StaticString) -> Bool { memcmp(k, s.utf8Start, n) == 0 }
         switch n {
         case 7: return equals("kvfv_id") ? .kvfvId : nil
-        case 9: return equals("timestamp") ? .timestamp : nil
+        case 9: return equals("timestamp") ? .timestamp : equals("seq_epoch") ? .seqEpoch : nil
+        case 3: return equals("seq") ? .seq : nil
         case 13: return equals("vehicle_speed") ? .speed : nil
         case 8: return equals("event_id") ? .eventId : nil
         case 4: return equals("lane") ? .lane : nil

@@ -16,6 +16,8 @@ public struct RawEvent: Decodable, Sendable {
     public var eventId: Field<String> = .absent
     public var lane: Field<Int> = .absent
     public var plate: Field<String> = .absent
+    public var seq: Field<Int> = .absent
+    public var seqEpoch: Field<Int> = .absent
     /// Unknown fields re-encoded as a JSON object, kept for the raw archive.
     public var extra: String?
 
@@ -35,6 +37,8 @@ public struct RawEvent: Decodable, Sendable {
             case "event_id": eventId = Self.field(c, key)
             case "lane": lane = Self.field(c, key)
             case "plate_number": plate = Self.field(c, key)
+            case "seq": seq = Self.field(c, key)
+            case "seq_epoch": seqEpoch = Self.field(c, key)
             default: extras[key.stringValue] = (try? c.decode(JSONValue.self, forKey: key)) ?? .null
             }
         }

@@ -20,6 +20,9 @@ public enum RejectionReason: String, Error, Sendable, CaseIterable, Codable, Has
     case inFuture = "in_future"
     /// The event time is older than `acceptance_horizon`: its bucket is closed for good.
     case tooLate = "too_late"
+    /// `seq` is present but not an integer from 0 to 2⁶³ − 1, or `seq_epoch` not one from 0 to 32,767 (or it comes
+    /// without `seq`).
+    case invalidSeq = "invalid_seq"
     /// The batch element is not a JSON object.
     case notAnObject = "not_an_object"
     /// An NDJSON line is not valid JSON (RFC 8259) (the other lines are still processed).

@@ -42,6 +42,9 @@ public struct ValidationPolicy: Sendable, Hashable {
         return nil
     }
 
+    /// The highest `seq_epoch`: a counter may restart this many times (stores pack the epoch beside the chunk).
+    public static let maxSeqEpoch: Int64 = 32_767
+
     /// Whether `v` may enter the statistics: finite, normal, `minSpeed ≤ v ≤ maxSpeed`, with a finite reciprocal.
     /// The explicit normal/reciprocal checks hold even for a policy built in code with out-of-range limits.
     @inline(__always)
@@ -109,13 +112,33 @@ public struct ValidationPolicy: Sendable, Hashable {
             plate = v
         }
 
+        var seq: Int64?
+        switch raw.seq {
+        case .absent, .null: seq = nil
+        case .wrongType: return .failure(.init(.invalidSeq, "seq"))
+        case .value(let v):
+            guard v >= 0 else { return .failure(.init(.invalidSeq, "seq")) }
+            seq = Int64(v)
+        }
+
+        var seqEpoch: Int64?
+        switch raw.seqEpoch {
+        case .absent, .null: seqEpoch = nil
+        case .wrongType: return .failure(.init(.invalidSeq, "seq_epoch"))
+        case .value(let v):
+            guard v >= 0, v <= Self.maxSeqEpoch else { return .failure(.init(.invalidSeq, "seq_epoch")) }
+            // An epoch without a seq names nothing: refused rather than silently ignored.
+            guard seq != nil else { return .failure(.init(.invalidSeq, "seq_epoch")) }
+            seqEpoch = v == 0 ? nil : Int64(v)
+        }
+
         if timestampMs > nowMs + maxClockSkewMs { return .failure(.init(.inFuture, "timestamp")) }
         if timestampMs < nowMs - acceptanceHorizonMs { return .failure(.init(.tooLate, "timestamp")) }
 
         return .success(
             CameraEvent(
                 kvfvId: kvfvId, timestampMs: timestampMs, speed: speed, eventId: eventId,
-                lane: lane, plate: plate, extra: raw.extra))
+                lane: lane, plate: plate, extra: raw.extra, seq: seq, seqEpoch: seqEpoch))
     }
 
     /// At most `maxScalars` Unicode scalars, none a control character (U+0000–U+001F, U+007F).

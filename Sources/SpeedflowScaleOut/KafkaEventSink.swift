@@ -23,29 +23,41 @@ public final class KafkaEventSink: EventSink {
     }
 
     /// One message per camera, keyed by `kvfv_id`, each camera's events in request order.
-    func messages(_ events: [CameraEvent], arrivalMs: Int64, writer: String? = nil) -> [KafkaProducerMessage] {
+    func messages(
+        _ events: [CameraEvent], reports: [CameraReport] = [], arrivalMs: Int64, writer: String? = nil
+    ) -> [KafkaProducerMessage] {
         var order: [String] = []
         var byCamera: [String: [CameraEvent]] = [:]
+        var reportsByCamera: [String: [CameraReport]] = [:]
         for e in events {
             if byCamera[e.kvfvId] == nil { order.append(e.kvfvId) }
             byCamera[e.kvfvId, default: []].append(e)
         }
+        for r in reports {
+            if byCamera[r.kvfvId] == nil && reportsByCamera[r.kvfvId] == nil { order.append(r.kvfvId) }
+            reportsByCamera[r.kvfvId, default: []].append(r)
+        }
         return order.map { camera in
             KafkaProducerMessage(
                 topic: topic, key: Array(camera.utf8),
-                value: EventRecord(arrivalMs: arrivalMs, events: byCamera[camera] ?? [], writer: writer).encoded())
+                value: EventRecord(
+                    arrivalMs: arrivalMs, events: byCamera[camera] ?? [], writer: writer,
+                    reports: reportsByCamera[camera] ?? []
+                ).encoded())
         }
     }
 
-    public func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String? = nil) async throws(IngestError) -> IngestOutcome {
-        guard !events.isEmpty else { return IngestOutcome() }
+    public func ingest(
+        _ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String? = nil
+    ) async throws(IngestError) -> IngestOutcome {
+        guard !events.isEmpty || !reports.isEmpty else { return IngestOutcome() }
         let before = pending.add(events.count, ordering: .relaxed).oldValue
         defer { pending.subtract(events.count, ordering: .relaxed) }
         if before > 0 && before + events.count > maxPendingEvents {
             throw IngestError(.overloaded, "\(before) events are waiting for Kafka")
         }
         do {
-            try await producer.send(messages(events, arrivalMs: arrivalMs, writer: writer))
+            try await producer.send(messages(events, reports: reports, arrivalMs: arrivalMs, writer: writer))
         } catch {
             throw IngestError(.logFailure, "Kafka did not confirm delivery: \(error)")
         }

@@ -40,6 +40,16 @@ struct JSONWriter {
         raw(String(v))
     }
 
+    mutating func number(_ v: Int64?) {
+        guard let v else { return raw("null") }
+        raw(String(v))
+    }
+
+    mutating func bool(_ v: Bool?) {
+        guard let v else { return raw("null") }
+        raw(v ? "true" : "false")
+    }
+
     mutating func string(_ s: String?) {
         guard let s else { return raw("null") }
         bytes.append(34)

@@ -54,13 +54,13 @@ struct QueryController: Sendable {
                     "the range holds \(n) windows; at most \(WindowPlanner.maxWindows) per request")
             }
         }
-        let found: [BucketState]?
+        let found: [WindowReport]?
         do {
-            found = try await queries.windowStates(kvfvId: id, windows: windows)
+            found = try await queries.windowReports(kvfvId: id, windows: windows)
         } catch let error as StoreError {
             throw APIError(error)
         }
-        guard let states = found else {
+        guard let reports = found else {
             throw APIError(.notFound, "unknown_kvfv", "no event of camera '\(id)' has been accepted")
         }
         if let format = q.get("format"), !format.isEmpty, format != "json", format != "csv" {
@@ -68,7 +68,7 @@ struct QueryController: Sendable {
         }
         let wantsCSV = q.get("format") == "csv" || (request.headers[.accept]?.contains("text/csv") ?? false)
         if wantsCSV {
-            return WindowRendering.csv(windows: windows, states: states)
+            return WindowRendering.csv(reports)
         }
         var json = JSONWriter(capacity: 128 + windows.count * 260)
         json.raw("{\"kvfv_id\":")
@@ -84,9 +84,9 @@ struct QueryController: Sendable {
         json.raw(",\"to\":")
         json.string(Timestamp.format(toMs))
         json.raw(",\"windows\":[")
-        for (i, (w, s)) in zip(windows, states).enumerated() {
+        for (i, report) in reports.enumerated() {
             if i > 0 { json.raw(",") }
-            WindowRendering.object(w, s, into: &json)
+            WindowRendering.object(report, into: &json)
         }
         json.raw("]}")
         return Self.json(json)
@@ -204,6 +204,21 @@ struct QueryController: Sendable {
             json.number(c.duplicates)
             json.raw(",\"rejected\":")
             json.number(c.rejected)
+            json.raw(",\"conflicting_duplicates\":")
+            json.number(c.conflictingDuplicates)
+            if let sequence = c.sequence {
+                let latest = sequence.ledger.latestEpoch
+                json.raw(",\"last_seq\":")
+                json.number(latest.flatMap { sequence.ledger.newest(epoch: $0)?.seq })
+                json.raw(",\"seq_epoch\":")
+                json.number(latest)
+                json.raw(",\"missing\":")
+                json.number(sequence.ledger.gaps.reduce(Int64(0)) { $0 + $1.count })
+                json.raw(",\"backlog\":")
+                SequenceController.backlog(sequence, into: &json)
+            } else {
+                json.raw(",\"last_seq\":null,\"seq_epoch\":null,\"missing\":null,\"backlog\":null")
+            }
             json.raw("}")
         }
         json.raw("]}")

@@ -55,6 +55,7 @@ public enum SpeedflowHTTP {
         access: AccessControl = .off, drain: DrainGate? = nil
     ) -> Router<SpeedflowRequestContext> {
         let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration, access: access) }
+        let sequences = SequenceController(node: node, intake: node.intake)
         let query = QueryController(node: node)
         let sessions = SessionController(access: access)
         let admin = AdminController(access: access)
@@ -72,6 +73,10 @@ public enum SpeedflowHTTP {
             Route(.post, "/admin/credentials", .admin) { request, context in try await admin.create(request, context: context) },
             Route(.delete, "/admin/credentials/:id", .admin) { request, context in try admin.revoke(request, context: context) },
             Route(.get, "/kvfv/:id/avg-speed", .read) { request, context in try await query.avgSpeed(request, context: context) },
+            Route(.get, "/kvfv/:id/gaps", .read) { request, context in try await sequences.gaps(request, context: context) },
+            Route(.post, "/kvfv/:id/status", .write) { request, context in
+                try await sequences.report(request, context: context, principal: context.principal)
+            },
             Route(.get, "/kvfv", .read) { request, context in try await query.cameras(request, context: context) },
             Route(.get, "/stats", .read) { request, context in try await query.stats(request, context: context) },
             Route(.get, "/health", .nothing) { _, _ in healthResponse() },

@@ -122,7 +122,58 @@ public final class SQLiteStore: StoreWriter {
                     WHERE coalesce((SELECT min(bucket) FROM dedup_chunk), (SELECT max(bucket) + 1 FROM bucket)) IS NOT NULL
                     """)
         }
+        // Cameras that number their passes (`seq`): the ledger of received numbers in chunks, and the newest report.
+        m.registerMigration("v4-sequences") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE sequence_chunk (
+                        camera INTEGER NOT NULL,
+                        epoch INTEGER NOT NULL,
+                        chunk INTEGER NOT NULL,
+                        runs BLOB NOT NULL,
+                        PRIMARY KEY (camera, epoch, chunk)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE camera_report (
+                        camera INTEGER PRIMARY KEY,
+                        epoch INTEGER NOT NULL,
+                        seq INTEGER NOT NULL,
+                        time_ms INTEGER NOT NULL,
+                        arrival_ms INTEGER NOT NULL
+                    );
+                    """)
+        }
         return m
+    }
+
+    public func sequences(cameras wanted: [Int64]?) throws -> [Int64: CameraSequence] {
+        try guarded("reading sequence ledgers") {
+            try pool.read { db in
+                let filter = wanted.map { " WHERE camera IN (" + $0.map(String.init).joined(separator: ",") + ")" } ?? ""
+                if let wanted, wanted.isEmpty { return [:] }
+                var chunks: [Int64: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])]] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT camera, epoch, chunk, runs FROM sequence_chunk" + filter) {
+                    let data: Data = row[3]
+                    chunks[row[0], default: []].append((SequenceLedger.ChunkKey(epoch: row[1], chunk: row[2]), [UInt8](data)))
+                }
+                var result: [Int64: CameraSequence] = [:]
+                for (camera, list) in chunks {
+                    do {
+                        result[camera] = CameraSequence(ledger: try SequenceLedger(chunks: list))
+                    } catch {
+                        throw StoreError(
+                            .corrupt, "the sequence ledger of \(try Self.cameraName(db, camera)) does not decode; \(StoreError.repairHint)",
+                            camera: camera)
+                    }
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT camera, epoch, seq, time_ms, arrival_ms FROM camera_report" + filter) {
+                    let camera: Int64 = row[0]
+                    let kvfv = try String.fetchOne(db, sql: "SELECT kvfv_id FROM camera WHERE id = ?", arguments: [camera]) ?? ""
+                    result[camera, default: CameraSequence()].report = CameraReport(kvfvId: kvfv, epoch: row[1], seq: row[2], timeMs: row[3])
+                    result[camera]?.reportArrivalMs = row[4]
+                }
+                return result
+            }
+        }
     }
 
     public func logOffset() throws -> UInt64 {
@@ -176,7 +227,7 @@ public final class SQLiteStore: StoreWriter {
                     Self.appendIds(chunk, to: &ids)
                     chunkCount += 1
                 }
-                if key.bucket >= prunedBefore && Int64(ids.count) != state.count {
+                if key.bucket >= prunedBefore && Int64(ids.count) != state.count - state.sequenced {
                     throw StoreError(
                         .corrupt,
                         "bucket \(Timestamp.format(Bucket.start(ofIndex: key.bucket))) of \(try Self.cameraName(db, key.camera)) holds \(ids.count) dedup identities for \(state.count) counted events: its dedup state is damaged, and counting against it could count an event twice",
@@ -225,6 +276,16 @@ public final class SQLiteStore: StoreWriter {
                 }
             }
             try Self.apply(days, db)
+            let sequenceChunk = try db.cachedStatement(
+                sql: "INSERT OR REPLACE INTO sequence_chunk (camera, epoch, chunk, runs) VALUES (?, ?, ?, ?)")
+            let report = try db.cachedStatement(
+                sql: "INSERT OR REPLACE INTO camera_report (camera, epoch, seq, time_ms, arrival_ms) VALUES (?, ?, ?, ?, ?)")
+            for q in commit.sequences {
+                for c in q.chunks { try sequenceChunk.execute(arguments: [q.camera, c.key.epoch, c.key.chunk, Data(c.bytes)]) }
+                if let r = q.report {
+                    try report.execute(arguments: [q.camera, r.epoch, r.seq, r.timeMs, q.reportArrivalMs ?? 0])
+                }
+            }
             try db.execute(
                 sql: "UPDATE checkpoint SET log_offset = ? WHERE name = 'aggregator'", arguments: [Int64(commit.logOffset)])
         }
@@ -314,6 +375,9 @@ public final class SQLiteStore: StoreWriter {
                 try Self.forgetSummaries(fromBucket: fromBucket, db)
                 try db.execute(sql: "DELETE FROM bucket WHERE bucket >= ?", arguments: [fromBucket])
                 try db.execute(sql: "DELETE FROM dedup_chunk WHERE bucket >= ?", arguments: [fromBucket])
+                // The ledger cannot be cut by time: the replay that follows rebuilds it from the log.
+                try db.execute(sql: "DELETE FROM sequence_chunk")
+                try db.execute(sql: "DELETE FROM camera_report")
                 try db.execute(
                     sql: "UPDATE checkpoint SET log_offset = ? WHERE name = 'aggregator'", arguments: [Int64(logOffset)])
             }

@@ -29,8 +29,28 @@ public struct StoreCommit: Sendable {
         }
     }
 
+    /// A camera's changed sequence-ledger chunks (each whole: it replaces the stored one) and its newest report.
+    public struct Sequence: Sendable {
+        public var camera: Int64
+        public var chunks: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])]
+        public var report: CameraReport?
+        public var reportArrivalMs: Int64?
+
+        public init(
+            camera: Int64, chunks: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])], report: CameraReport? = nil,
+            reportArrivalMs: Int64? = nil
+        ) {
+            self.camera = camera
+            self.chunks = chunks
+            self.report = report
+            self.reportArrivalMs = reportArrivalMs
+        }
+    }
+
     public var buckets: [Bucket] = []
     public var cameras: [CameraRecord] = []
+    /// Sequence state changed by this commit, for cameras that are in `cameras` (or already stored).
+    public var sequences: [Sequence] = []
     /// Everything in the log before this offset is reflected by the store after this commit.
     public var logOffset: UInt64
     /// When the engine cut this commit (ms): part of its content, so a retried commit is byte-identical.
@@ -48,6 +68,9 @@ public struct StoreCommit: Sendable {
 /// reader and cannot write by construction.
 public protocol StoreReader: Sendable {
     func cameras() throws -> [CameraRecord]
+    /// The sequence state (ledger and newest report) of the given cameras, or of every camera that has one when
+    /// `cameras` is `nil`; cameras without any are absent.
+    func sequences(cameras: [Int64]?) throws -> [Int64: CameraSequence]
     /// Aggregates of `camera` for bucket numbers in `range`, ascending; absent buckets are omitted.
     func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)]
     /// Aggregates of every camera for bucket numbers in `range` (for the fleet view: the current window).

@@ -21,6 +21,7 @@ final class OverlapDetectingStore: StoreWriter {
     var commitPolicy: CommitPolicy { inner.commitPolicy }
     func logOffset() throws -> UInt64 { try inner.logOffset() }
     func cameras() throws -> [CameraRecord] { try inner.cameras() }
+    func sequences(cameras: [Int64]?) throws -> [Int64: CameraSequence] { try inner.sequences(cameras: cameras) }
     func loadBucket(_ key: BucketKey) throws -> StoredBucket? { try inner.loadBucket(key) }
     func commit(_ commit: StoreCommit) throws {
         if running.add(1, ordering: .sequentiallyConsistent).newValue > 1 { overlaps.add(1, ordering: .relaxed) }

@@ -18,7 +18,8 @@ func randomEvent(_ rng: inout SeededRandom, arrival: Int64) -> CameraEvent {
         eventId: Bool.random(using: &rng) ? randomString(&rng, maxLength: 128, alphabet: unicodeAlphabet) : nil,
         lane: Bool.random(using: &rng) ? Int.random(in: 0...255, using: &rng) : nil,
         plate: Bool.random(using: &rng) ? randomString(&rng, maxLength: 12, alphabet: unicodeAlphabet) : nil,
-        extra: Bool.random(using: &rng) ? "{\"k\":\"" + randomString(&rng, maxLength: 40, alphabet: unicodeAlphabet) + "\"}" : nil)
+        extra: Bool.random(using: &rng) ? "{\"k\":\"" + randomString(&rng, maxLength: 40, alphabet: unicodeAlphabet) + "\"}" : nil,
+        seq: Int.random(in: 0..<4, using: &rng) == 0 ? Int64.random(in: 0...Int64.max, using: &rng) : nil)
 }
 
 func decodeRecord(_ bytes: [UInt8]) throws -> EventRecord {
@@ -34,10 +35,21 @@ struct EventRecordTests {
             let arrival = Int64.random(in: -10_000_000_000...4_000_000_000_000, using: &rng)
             let n = i == 0 ? 0 : Int.random(in: 1...40, using: &rng)
             let writer: String? = i % 3 == 0 ? nil : i % 3 == 1 ? "0123456789abcdef" : "source:postgres"
-            let record = EventRecord(arrivalMs: arrival, events: (0..<n).map { _ in randomEvent(&rng, arrival: arrival) }, writer: writer)
+            var events = (0..<n).map { _ in randomEvent(&rng, arrival: arrival) }
+            for k in events.indices where events[k].seq != nil && Bool.random(using: &rng) {
+                events[k].seqEpoch = Int64.random(in: 1...32_767, using: &rng)
+            }
+            let reports = (0..<(i % 5 == 0 ? Int.random(in: 1...3, using: &rng) : 0)).map { _ in
+                CameraReport(
+                    kvfvId: "KV\(Int.random(in: 0...9, using: &rng))", epoch: Int64.random(in: 0...5, using: &rng),
+                    seq: Int64.random(in: 0...Int64.max, using: &rng), timeMs: arrival - Int64.random(in: -1000...86_400_000, using: &rng))
+            }
+            let record = EventRecord(arrivalMs: arrival, events: events, writer: writer, reports: reports)
             let bytes = record.encoded()
             let decoded = try decodeRecord(bytes)
             #expect(decoded == record)
+            // Version 4 only for what needs it: a log without sequence numbers stays readable by version-3 readers.
+            #expect(bytes[0] == (reports.isEmpty && events.allSatisfy { $0.seq == nil } ? 3 : 4))
             // encode(into:) appends the same bytes.
             var out: [UInt8] = [9, 9]
             record.encode(into: &out)
@@ -74,7 +86,7 @@ struct EventRecordTests {
     @Test("An unknown version or an absurd event count throws")
     func badHeader() throws {
         var bytes = EventRecord(arrivalMs: 5, events: [CameraEvent(kvfvId: "KV1", timestampMs: 1, speed: 50)]).encoded()
-        for version: UInt8 in [0, 1, 4, 255] {
+        for version: UInt8 in [0, 1, 5, 255] {
             bytes[0] = version
             #expect(throws: EventRecord.FormatError.self) { try decodeRecord(bytes) }
         }

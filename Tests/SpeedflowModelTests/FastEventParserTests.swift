@@ -19,7 +19,8 @@ func describeRaw(_ r: RawEvent) -> String {
     let str: (String) -> String = { "\"" + $0.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\"" }
     return "obj=\(r.isObject) kvfv=\(f(r.kvfvId, str)) ts=\(f(r.timestamp, str)) "
         + "speed=\(f(r.speed) { "\($0)/\(String($0.bitPattern, radix: 16))" }) id=\(f(r.eventId, str)) "
-        + "lane=\(f(r.lane) { "\($0)" }) plate=\(f(r.plate, str)) extra=\(r.extra.map(str) ?? "nil")"
+        + "lane=\(f(r.lane) { "\($0)" }) plate=\(f(r.plate, str)) extra=\(r.extra.map(str) ?? "nil") "
+        + "seq=\(f(r.seq) { "\($0)" }) epoch=\(f(r.seqEpoch) { "\($0)" })"
 }
 
 func describeElements(_ elements: [Result<RawEvent, RejectionReason>]) -> [String] {
@@ -143,7 +144,7 @@ struct BodyGenerator {
         switch key {
         case "kvfv_id": return typed ? "\"" + pick(["KV12345", "KV1", "CAM.7_x-9", "bad id", ""]) + "\"" : pickAny()
         case "timestamp": return typed ? "\"" + timestamp() + "\"" : pickAny()
-        case "vehicle_speed", "lane": return typed ? pick(Self.numbers) : pickAny()
+        case "vehicle_speed", "lane", "seq", "seq_epoch": return typed ? pick(Self.numbers) : pickAny()
         case "event_id", "plate_number": return typed ? stringLiteral() : pickAny()
         default: return pickAny()
         }
@@ -157,8 +158,10 @@ struct BodyGenerator {
         }
     }
 
-    static let knownKeys = ["kvfv_id", "timestamp", "vehicle_speed", "event_id", "lane", "plate_number"]
-    static let unknownKeys = ["direction", "camera_model", "zz", "a", "speed_limit", "kvfv\\u005fid", "Lane", "vehicle_speed "]
+    static let knownKeys = ["kvfv_id", "timestamp", "vehicle_speed", "event_id", "lane", "plate_number", "seq", "seq_epoch"]
+    static let unknownKeys = [
+        "direction", "camera_model", "zz", "a", "speed_limit", "kvfv\\u005fid", "Lane", "vehicle_speed ", "Seq", "seq_", "seq_epocH",
+    ]
 
     mutating func object() -> String {
         var keys = Self.knownKeys.filter { _ in chance(0.9) }

@@ -143,6 +143,34 @@ struct ValidationTests {
         }
     }
 
+    @Test("invalid_seq: negative, fractional, beyond 2^63 - 1, not a number", arguments: [
+        "-1", "2.5", "9223372036854775808", "1e19", "\"7\"", "true", "[1]", "{}",
+    ])
+    func invalidSeq(value: String) throws {
+        #expect(try rejection(jsonObject(with(seedFields(), "seq", value))) == EventRejection(.invalidSeq, "seq"))
+    }
+
+    @Test("seq from 0 to 2^63 - 1 is accepted; seq_epoch 0 is the default epoch")
+    func seqBounds() throws {
+        for (text, value) in [("0", Int64(0)), ("2.0", 2), ("9223372036854775807", Int64.max)] {
+            let e = try accepted(jsonObject(with(seedFields(), "seq", text)))
+            #expect(e?.seq == value && e?.seqEpoch == nil)
+        }
+        let zero = try accepted(jsonObject(with(with(seedFields(), "seq", "5"), "seq_epoch", "0")))
+        #expect(zero?.seq == 5 && zero?.seqEpoch == nil)
+        let e = try accepted(jsonObject(with(with(seedFields(), "seq", "5"), "seq_epoch", "32767")))
+        #expect(e?.seq == 5 && e?.seqEpoch == 32_767)
+    }
+
+    @Test("invalid_seq on seq_epoch: out of 0...32767, not an integer, or without seq", arguments: [
+        ("5", "-1"), ("5", "32768"), ("5", "1.5"), ("5", "\"1\""), (nil, "1"),
+    ] as [(String?, String)])
+    func invalidSeqEpoch(seq: String?, epoch: String) throws {
+        #expect(
+            try rejection(jsonObject(with(with(seedFields(), "seq", seq), "seq_epoch", epoch)))
+                == EventRejection(.invalidSeq, "seq_epoch"))
+    }
+
     @Test("invalid_lane: not an integer", arguments: ["\"2\"", "2.5", "true", "[2]", "{}"])
     func invalidLane(value: String) throws {
         #expect(try rejection(jsonObject(with(seedFields(), "lane", value))) == EventRejection(.invalidLane, "lane"))
@@ -204,7 +232,7 @@ struct ValidationTests {
         #expect(codes == [
             "missing_field", "invalid_kvfv_id", "invalid_timestamp", "invalid_speed", "speed_out_of_range",
             "invalid_event_id", "invalid_lane", "invalid_plate", "in_future", "too_late", "not_an_object", "malformed_json",
-            "nesting_too_deep", "forbidden_kvfv_id",
+            "nesting_too_deep", "forbidden_kvfv_id", "invalid_seq",
         ])
     }
 }

@@ -187,6 +187,7 @@ final class FlakyStore: StoreWriter {
     var commitPolicy: CommitPolicy { base.commitPolicy }
     func logOffset() throws -> UInt64 { try base.logOffset() }
     func cameras() throws -> [CameraRecord] { try base.cameras() }
+    func sequences(cameras: [Int64]?) throws -> [Int64: CameraSequence] { try base.sequences(cameras: cameras) }
     func loadBucket(_ key: BucketKey) throws -> StoredBucket? {
         loadAttempts.withLock { $0 += 1 }
         let fail = failuresLeft.withLock { left -> Bool in

@@ -46,6 +46,7 @@ public enum StoreContract: String, CaseIterable, Sendable, CustomTestStringConve
     case pruneDropsOnlyOldIdentities
     case compactionReplacesIdentities
     case commitPolicy
+    case sequencesLandWithTheCommit
 
     public var testDescription: String {
         switch self {
@@ -62,6 +63,8 @@ public enum StoreContract: String, CaseIterable, Sendable, CustomTestStringConve
         case .pruneDropsOnlyOldIdentities: "pruneIdentities drops identities before the cut only; aggregates stay"
         case .compactionReplacesIdentities:
             "a bucket over many flushes reads back each identity once; replacesIds replaces its chunks with the whole set"
+        case .sequencesLandWithTheCommit:
+            "sequence ledger chunks and camera reports land with the commit; a newer chunk replaces the older; nothing else sees them"
         case .commitPolicy:
             "delta stores merge deltas, keep raw events and count a commit retried verbatim once; overwrite stores need no deltas"
         }
@@ -72,6 +75,46 @@ public enum StoreContract: String, CaseIterable, Sendable, CustomTestStringConve
         let store = try subject.open()
         var w = ContractWriter()
         switch self {
+        case .sequencesLandWithTheCommit:
+            #expect(try store.sequences(cameras: nil).isEmpty, sourceLocation: sourceLocation)
+            try w.commit(store, [("KVA", 0, [50]), ("KVB", 0, [60])])
+            let a = try w.id("KVA"), b = try w.id("KVB")
+            var ledgerA = SequenceLedger(), ledgerB = SequenceLedger()
+            for seq in [Int64(0), 1, 2, 5, 6, 65_535, 65_536, 65_537] { ledgerA.insert(epoch: 0, seq: seq, timeMs: w.day0Ms + seq) }
+            for seq in [Int64(7), 9] { ledgerA.insert(epoch: 3, seq: seq, timeMs: w.day0Ms + 100 + seq) }
+            ledgerB.insert(epoch: 0, seq: 40, timeMs: w.day0Ms)
+            func chunks(_ l: SequenceLedger, _ keys: [(Int64, Int64)]) -> [(key: SequenceLedger.ChunkKey, bytes: [UInt8])] {
+                keys.map { let k = SequenceLedger.ChunkKey(epoch: $0.0, chunk: $0.1); return (k, l.chunk(k)) }
+            }
+            let reportA = CameraReport(kvfvId: "KVA", epoch: 3, seq: 12, timeMs: w.day0Ms + 500)
+            var commit = StoreCommit(logOffset: w.offset + 10, timeMs: w.day0Ms + 86_400_000)
+            commit.sequences = [
+                StoreCommit.Sequence(camera: a, chunks: chunks(ledgerA, [(0, 0), (0, 1), (3, 0)]), report: reportA, reportArrivalMs: w.day0Ms + 600),
+                StoreCommit.Sequence(camera: b, chunks: chunks(ledgerB, [(0, 0)])),
+            ]
+            try store.commit(commit)
+            w.offset += 10
+            // Later: the gap 3…4 of KVA closes; only chunk (0, 0) is rewritten.
+            ledgerA.insert(epoch: 0, seq: 3, timeMs: w.day0Ms + 3)
+            ledgerA.insert(epoch: 0, seq: 4, timeMs: w.day0Ms + 4)
+            var later = StoreCommit(logOffset: w.offset + 10, timeMs: w.day0Ms + 86_400_000 + 1000)
+            later.sequences = [StoreCommit.Sequence(camera: a, chunks: chunks(ledgerA, [(0, 0)]))]
+            try store.commit(later)
+            w.offset += 10
+            for reader in [store, try subject.open()] {
+                let ids = Dictionary(uniqueKeysWithValues: try reader.cameras().map { ($0.kvfvId, $0.id) })
+                let all = try reader.sequences(cameras: nil)
+                #expect(all[ids["KVA"]!]?.ledger == ledgerA, sourceLocation: sourceLocation)
+                #expect(all[ids["KVA"]!]?.ledger.gaps.map(\.count) == [65_528, 1], sourceLocation: sourceLocation)
+                #expect(all[ids["KVA"]!]?.report == reportA && all[ids["KVA"]!]?.reportArrivalMs == w.day0Ms + 600, sourceLocation: sourceLocation)
+                #expect(all[ids["KVB"]!]?.ledger == ledgerB && all[ids["KVB"]!]?.report == nil, sourceLocation: sourceLocation)
+                let onlyB = try reader.sequences(cameras: [ids["KVB"]!])
+                #expect(Array(onlyB.keys) == [ids["KVB"]!], sourceLocation: sourceLocation)
+                #expect(try reader.sequences(cameras: []).isEmpty, sourceLocation: sourceLocation)
+            }
+            // The figures are untouched by ledger rows.
+            try await w.expectHeld(by: store, sourceLocation: sourceLocation)
+
         case .newStoreIsEmpty:
             #expect(try store.logOffset() == 0)
             #expect(try store.cameras().isEmpty)
