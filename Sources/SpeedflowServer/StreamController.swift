@@ -40,8 +40,9 @@ struct StreamController: Sendable {
         }
         let q = request.uri.queryParameters
         let fromMs = try QueryController.time(q.get("from"), name: "from")
+        // Left out: a live range (an empty `to` is refused as by the answer, not taken for "live").
         let toText = q.get("to")
-        let toMs: Int64? = (toText?.isEmpty ?? true) ? nil : try QueryController.time(toText, name: "to")
+        let toMs: Int64? = toText == nil ? nil : try QueryController.time(toText, name: "to")
         let intervalText = q.get("interval") ?? "5m"
         guard let interval = WindowInterval(parameter: intervalText) else {
             throw APIError(.badRequest, "invalid_interval", "interval must be 5m, 1h, 24h (or 1d), not '\(intervalText)'")
