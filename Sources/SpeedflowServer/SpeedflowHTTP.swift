@@ -50,9 +50,10 @@ public enum SpeedflowHTTP {
     ///
     /// - Parameter drain: once closed, every request is answered `503 shutting_down` (see `DrainGate`).
     /// - Parameter access: who may do what (`AccessControl.off`: anyone, everything).
+    /// - Parameter live: the pollers behind the live streams (default: ones of their own, ended by `drain`).
     public static func router(
         node: HTTPNode, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?,
-        access: AccessControl = .off, drain: DrainGate? = nil
+        access: AccessControl = .off, drain: DrainGate? = nil, live: LiveFeeds? = nil
     ) -> Router<SpeedflowRequestContext> {
         let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration, access: access) }
         let sequences = SequenceController(node: node, intake: node.intake)
@@ -60,6 +61,7 @@ public enum SpeedflowHTTP {
         let sessions = SessionController(access: access)
         let admin = AdminController(access: access)
         let assets = Assets()
+        let streams = StreamController(node: node, feeds: live ?? LiveFeeds(drain: drain, clock: node.clock))
         // Every route of the contract, once: the router, the 405 answers and access control are built from it.
         let routes: [Route] = [
             Route(.post, "/events", .write) { request, context in
@@ -73,11 +75,15 @@ public enum SpeedflowHTTP {
             Route(.post, "/admin/credentials", .admin) { request, context in try await admin.create(request, context: context) },
             Route(.delete, "/admin/credentials/:id", .admin) { request, context in try admin.revoke(request, context: context) },
             Route(.get, "/kvfv/:id/avg-speed", .read) { request, context in try await query.avgSpeed(request, context: context) },
+            Route(.get, "/kvfv/:id/avg-speed/stream", .read) { request, context in
+                try await streams.windows(request, context: context)
+            },
             Route(.get, "/kvfv/:id/gaps", .read) { request, context in try await sequences.gaps(request, context: context) },
             Route(.post, "/kvfv/:id/status", .write) { request, context in
                 try await sequences.report(request, context: context, principal: context.principal)
             },
             Route(.get, "/kvfv", .read) { request, context in try await query.cameras(request, context: context) },
+            Route(.get, "/kvfv/stream", .read) { request, context in try await streams.cameras(request, context: context) },
             Route(.get, "/stats", .read) { request, context in try await query.stats(request, context: context) },
             Route(.get, "/health", .nothing) { _, _ in healthResponse() },
             Route(.get, "/metrics", .read) { _, _ in metricsResponse(prometheus) },
@@ -136,13 +142,14 @@ public enum SpeedflowHTTP {
     public static func application(
         node: HTTPNode, configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry?, logger: Logger,
         access: AccessControl = .off, drain: DrainGate? = nil, connectionGuard: ConnectionGuard? = nil, tls: TLSCertificates? = nil,
-        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        live: LiveFeeds? = nil, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let connectionGuard = connectionGuard ?? ConnectionGuard(
             limits: ConnectionGuard.fitting(configuration.connections, logger: logger), logger: logger)
         let http1 = HTTP1Channel.Configuration(idleTimeout: .milliseconds(configuration.idleTimeoutMs))
         return Application(
-            router: router(node: node, configuration: configuration, prometheus: prometheus, access: access, drain: drain),
+            router: router(
+                node: node, configuration: configuration, prometheus: prometheus, access: access, drain: drain, live: live),
             // The base HTTP/1.1 child channel, wrapped by the connection guard, then optionally by TLS (outermost:
             // its handler comes first in the pipeline, so the guard sees decrypted bytes and its answers are encrypted).
             server: HTTPServerBuilder { responder in

@@ -7,11 +7,6 @@ import SpeedflowModel
 /// How one window of `GET /kvfv/{id}/avg-speed` is written, in JSON and CSV: the answer and the live stream
 /// (`/avg-speed/stream`) render windows with these functions, so both always carry the same fields.
 enum WindowRendering {
-    /// One window as a JSON object (without how final it is: a camera without `seq`).
-    static func object(_ w: Window, _ s: BucketState, into json: inout JSONWriter) {
-        object(WindowReport(window: w, state: s), into: &json)
-    }
-
     /// One window as a JSON object.
     static func object(_ report: WindowReport, into json: inout JSONWriter) {
         let w = report.window, s = report.state

@@ -2,7 +2,8 @@
 
 Checks: the page renders; the fleet view lists the cameras with the API's numbers; sorting and
 filtering work; the camera chart shows the API's windows (exact values, gaps for empty windows,
-the tooltip and the CSV link); a late event posted during the test appears in the chart within 5 s;
+the tooltip and the CSV link); a late event posted during the test appears in the chart within 5 s, and is
+pushed by the camera's event stream within 1 s without any polling (the revision marked);
 the ingest panel shows the server's counters; screenshots go to test-output/; no console errors.
 """
 from __future__ import annotations
@@ -319,6 +320,52 @@ def test_late_event_appears_in_the_chart_within_5s(driver, server, fleet, output
         return tip.is_displayed() and f"{fmt1(after['avg_speed'])} km/h" in tip.text
     wait(driver, tooltip_shows_revision, message="the revised window's tooltip")
     shot(driver, output_dir, "camera")
+
+
+def resource_requests(driver, part: str) -> list[str]:
+    """URLs of the page's requests (Resource Timing) containing `part`, since the last clear."""
+    return driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes(arguments[0]));", part)
+
+
+def test_late_event_is_pushed_to_the_chart_within_1s_without_polling(driver, server, fleet, output_dir):
+    open_camera(driver, server)
+    wait(driver, lambda d: d.execute_script("return document.documentElement.dataset.cameraStream") == "up",
+         timeout=15, message="the camera stream did not come up")
+    driver.execute_script("performance.setResourceTimingBufferSize(100000); performance.clearResourceTimings();")
+    dom = dom_windows(driver)
+    now = time.time()
+    target = min((w for w in dom if w["count"] not in ("", "0")),
+                 key=lambda w: abs(parse_time(w["start"]) - (now - 3 * 3600)))
+    count = int(target["count"])
+    late = {"kvfv_id": CAMERA, "timestamp": fx.rfc3339(parse_time(target["start"]) + 61.5), "vehicle_speed": 99.9,
+            "plate_number": "P111PP77", "event_id": f"{CAMERA}-pushed-{int(now * 1000)}", "lane": 2}
+    assert fx.post_events(server, [late])["accepted"] == 1
+    posted = time.monotonic()
+
+    def revised(d):
+        shown = next((w for w in dom_windows(d) if w["start"] == target["start"]), None)
+        return shown is not None and shown["count"] == str(count + 1)
+
+    while not revised(driver):
+        assert time.monotonic() < posted + 1.0, f"the late event was not pushed within 1 s: {target['start']}"
+        time.sleep(0.02)
+    print(f"late event pushed to the chart {time.monotonic() - posted:.2f}s after its POST was acknowledged")
+    # The revision is marked: on the window, and in the line under the chart ("revised 14:03, +1 late").
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"#chart rect.hit[data-start='{target['start']}']")
+         .get_attribute("data-revised") == "true", message="the revised window is not marked")
+    note = driver.find_element(By.ID, "camera-revisions")
+    wait(driver, lambda d: "+1 late" in note.text, message=f"no revision note: {note.text!r}")
+
+    # Two more polling periods pass (the status shows each poll's time): the stream, not polling, fed the chart.
+    seen = set()
+
+    def ticks(d):
+        seen.add(d.find_element(By.ID, "status-text").text)
+        return len(seen) >= 3
+    wait(driver, ticks, timeout=15, message="the page stopped ticking")
+    assert resource_requests(driver, "/avg-speed?") == [], "the chart polled while its stream was up"
+    assert resource_requests(driver, "/kvfv?") == [], "the camera row polled while its stream was up"
 
 
 # ---------------------------------------------------------------------------------------------- ingest

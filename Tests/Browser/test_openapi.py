@@ -52,6 +52,11 @@ def test_every_answer_matches_its_schema(server, fleet):
         ("/kvfv/{id}/avg-speed", "GET", f"/kvfv/{cam}/avg-speed?from={iso(now - 3600)}&to={iso(now)}&interval=1h&format=csv", None, {}),
         ("/kvfv/{id}/avg-speed", "GET", f"/kvfv/{cam}/avg-speed?from={iso(now)}&to={iso(now - 60)}", None, {}),
         ("/kvfv/{id}/avg-speed", "GET", f"/kvfv/NOBODY/avg-speed?from={iso(now - 60)}&to={iso(now)}", None, {}),
+        # The live streams' refusals (a 200 is an endless event stream: test_dashboard and the Swift tests read those).
+        ("/kvfv/{id}/avg-speed/stream", "GET", f"/kvfv/NOBODY/avg-speed/stream?from={iso(now - 60)}", None, {}),
+        ("/kvfv/{id}/avg-speed/stream", "GET", f"/kvfv/{cam}/avg-speed/stream?from={iso(now - 60)}&interval=7m", None, {}),
+        ("/kvfv/{id}/avg-speed/stream", "GET", f"/kvfv/{cam}/avg-speed/stream?from={iso(now + 3600)}", None, {}),
+        ("/kvfv/stream", "GET", "/kvfv/stream?limit=0", None, {}),
         ("/kvfv", "GET", "/kvfv", None, {}),
         ("/kvfv", "GET", f"/kvfv?limit=2&prefix=KV&after={cam}", None, {}),
         ("/kvfv", "GET", "/kvfv?health=live&limit=1000", None, {}),

@@ -12,10 +12,14 @@ final class RawSocket: @unchecked Sendable {
     var received: [UInt8] = []
     private(set) var closedByServer = false
 
-    /// Connects to 127.0.0.1:`port`; `nil` when the connection could not be made.
-    init?(port: Int) {
+    /// Connects to 127.0.0.1:`port`; `nil` when the connection could not be made. `receiveBuffer`: a small
+    /// `SO_RCVBUF` (set before connecting, so the window is small from the start) for a client that stops reading.
+    init?(port: Int, receiveBuffer: Int32? = nil) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)

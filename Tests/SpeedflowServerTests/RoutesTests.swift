@@ -62,7 +62,7 @@ struct RoutesTests {
             }
             for (path, method) in [
                 ("/events", HTTPRequest.Method.post), ("/kvfv", .get), ("/kvfv/KV1/avg-speed", .get), ("/stats", .get),
-                ("/metrics", .get), ("/admin/credentials", .get), ("/nowhere", .get),
+                ("/kvfv/KV1/avg-speed/stream", .get), ("/kvfv/stream", .get), ("/metrics", .get), ("/admin/credentials", .get), ("/nowhere", .get),
             ] {
                 try await client.execute(uri: path, method: method) { r in
                     #expect(r.status == .unauthorized, "\(method) \(path) needs a credential")

@@ -1,9 +1,11 @@
 // Speedflow dashboard: vanilla JS, hand-written SVG, no dependencies (works offline).
 //
 // Three views behind hash routes: #/ (fleet), #/camera/ID?p=6h&i=5m&tz=UTC (camera), #/ingest.
-// Live by polling every POLL_MS: the active view refetches its data, so a late event that revises
-// an old window shows up on the next poll. Every window the API lists is drawn; empty windows
-// (count 0, null speeds) are gaps, never zeros.
+// Live by Server-Sent Events: the camera view follows GET /kvfv/{id}/avg-speed/stream (a late event
+// that revises an old window arrives as a `window` event) and the fleet view GET /kvfv/stream. While a
+// stream is down (not yet up, dropped, refused) the view falls back to polling every POLL_MS and the
+// stream is retried. Every window the API lists is drawn; empty windows (count 0, null speeds) are
+// gaps, never zeros.
 (() => {
   'use strict';
 
@@ -177,6 +179,85 @@
     }
   }
 
+
+  // ---------------------------------------------------------------- live streams
+
+  /** Waits before reopening a stream the server refused or closed for good (EventSource retries dropped ones itself). */
+  const STREAM_RETRY_MS = [2000, 5000, 15000, 30000];
+  /**
+   * One EventSource with its fallback: `up` once a snapshot arrived and until the stream drops; while it is
+   * not up, the view polls. `want(url)` (re)opens it when the URL changes; `null` closes it.
+   */
+  class LiveStream {
+    constructor(itemEvent, onSnapshot, onItem) {
+      this.itemEvent = itemEvent;
+      this.onSnapshot = onSnapshot;
+      this.onItem = onItem;
+      this.url = null;
+      this.es = null;
+      this.up = false;
+      this.failures = 0;
+      this.retryTimer = 0;
+    }
+    want(url) {
+      if (url === this.url) return;
+      this.close();
+      this.url = url;
+      this.failures = 0;
+      if (url) this.connect();
+    }
+    connect() {
+      this.retryTimer = 0;
+      if (!this.url || typeof EventSource === 'undefined') return;
+      const es = new EventSource(this.url); // same origin: the dashboard's session cookie goes along
+      this.es = es;
+      const parse = (e) => { try { return JSON.parse(e.data); } catch { return null; } };
+      es.addEventListener('snapshot', (e) => {
+        const d = parse(e);
+        if (this.es !== es || !d) return;
+        this.up = true;
+        this.failures = 0;
+        state.lastOk = Date.now();
+        this.onSnapshot(d);
+        streamStatus();
+      });
+      es.addEventListener(this.itemEvent, (e) => {
+        const d = parse(e);
+        if (this.es !== es || !d || !this.up) return;
+        state.lastOk = Date.now();
+        this.onItem(d);
+      });
+      // The server is shutting down: it closes the stream next; EventSource reconnects after `retry`.
+      es.addEventListener('end', () => { if (this.es === es) { this.up = false; streamStatus(); } });
+      es.onerror = () => {
+        if (this.es !== es) return;
+        this.up = false; // polling takes over until the next snapshot
+        if (es.readyState === EventSource.CLOSED) {
+          // Refused (an error answer): EventSource gives up, so retry later ourselves.
+          this.es = null;
+          const wait = STREAM_RETRY_MS[Math.min(this.failures++, STREAM_RETRY_MS.length - 1)];
+          this.retryTimer = setTimeout(() => this.connect(), wait);
+        }
+        streamStatus();
+        refreshNow();
+      };
+    }
+    close() {
+      if (this.es) this.es.close();
+      this.es = null;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = 0;
+      this.up = false;
+      this.url = null;
+    }
+  }
+  /** `data-stream` on <html>: which views are pushed rather than polled (for people and tests). */
+  function streamStatus() {
+    const d = document.documentElement.dataset;
+    d.cameraStream = camLive.up ? 'up' : 'down';
+    d.fleetStream = fleetLive.up ? 'up' : 'down';
+  }
+
   // ---------------------------------------------------------------- state
 
   const state = {
@@ -214,7 +295,7 @@
   }
   async function tick() {
     clearTimeout(timer);
-    if (state.paused) { setStatus(); schedule(); return; }
+    if (state.paused) { closeStreams(); setStatus(); schedule(); return; }
     inFlight = true;
     try {
       if (state.view === 'fleet') await refreshFleet();
@@ -256,12 +337,15 @@
     if (h.length > 300) h.splice(0, h.length - 300);
   }
   /** One page of GET /kvfv: cameras in id order after `after` (a previous page's `next`), optionally filtered. */
-  async function loadCameraPage({ prefix = '', health = '', after = null, limit = PAGE_SIZE } = {}) {
+  function pageQuery({ prefix = '', health = '', after = null, limit = PAGE_SIZE } = {}) {
     const q = new URLSearchParams({ limit: String(limit) });
     if (prefix) q.set('prefix', prefix);
     if (health) q.set('health', health);
     if (after) q.set('after', after);
-    const page = await getJSON('/kvfv?' + q);
+    return q.toString();
+  }
+  async function loadCameraPage(options = {}) {
+    const page = await getJSON('/kvfv?' + pageQuery(options));
     noteServerTime(page.server_time);
     state.fleetTotal = page.total;
     return page;
@@ -295,6 +379,9 @@
       const nav = $('nav-' + v);
       if (v === route.view) nav.setAttribute('aria-current', 'page'); else nav.removeAttribute('aria-current');
     }
+    if (route.view !== 'camera') { camLive.want(null); rowLive.want(null); }
+    if (route.view !== 'fleet') fleetLive.want(null);
+    streamStatus();
     if (route.view === 'camera') applyCameraRoute(route);
     document.title = route.view === 'camera' && cam.id ? `${cam.id} · Speedflow` :
       route.view === 'ingest' ? 'Ingest · Speedflow' : 'Fleet · Speedflow';
@@ -331,17 +418,45 @@
     focusId: null,
   };
   if (!COLUMNS.some((c) => c.key === fleet.sortKey)) fleet.sortKey = 'kvfv_id';
+  // The fleet page, pushed: a snapshot (the GET /kvfv page), then rows as cameras change.
+  const fleetLive = new LiveStream('camera', (page) => {
+    noteServerTime(page.server_time);
+    state.fleetTotal = page.total;
+    fleet.lastData = page;
+    if (state.view === 'fleet') renderFleet();
+  }, (row) => {
+    const page = fleet.lastData;
+    const i = page && page.cameras ? page.cameras.findIndex((c) => c.kvfv_id === row.kvfv_id) : -1;
+    if (i < 0) return;
+    page.cameras[i] = row;
+    scheduleRender('fleet', () => { if (state.view === 'fleet') renderFleet(); });
+  });
+  /** Renders at most once per frame however many events arrive. */
+  const pendingRenders = new Map();
+  function scheduleRender(key, fn) {
+    if (pendingRenders.has(key)) return;
+    pendingRenders.set(key, requestAnimationFrame(() => { pendingRenders.delete(key); fn(); }));
+  }
 
   /** Fetches only the page shown (the fleet may be any size); filters run on the server. */
   async function refreshFleet() {
     const gen = fleet.gen;
     const prefix = fleet.filter;
     if (prefix && !ID_RE.test(prefix)) {
+      fleetLive.want(null);
       fleet.lastData = { cameras: [], total: state.fleetTotal, matched: 0, next: null };
       if (state.view === 'fleet') renderFleet();
       return;
     }
     const after = fleet.cursors[fleet.cursors.length - 1];
+    fleetLive.want('/kvfv/stream?' + pageQuery({ prefix, health: fleet.health, after }));
+    if (fleetLive.up) {
+      // The page is pushed (fleetLive); only the ingest figures are polled.
+      const stats = await getJSON('/stats').catch(() => null);
+      if (stats) recordStats(stats);
+      if (state.view === 'fleet') renderIngestStrip();
+      return;
+    }
     const [data, stats] = await Promise.all([
       loadCameraPage({ prefix, health: fleet.health, after }), getJSON('/stats').catch(() => null)]);
     if (stats) recordStats(stats);
@@ -627,8 +742,10 @@
     interval: '5m',
     customFrom: NaN,
     customTo: NaN,
-    data: null, // last avg-speed response
+    data: null, // last avg-speed response (or what the stream made of it)
     dataKey: '',
+    live: null, // { url, data }: the stream's snapshot, kept up to date by its window events
+    revisions: new Map(), // window start -> { at, delta }: revisions seen arriving on the stream
     range: null,
     sel: -1, // selected window index (hover or keyboard)
     selByKey: false,
@@ -722,7 +839,18 @@
     const params = new URLSearchParams({ from: isoSec(from), to: isoSec(to), interval: cam.interval });
     if (cam.interval === '24h' && state.tz !== 'UTC') params.set('tz', state.tz);
     const path = `/kvfv/${encodeURIComponent(cam.id)}/avg-speed`;
-    return { from, to, tz, url: `${path}?${params}`, csvUrl: `${path}?${params}&format=csv` };
+    // The stream: the same range for a custom period; otherwise a live range (no `to`) from a whole hour (a
+    // whole day for days), so it changes, and is reopened, at most hourly, and dashboards share its poller.
+    let streamParams = params;
+    if (cam.period !== 'custom') {
+      const streamFrom = INTERVAL_MS[cam.interval] >= DAY ? from : Math.floor(from / HOUR) * HOUR;
+      streamParams = new URLSearchParams({ from: isoSec(streamFrom), interval: cam.interval });
+      if (cam.interval === '24h' && state.tz !== 'UTC') streamParams.set('tz', state.tz);
+    }
+    return {
+      from, to, tz, url: `${path}?${params}`, csvUrl: `${path}?${params}&format=csv`,
+      streamUrl: `${path}/stream?${streamParams}`, live: cam.period !== 'custom',
+    };
   }
 
   async function refreshCamera() {
@@ -735,32 +863,133 @@
         syncCameraControls();
       }
     }
-    state.camera = cam.id ? await loadCamera(cam.id) : null;
+    // The camera's row: pushed by a one-camera fleet stream, polled while that is down.
+    rowLive.want(cam.id && ID_RE.test(cam.id) ? '/kvfv/stream?' + pageQuery({ prefix: cam.id, limit: 1 }) : null);
+    state.camera = !cam.id ? null : rowLive.up ? rowLive.camera : await loadCamera(cam.id);
     renderCameraHealth();
-    if (!cam.id) { cameraMessage('No cameras yet: POST events to /events first.'); clearChart(); return; }
+    if (!cam.id) { camLive.want(null); cameraMessage('No cameras yet: POST events to /events first.'); clearChart(); return; }
     // Ask only for cameras the server knows, so a typo shows a message rather than a failed request.
     if (!state.camera) {
+      camLive.want(null);
       cameraMessage(`No camera “${cam.id}” on this server.`);
       clearChart();
       return;
     }
     const range = computeRange();
-    if (range.error) { cameraMessage(range.error); clearChart(); return; }
+    if (range.error) { camLive.want(null); cameraMessage(range.error); clearChart(); return; }
     cameraMessage(null);
+    camLive.want(range.streamUrl);
     const gen = cam.gen;
-    const data = await getJSON(range.url);
+    const streamed = camLive.up && cam.live && cam.live.url === range.streamUrl;
+    const data = streamed ? null : await getJSON(range.url);
     if (gen !== cam.gen || state.view !== 'camera') return; // controls changed meanwhile
     cam.range = range;
     const csv = $('csv-link');
     csv.href = range.csvUrl;
     csv.removeAttribute('aria-disabled');
     csv.download = `${cam.id}_${cam.interval}_${isoSec(range.from)}_${isoSec(range.to)}.csv`.replace(/:/g, '');
+    if (streamed) renderLive(); else showCameraData(data);
+  }
+
+  /** Draws an avg-speed answer (polled, or made from the stream) unless it is what is already drawn. */
+  function showCameraData(data) {
     const key = JSON.stringify(data);
     if (key === cam.dataKey) return; // nothing changed: keep the DOM (and the hover) as it is
     cam.dataKey = key;
     cam.data = data;
     renderCameraCards();
     renderChart();
+    renderRevisions();
+  }
+
+  // The camera's windows, pushed: the snapshot, then each window as it changes (late revisions included).
+  const camLive = new LiveStream('window', (snapshot) => {
+    cam.live = { url: camLive.url, data: snapshot };
+    cam.revisions = new Map();
+    scheduleRender('camera', renderLive);
+  }, (w) => {
+    const live = cam.live;
+    if (!live || live.url !== camLive.url || !w.start) return;
+    const ws = live.data.windows || (live.data.windows = []);
+    let i = ws.length - 1;
+    while (i >= 0 && ws[i].start !== w.start) i--;
+    if (i >= 0) {
+      const old = ws[i];
+      // A window that had ended changes only by late events: a revision.
+      if (old.count !== w.count && Date.parse(w.end) <= serverNow()) {
+        const prev = cam.revisions.get(w.start);
+        cam.revisions.set(w.start, { at: Date.now(), delta: (prev ? prev.delta : 0) + ((w.count || 0) - (old.count || 0)) });
+      }
+      ws[i] = w;
+    } else {
+      ws.push(w); // a live range entering its next window
+      ws.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+    }
+    scheduleRender('camera', renderLive);
+  });
+  // The camera's row (health, counters): a fleet stream of one camera.
+  const rowLive = new LiveStream('camera', (page) => {
+    const c = (page.cameras || [])[0];
+    rowLive.camera = c && c.kvfv_id === cam.id ? c : null;
+    noteServerTime(page.server_time);
+    state.camera = rowLive.camera;
+    if (state.view === 'camera') renderCameraHealth();
+  }, (row) => {
+    if (row.kvfv_id !== cam.id) return;
+    rowLive.camera = row;
+    state.camera = row;
+    scheduleRender('camera-row', () => { if (state.view === 'camera') renderCameraHealth(); });
+  });
+  function closeStreams() {
+    camLive.want(null);
+    rowLive.want(null);
+    fleetLive.want(null);
+    streamStatus();
+  }
+
+  /** The chart's data from the stream: the displayed period's windows of the live (or custom) range. */
+  function renderLive() {
+    const live = cam.live, r = cam.range;
+    if (!live || !r || live.url !== r.streamUrl || state.view !== 'camera') return;
+    const all = live.data.windows || [];
+    const windows = r.live ? all.filter((w) => Date.parse(w.start) >= r.from) : all;
+    showCameraData(Object.assign({}, live.data, {
+      from: r.live ? isoSec(r.from) : live.data.from,
+      to: r.live && windows.length ? windows[windows.length - 1].end : live.data.to,
+      windows,
+    }));
+  }
+
+  /** "revised 14:03, +37 late": from the window's own fields when the server gives them, else as seen live. */
+  function revisionText(w) {
+    const tz = state.tz;
+    if (w.revised_at) {
+      const at = Date.parse(w.revised_at);
+      const late = typeof w.late_count === 'number' && w.late_count > 0 ? `, +${fmtInt(w.late_count)} late` : '';
+      return isNaN(at) ? null : `revised ${fmtTime(at, tz, 'hm')}${late}`;
+    }
+    const seen = cam.revisions.get(w.start);
+    if (!seen) return null;
+    return `revised ${fmtTime(seen.at, tz, 'hm')}, ${seen.delta >= 0 ? '+' : ''}${fmtInt(seen.delta)} late`;
+  }
+  /** Under the chart: the latest revisions of the period's windows, and how many windows are incomplete. */
+  function renderRevisions() {
+    const el = $('camera-revisions');
+    if (!el) return;
+    const ws = cam.data ? cam.data.windows || [] : [];
+    const revised = [];
+    let incomplete = 0;
+    for (const w of ws) {
+      if (w.complete === false) incomplete++;
+      const text = revisionText(w);
+      if (text) revised.push({ w, text, at: w.revised_at ? Date.parse(w.revised_at) : cam.revisions.get(w.start).at });
+    }
+    revised.sort((a, b) => b.at - a.at);
+    const parts = revised.slice(0, 3).map((r) =>
+      `<span class="revision" data-start="${attr(r.w.start)}" data-count="${attr(r.w.count)}">${esc(fmtWindow(r.w, state.tz))}: ${esc(r.text)}</span>`);
+    if (incomplete) parts.push(`<span class="incomplete-note">${fmtInt(incomplete)} incomplete window${incomplete === 1 ? '' : 's'}</span>`);
+    el.innerHTML = parts.join(' · ');
+    el.hidden = parts.length === 0;
   }
 
   function cameraMessage(text) {
@@ -770,7 +999,8 @@
     if (text) $('csv-link').setAttribute('aria-disabled', 'true');
   }
   function clearChart() {
-    cam.data = null; cam.dataKey = '';
+    cam.data = null; cam.dataKey = ''; cam.live = null; cam.revisions = new Map();
+    if ($('camera-revisions')) $('camera-revisions').hidden = true;
     $('chart').innerHTML = '';
     $('camera-cards').innerHTML = '';
     $('chart-tooltip').hidden = true;
@@ -983,6 +1213,21 @@
       out.push(`<text class="empty-note" x="${m.l + plotW / 2}" y="${sTop + sH / 2}" text-anchor="middle">No vehicles in this period</text>`);
     }
 
+    // Windows the server says are incomplete (a gap in the camera's sequence): a dashed outline over the flow
+    // area; windows revised by late events: a mark above their bar.
+    let marks = '';
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i];
+      const xa = x(starts[i]), xb = x(ends[i]);
+      if (w.complete === false) {
+        marks += `<rect class="incomplete" x="${f2(xa + 0.5)}" y="${fTop}" width="${f2(Math.max(1, xb - xa - 1))}" height="${fH}"/>`;
+      }
+      if (revisionText(w)) {
+        marks += `<circle class="revised-mark" cx="${f2((xa + xb) / 2)}" cy="${f2((w.count > 0 ? yc(w.count) : fTop + fH) - 5)}" r="3"/>`;
+      }
+    }
+    if (marks) out.push(`<g class="marks">${marks}</g>`);
+
     // One transparent hit area per window: the hover target, and the window's numbers for tests and tools.
     out.push('<g class="windows">');
     for (let i = 0; i < ws.length; i++) {
@@ -991,6 +1236,8 @@
       out.push(`<rect class="hit" data-i="${i}" data-start="${attr(w.start)}" data-end="${attr(w.end)}" data-count="${attr(w.count)}" ` +
         `data-avg-speed="${attr(w.avg_speed)}" data-harmonic-mean-speed="${attr(w.harmonic_mean_speed)}" ` +
         `data-p15-speed="${attr(w.p15_speed)}" data-p50-speed="${attr(w.p50_speed)}" data-p85-speed="${attr(w.p85_speed)}" ` +
+        `data-complete="${attr(w.complete)}" data-late-count="${attr(w.late_count)}" data-revised-at="${attr(w.revised_at)}" ` +
+        `data-revised="${revisionText(w) ? 'true' : 'false'}" ` +
         `x="${f2(xa)}" y="${sTop}" width="${f2(Math.max(0.5, x(ends[i]) - xa))}" height="${fTop + fH - sTop}"/>`);
     }
     out.push('</g><g id="chart-sel"></g>');
@@ -1036,9 +1283,16 @@
       ['Min – max', `${fmtSpeed(w.min_speed)} – ${fmtSpeed(w.max_speed)}`],
       ['Std deviation', `${fmtSpeed(w.stddev_speed)} km/h`],
     ] : null;
+    // Completeness and revisions, when the server (or the stream) tells: written to work with or without them.
+    const extra = [];
+    const rev = revisionText(w);
+    if (rev) extra.push(['Revised', esc(rev)]);
+    if (w.complete === false) {
+      extra.push(['Complete', `no${typeof w.missing === 'number' && w.missing > 0 ? ` · ${fmtInt(w.missing)} missing` : ''}`]);
+    } else if (w.complete === true) extra.push(['Complete', 'yes']);
+    const dl = (list) => `<dl>${list.map(([k, v]) => `<dt>${k}</dt><dd data-field="${k}">${v}</dd>`).join('')}</dl>`;
     tip.innerHTML = `<div class="tt-title">${esc(fmtWindow(w, state.tz))}</div>` +
-      (rows ? `<dl>${rows.map(([k, v]) => `<dt>${k}</dt><dd data-field="${k}">${v}</dd>`).join('')}</dl>` :
-        '<div class="tt-empty">No vehicles in this window</div>');
+      (rows ? dl(rows.concat(extra)) : '<div class="tt-empty">No vehicles in this window</div>' + (extra.length ? dl(extra) : ''));
     tip.dataset.start = w.start;
     tip.hidden = false;
     // Place beside the cursor, flipping to the left in the right half.

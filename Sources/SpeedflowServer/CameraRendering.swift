@@ -1,0 +1,52 @@
+import SpeedflowEngine
+import SpeedflowModel
+
+/// How one camera of `GET /kvfv` is written: the page and the fleet stream (`/kvfv/stream`) render rows with
+/// this function, so both always carry the same fields.
+enum CameraRendering {
+    /// One camera row as a JSON object.
+    static func row(_ c: CameraStatus, into json: inout JSONWriter) {
+        json.raw("{\"kvfv_id\":")
+        json.string(c.kvfvId)
+        json.raw(",\"health\":")
+        json.string(c.health.rawValue)
+        json.raw(",\"last_event_time\":")
+        json.string(c.lastEventMs.map(Timestamp.format))
+        json.raw(",\"last_arrival_time\":")
+        json.string(c.lastArrivalMs.map(Timestamp.format))
+        json.raw(",\"lag_seconds\":")
+        json.number(Double(c.lagMs) / 1000)
+        json.raw(",\"events_last_hour\":")
+        json.number(c.eventsLastHour)
+        json.raw(",\"events_today\":")
+        json.number(c.eventsToday)
+        json.raw(",\"current_window_start\":")
+        json.string(Timestamp.format(c.currentWindowStartMs))
+        json.raw(",\"current_count\":")
+        json.number(c.current.count)
+        json.raw(",\"current_avg_speed\":")
+        json.number(c.current.averageSpeed)
+        json.raw(",\"accepted\":")
+        json.number(c.accepted)
+        json.raw(",\"duplicates\":")
+        json.number(c.duplicates)
+        json.raw(",\"rejected\":")
+        json.number(c.rejected)
+        json.raw(",\"conflicting_duplicates\":")
+        json.number(c.conflictingDuplicates)
+        if let sequence = c.sequence {
+            let latest = sequence.ledger.latestEpoch
+            json.raw(",\"last_seq\":")
+            json.number(latest.flatMap { sequence.ledger.newest(epoch: $0)?.seq })
+            json.raw(",\"seq_epoch\":")
+            json.number(latest)
+            json.raw(",\"missing\":")
+            json.number(sequence.ledger.gaps.reduce(Int64(0)) { $0 + $1.count })
+            json.raw(",\"backlog\":")
+            SequenceController.backlog(sequence, into: &json)
+        } else {
+            json.raw(",\"last_seq\":null,\"seq_epoch\":null,\"missing\":null,\"backlog\":null")
+        }
+        json.raw("}")
+    }
+}
