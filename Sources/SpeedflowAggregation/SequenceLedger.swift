@@ -62,8 +62,9 @@ public struct SequenceLedger: Sendable, Hashable {
         var runs = epochs.removeValue(forKey: epoch) ?? []
         defer { epochs[epoch] = runs }
         // Live traffic extends the last run: O(1).
+        // (Written so that nothing overflows at seq 0 or 2⁶³ − 1.)
         if let last = runs.last, seq > last.hi {
-            if seq == last.hi + 1 {
+            if seq - 1 == last.hi {
                 runs[runs.count - 1].hi = seq
                 runs[runs.count - 1].hiTimeMs = timeMs
             } else {
@@ -75,7 +76,7 @@ public struct SequenceLedger: Sendable, Hashable {
         let i = Self.firstRun(endingAtOrAfter: seq, in: runs)
         if i < runs.count && runs[i].lo <= seq { return false }
         let joinsPrevious = i > 0 && runs[i - 1].hi == seq - 1
-        let joinsNext = i < runs.count && runs[i].lo == seq + 1
+        let joinsNext = i < runs.count && runs[i].lo - 1 == seq
         switch (joinsPrevious, joinsNext) {
         case (true, true):
             runs[i - 1].hi = runs[i].hi
@@ -154,7 +155,7 @@ public struct SequenceLedger: Sendable, Hashable {
     /// The runs of `key`'s chunk, clipped to it and encoded. A run cut at a chunk boundary is whole again once the
     /// chunks are read back together (`init(chunks:)`): the times written at a cut are never seen.
     public func chunk(_ key: ChunkKey) -> [UInt8] {
-        let start = key.chunk * Self.chunkSpan, end = start + Self.chunkSpan - 1
+        let start = key.chunk * Self.chunkSpan, end = start + (Self.chunkSpan - 1)
         var out: [UInt8] = [1]  // format version
         var clipped: [Run] = []
         for run in epochs[key.epoch] ?? [] where run.hi >= start && run.lo <= end {
@@ -175,7 +176,8 @@ public struct SequenceLedger: Sendable, Hashable {
     /// A ledger from its persisted chunks (in any order); throws on bytes that are not a chunk of `key`.
     public init(chunks: [(key: ChunkKey, bytes: [UInt8])]) throws {
         for (key, bytes) in chunks.sorted(by: { $0.key < $1.key }) {
-            let start = key.chunk * Self.chunkSpan, end = start + Self.chunkSpan - 1
+            guard key.epoch >= 0, (0...(Int64.max / Self.chunkSpan)).contains(key.chunk) else { throw EventRecord.FormatError() }
+            let start = key.chunk * Self.chunkSpan, end = start + (Self.chunkSpan - 1)
             try bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
                 var r = ByteReader(raw)
                 guard try r.byte() == 1 else { throw EventRecord.FormatError() }
@@ -184,13 +186,13 @@ public struct SequenceLedger: Sendable, Hashable {
                 var runs = epochs[key.epoch] ?? []
                 var previous = start
                 for _ in 0..<n {
-                    let lo = previous + Int64(try r.nonNegative())
-                    let hi = lo + Int64(try r.nonNegative())
-                    guard lo >= start, hi <= end, lo >= previous, hi >= lo else { throw EventRecord.FormatError() }
+                    let (lo, o1) = previous.addingReportingOverflow(try r.nonNegative())
+                    let (hi, o2) = lo.addingReportingOverflow(try r.nonNegative())
+                    guard !o1, !o2, lo >= start, hi <= end, lo >= previous, hi >= lo else { throw EventRecord.FormatError() }
                     let loTime = try r.zigzag()
                     let hiTime = loTime &+ (try r.zigzag())
                     let run = Run(lo: lo, hi: hi, loTimeMs: loTime, hiTimeMs: hiTime)
-                    if let last = runs.last, last.hi + 1 >= lo {
+                    if let last = runs.last, last.hi >= lo - 1 {
                         // Touching the previous chunk's last run (cut at the boundary): one run again.
                         guard last.hi < lo else { throw EventRecord.FormatError() }
                         runs[runs.count - 1].hi = hi
@@ -230,7 +232,7 @@ public struct CameraSequence: Sendable, Hashable {
         }
         // Only a newer epoch arrived: the report is stale.
         if let latest = ledger.latestEpoch, latest > report.epoch { return nil }
-        return (report.seq + 1, nil, report.timeMs)
+        return (report.seq == .max ? .max : report.seq + 1, nil, report.timeMs)
     }
 
     /// Takes a report if it is not older than the one held (a higher epoch, or the same with a higher number).

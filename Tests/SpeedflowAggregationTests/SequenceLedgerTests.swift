@@ -85,6 +85,23 @@ struct SequenceLedgerTests {
         }
     }
 
+    @Test("The extremes: seq 0 and 2^63 - 1, a report of 2^63 - 1, chunks at both ends, without overflow")
+    func extremes() throws {
+        var ledger = SequenceLedger()
+        for seq in [Int64.max, 0, Int64.max - 1, 1, Int64.max - 3] { ledger.insert(epoch: 0, seq: seq, timeMs: 7) }
+        let again = ledger.insert(epoch: 0, seq: .max, timeMs: 8)
+        #expect(!again)
+        #expect(ledger.contains(epoch: 0, seq: .max) && !ledger.contains(epoch: 0, seq: .max - 2))
+        #expect(ledger.gaps.map(\.count) == [Int64.max - 5, 1])
+        let keys = [SequenceLedger.ChunkKey(epoch: 0, seq: 0), SequenceLedger.ChunkKey(epoch: 0, seq: .max)]
+        #expect(try SequenceLedger(chunks: keys.map { ($0, ledger.chunk($0)) }) == ledger)
+        #expect(throws: (any Error).self) { try SequenceLedger(chunks: [(SequenceLedger.ChunkKey(epoch: 0, chunk: .max), [1, 0])]) }
+        #expect(throws: (any Error).self) { try SequenceLedger(chunks: [(SequenceLedger.ChunkKey(epoch: -1, chunk: 0), [1, 0])]) }
+        var s = CameraSequence()
+        _ = s.note(CameraReport(kvfvId: "A", seq: .max, timeMs: 1), arrivalMs: 2)
+        #expect(s.backlog?.events == .max)
+    }
+
     @Test("A damaged chunk does not decode")
     func damagedChunk() throws {
         var ledger = SequenceLedger()

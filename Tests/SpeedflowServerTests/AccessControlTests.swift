@@ -111,6 +111,31 @@ struct AccessControlTests {
         }
     }
 
+    @Test("status reports: a camera only for the cameras it covers, an admin for any; a reader or a cookie never; reads of gaps need a reader")
+    func statusReports() async throws {
+        try await Self.withServer { client, f in
+            let body = ByteBuffer(string: "{\"seq\":7,\"timestamp\":\"\(Timestamp.format(Self.now - 60_000))\"}")
+            let cases: [(String?, String, HTTPResponse.Status, String?)] = [
+                (nil, "CAMX", .unauthorized, "unauthorized"), (f.reader, "CAMX", .forbidden, "forbidden"),
+                (f.otherCamera, "CAMX", .forbidden, "forbidden_kvfv_id"), (f.camera, "CAMY", .forbidden, "forbidden_kvfv_id"),
+                (f.camera, "CAMX", .ok, nil), (f.camera, "GANTRY-9", .ok, nil), (f.admin, "ANY2", .ok, nil),
+            ]
+            for (token, camera, status, reason) in cases {
+                try await client.execute(uri: "/kvfv/\(camera)/status", method: .post, headers: Self.auth(token), body: body) { r in
+                    #expect(r.status == status, "\(camera)")
+                    if let reason { #expect(Self.object(r.body)["reason"] as? String == reason) }
+                }
+            }
+            try await client.execute(uri: "/kvfv/CAMX/gaps", method: .get, headers: Self.auth(f.camera)) { r in
+                #expect(r.status == .forbidden)
+            }
+            try await client.execute(uri: "/kvfv/CAMX/gaps", method: .get, headers: Self.auth(f.reader)) { r in
+                #expect(r.status == .ok)
+                #expect((Self.object(r.body)["backlog"] as? [String: Any])?["reported_seq"] as? Int == 7)
+            }
+        }
+    }
+
     @Test("the event_id squatting reproduction of issue 13 is refused: the camera's real pass counts")
     func squatting() async throws {
         try await Self.withServer { client, f in
