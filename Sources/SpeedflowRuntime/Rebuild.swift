@@ -22,7 +22,7 @@ public enum Rebuild {
     /// - Parameter excludingWriters: credential ids whose log records are left out (a compromised token's
     ///   writes): exact afterwards for every bucket the retained log covers.
     public static func run(
-        dataDir: String, policy: ValidationPolicy, discardUnrecoverable: Bool, excludingWriters: Set<String> = [], logger: Logger,
+        dataDir: String, policy: ValidationPolicy, lateGraceMs: Int64 = EngineConfiguration().lateGraceMs, discardUnrecoverable: Bool, excludingWriters: Set<String> = [], logger: Logger,
         note: @escaping (String) -> Void
     ) throws {
         let storePath = DataDirectory.storeFile(dataDir)
@@ -96,7 +96,9 @@ public enum Rebuild {
 
         // Reset first, then build the engine: it loads its state from the reset store.
         try store.reset(fromBucket: firstBucket, logOffset: start.value)
-        let engine = try Engine(log: log, store: store, configuration: EngineConfiguration(policy: policy), logger: logger)
+        var configuration = EngineConfiguration(policy: policy)
+        configuration.lateGraceMs = lateGraceMs
+        let engine = try Engine(log: log, store: store, configuration: configuration, logger: logger)
         let cutoff = firstBucket == .min ? Int64.min : Bucket.start(ofIndex: firstBucket)
         let maxSpeed = policy.maxSpeed
         let minSpeed = policy.minSpeed

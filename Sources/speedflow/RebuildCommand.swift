@@ -42,7 +42,8 @@ struct RebuildCommand: AsyncParsableCommand {
         let began = Date()
         do {
             try Rebuild.run(
-                dataDir: dataDir, policy: policy, discardUnrecoverable: discardUnrecoverable, excludingWriters: Set(excludeCredential),
+                dataDir: dataDir, policy: policy, lateGraceMs: try settings.lateGraceMs(storage), discardUnrecoverable: discardUnrecoverable,
+                excludingWriters: Set(excludeCredential),
                 logger: logger, note: note)
         } catch let error as RebuildError {
             throw ValidationError(error.description)

@@ -74,6 +74,12 @@ extension Settings {
         c.flushIntervalMs = try durationMs("flush_interval", flushInterval, default: defaults.flushIntervalMs)
         c.maxPendingEvents = try int("max_pending_events", maxPendingEvents, default: defaults.maxPendingEvents)
         c.maxHotIdentities = try int("max_hot_identities", maxHotIdentities, default: defaults.maxHotIdentities)
+        c.lateGraceMs = try lateGraceMs(storage)
         return c
+    }
+
+    /// `--late-grace`: how long after its bucket's end an event still arrives on time.
+    func lateGraceMs(_ storage: StorageOptions) throws -> Int64 {
+        try durationMs("late_grace", storage.lateGrace, default: EngineConfiguration().lateGraceMs)
     }
 }

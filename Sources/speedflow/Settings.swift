@@ -26,6 +26,9 @@ struct StorageOptions: ParsableArguments {
     @Option(help: "How old an event may be (too_late beyond); also log retention and dedup memory. Default: \(Settings.formatDuration(ValidationPolicy().acceptanceHorizonMs)).")
     var acceptanceHorizon: String?
 
+    @Option(help: "An event arriving more than this after the end of its 5-minute bucket is late (windows' late_count, revised_at). Default: \(Settings.formatDuration(EngineConfiguration().lateGraceMs)).")
+    var lateGrace: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. Default: info.")
     var logLevel: String?
 }

@@ -32,6 +32,7 @@ struct SequenceEngineTests {
         #expect(accepted == expected)
         #expect(truth.conflicting.values.reduce(0, +) > 0, "the stream has conflicting resends")
         #expect(truth.counted.keys.contains { !truth.gaps($0).isEmpty }, "the stream has gaps")
+        #expect(truth.counted.keys.contains { truth.backlog($0) != nil }, "the stream has a backlog")
         let range = (now - 2 * 86_400_000, now + 600_000)
         try await expectSequencesExact(engine.queries, truth, fromMs: range.0, toMs: range.1)
         engine.shutdown()

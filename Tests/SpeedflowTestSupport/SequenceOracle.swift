@@ -8,7 +8,8 @@ import Testing
 ///
 /// Each camera records passes 0, 1, 2, … (a minute or so apart). The link delivers most of them soon, delays
 /// some by hours (late), resends some (duplicates), resends a few with other content (a camera bug: conflicting
-/// duplicates, never counted), loses some for good, and reports now and then how far the camera has recorded.
+/// duplicates, never counted), loses some for good, and reports now and then how far the camera has recorded;
+/// its last few passes are still on the camera at the end (a backlog its final report tells of).
 public struct SequencedFleet {
     /// One delivery: its arrival time, its events, its reports.
     public struct Delivery: Sendable {
@@ -29,6 +30,8 @@ public struct SequencedFleet {
             let epochChange = rng.next() % 4 == 0 ? Int(rng.next() % UInt64(passes)) : Int.max
             var seq: Int64 = Int64(rng.next() % 1000)
             var epoch: Int64 = 0
+            // The last passes are still on the camera (its link is down); it reports them at the end.
+            let heldBack = Int(rng.next() % 12)
             for i in 0..<passes {
                 if i == epochChange {
                     epoch += 1
@@ -39,6 +42,10 @@ public struct SequencedFleet {
                     kvfvId: camera, timestampMs: t, speed: 20 + Double(rng.next() % 12_000) / 100, eventId: "\(camera)-\(i)",
                     lane: Int(rng.next() % 3), seq: seq, seqEpoch: epoch == 0 ? nil : epoch)
                 seq += 1
+                if i >= passes - heldBack {
+                    if i == passes - 1 { pending.append((nowMs, nil, CameraReport(kvfvId: camera, epoch: epoch, seq: seq - 1, timeMs: t))) }
+                    continue
+                }
                 let roll = rng.next() % 100
                 if roll < 4 { continue }  // lost for good
                 let delay: Int64 = roll < 20 ? 600_000 + Int64(rng.next() % (3 * 3_600_000)) : Int64(rng.next() % 30_000)
