@@ -67,7 +67,8 @@ def dom_windows(driver) -> list[dict]:
         return Array.from(document.querySelectorAll('#chart rect.hit')).map(r => ({
           start: r.dataset.start, end: r.dataset.end, count: r.dataset.count,
           avg: r.dataset.avgSpeed, hm: r.dataset.harmonicMeanSpeed,
-          p15: r.dataset.p15Speed, p50: r.dataset.p50Speed, p85: r.dataset.p85Speed }));""")
+          p15: r.dataset.p15Speed, p50: r.dataset.p50Speed, p85: r.dataset.p85Speed,
+          late_count: r.dataset.lateCount, revised_at: r.dataset.revisedAt }));""")
 
 
 def shot(driver, output_dir: Path, name: str, keep_focus: bool = False) -> Path:
@@ -338,6 +339,7 @@ def test_late_event_is_pushed_to_the_chart_within_1s_without_polling(driver, ser
     target = min((w for w in dom if w["count"] not in ("", "0")),
                  key=lambda w: abs(parse_time(w["start"]) - (now - 3 * 3600)))
     count = int(target["count"])
+    late_before = int(target["late_count"] or 0)
     late = {"kvfv_id": CAMERA, "timestamp": fx.rfc3339(parse_time(target["start"]) + 61.5), "vehicle_speed": 99.9,
             "plate_number": "P111PP77", "event_id": f"{CAMERA}-pushed-{int(now * 1000)}", "lane": 2}
     assert fx.post_events(server, [late])["accepted"] == 1
@@ -354,8 +356,11 @@ def test_late_event_is_pushed_to_the_chart_within_1s_without_polling(driver, ser
     # The revision is marked: on the window, and in the line under the chart ("revised 14:03, +1 late").
     wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"#chart rect.hit[data-start='{target['start']}']")
          .get_attribute("data-revised") == "true", message="the revised window is not marked")
+    # The window's late count is the server's (the fixture's hours-old events were late too): one more than before.
     note = driver.find_element(By.ID, "camera-revisions")
-    wait(driver, lambda d: "+1 late" in note.text, message=f"no revision note: {note.text!r}")
+    wait(driver, lambda d: f"+{late_before + 1} late" in note.text, message=f"no revision note: {note.text!r}")
+    shown = next(w for w in dom_windows(driver) if w["start"] == target["start"])
+    assert int(shown["late_count"]) == late_before + 1 and shown["revised_at"], shown
 
     # Two more polling periods pass (the status shows each poll's time): the stream, not polling, fed the chart.
     seen = set()
@@ -460,3 +465,34 @@ def test_fleet_larger_than_a_page(driver, server, fleet):
     assert all(h == "live" for h in driver.execute_script(
         "return Array.from(document.querySelectorAll('#fleet-body tr[data-id]')).map(tr => tr.dataset.health)"))
     driver.find_element(By.CSS_SELECTOR, "#health-filters .chip[data-health=live]").click()
+
+
+def test_backlog_and_gaps_are_shown_per_camera(driver, server, fleet, output_dir):
+    """A camera that numbers its passes and reports more than it delivered: the fleet row and the camera view
+    show its backlog and its gaps, with the API's numbers."""
+    now = time.time()
+    cam = "SEQ-DASH"
+    passes = [{"kvfv_id": cam, "timestamp": fx.rfc3339(now - 600 + i * 10), "vehicle_speed": 70 + i, "seq": 500 + i}
+              for i in range(20) if i not in (7, 8, 9)]
+    assert fx.post_events(server, passes)["accepted"] == 17
+    req = urllib.request.Request(
+        server + f"/kvfv/{cam}/status", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"seq": 530, "timestamp": fx.rfc3339(now - 5)}).encode())
+    with urllib.request.urlopen(req, timeout=30) as res:
+        assert res.status == 200
+    row = next(c for c in fx.get_json(server, f"/kvfv?prefix={cam}")["cameras"] if c["kvfv_id"] == cam)
+    assert row["backlog"]["events"] == 11 and row["missing"] == 3, row
+
+    driver.get(server + "/#/")
+    driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'));",
+                          driver.find_element(By.ID, "fleet-filter"), cam)
+    cell = lambda d: d.execute_script(
+        "const c = document.querySelector(`#fleet-body tr[data-id='SEQ-DASH'] [data-col=backlog]`); return c && c.textContent;")
+    wait(driver, lambda d: (cell(d) or "").startswith("11"), message=f"backlog cell shows {cell(driver)!r}")
+    assert "+3 gaps" in cell(driver)
+    open_camera(driver, server, cam)
+    wait(driver, lambda d: d.execute_script(
+        "const b = document.querySelector('#camera-health [data-backlog]'); return b && b.dataset.backlog;") == "11",
+        message="the camera view shows the backlog")
+    assert "3 missing in gaps" in driver.find_element(By.ID, "camera-health").text
+    shot(driver, output_dir, "backlog")

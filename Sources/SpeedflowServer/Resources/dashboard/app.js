@@ -403,6 +403,7 @@
     { key: 'last_arrival_time', label: 'Last arrival', type: 'time' },
     { key: 'lag_seconds', label: 'Lag', type: 'num' },
     { key: 'events_today', label: 'Events today', type: 'num' },
+    { key: 'backlog', label: 'Backlog', type: 'backlog' },
   ];
   const fleet = {
     sortKey: storageGet('speedflow.sortKey', 'kvfv_id'),
@@ -498,6 +499,7 @@
     let va = a[col.key], vb = b[col.key];
     if (col.type === 'health') { va = HEALTH[va] ? HEALTH[va].rank : 5; vb = HEALTH[vb] ? HEALTH[vb].rank : 5; }
     if (col.type === 'time') { va = va ? Date.parse(va) : null; vb = vb ? Date.parse(vb) : null; }
+    if (col.type === 'backlog') { va = va ? va.events : null; vb = vb ? vb.events : null; }
     // Unknown values sort last in either direction.
     const na = va === null || va === undefined, nb = vb === null || vb === undefined;
     if (na || nb) return na && nb ? cmpId(a, b) : na ? 1 : -1;
@@ -629,7 +631,18 @@
       `<td data-col="last_event_time">${fmtWhen(c.last_event_time, state.tz, nowMs)}</td>` +
       `<td data-col="last_arrival_time">${fmtWhen(c.last_arrival_time, state.tz, nowMs)}</td>` +
       `<td class="num" data-col="lag_seconds"><span${lagCls}>${lag === null || lag === undefined ? '—' : esc(fmtDuration(lag))}</span></td>` +
-      `<td class="num" data-col="events_today">${fmtInt(c.events_today)}</td></tr>`;
+      `<td class="num" data-col="events_today">${fmtInt(c.events_today)}</td>` +
+      `<td class="num" data-col="backlog">${backlogCell(c, nowMs)}</td></tr>`;
+  }
+
+  /** A camera's backlog (what it reported recording but has not delivered) and its known gaps; — without seq. */
+  function backlogCell(c, nowMs) {
+    const b = c.backlog;
+    const missing = typeof c.missing === 'number' && c.missing > 0 ? ` <span class="subtle" title="passes missing between received sequence numbers">+${fmtInt(c.missing)} gaps</span>` : '';
+    if (!b) return (missing || '<span class="none">—</span>');
+    const since = b.since ? ` since ${fmtWhen(b.since, state.tz, nowMs)}` : '';
+    const cls = b.events > 0 ? ' class="warn-text"' : '';
+    return `<span${cls} title="reported seq ${esc(String(b.reported_seq))} at ${esc(b.reported_time)}${esc(since)}">${fmtInt(b.events)}</span>${missing}`;
   }
 
   /** Moves keyboard focus to row `index`, scrolling it into the rendered slice first. */
@@ -1013,7 +1026,11 @@
     const h = HEALTH[c.health] || { label: c.health, help: '' };
     el.innerHTML = `<span class="badge h-${attr(c.health)}" title="${esc(h.help)}">${esc(h.label)}</span>` +
       `<span class="subtle">last event ${fmtWhen(c.last_event_time, state.tz, state.serverTime)} · ` +
-      `accepted ${fmtInt(c.accepted)} · duplicates ${fmtInt(c.duplicates)} · rejected ${fmtInt(c.rejected)}</span>`;
+      `accepted ${fmtInt(c.accepted)} · duplicates ${fmtInt(c.duplicates)} · rejected ${fmtInt(c.rejected)}` +
+      (c.backlog ? ` · <span data-backlog="${attr(c.backlog.events)}"${c.backlog.events > 0 ? ' class="warn-text"' : ''}>backlog ${fmtInt(c.backlog.events)}` +
+        (c.backlog.since ? ` since ${fmtWhen(c.backlog.since, state.tz, state.serverTime)}` : '') + '</span>' : '') +
+      (typeof c.missing === 'number' && c.missing > 0 ? ` · ${fmtInt(c.missing)} missing in gaps` : '') +
+      (c.conflicting_duplicates > 0 ? ` · ${fmtInt(c.conflicting_duplicates)} conflicting resends` : '') + '</span>';
   }
 
   function periodSummary(windows) {
