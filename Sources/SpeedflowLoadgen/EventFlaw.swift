@@ -9,6 +9,8 @@ enum EventFlaw: UInt8, CaseIterable, Sendable {
     case inFuture
     case tooLate
     case notAnObject
+    /// A negative `seq`, a string `seq`, or a `seq_epoch` out of range (only sent by numbering fleets).
+    case invalidSeq
 
     /// The reason code the server must answer with (DESIGN.md, "Contract").
     var reason: String {
@@ -22,6 +24,7 @@ enum EventFlaw: UInt8, CaseIterable, Sendable {
         case .inFuture: "in_future"
         case .tooLate: "too_late"
         case .notAnObject: "not_an_object"
+        case .invalidSeq: "invalid_seq"
         }
     }
 }

@@ -27,6 +27,15 @@ final class FleetWorker {
         /// Attempts that failed in a way that leaves the server's state unknown (timeout, 5xx, dropped
         /// connection): the server may already hold these events, so they may come back as duplicates.
         var uncertainAttempts = 0
+        /// Wall-clock time of the first attempt: the server's arrival time of its events is not earlier.
+        var firstSentMs: Int64?
+    }
+
+    /// What a camera does next on its link.
+    enum Work {
+        case events(Request)
+        /// `POST /kvfv/{id}/status` of this camera (an index into the worker's cameras).
+        case status(Int)
     }
 
     /// Shared run state the workers read; immutable apart from the atomics.
@@ -98,23 +107,38 @@ final class FleetWorker {
     /// with their oracles.
     func run() async -> [SimulatedCamera] {
         while !generationOver() {
-            guard var request = nextRequest() else {
+            switch nextWork() {
+            case nil:
                 try? await Task.sleep(for: .milliseconds(20))
-                continue
+            case .status(let i):
+                await sendStatus(i)
+            case .events(var request):
+                await pace(events: request.entries.count)
+                await deliver(&request)
             }
-            await pace(events: request.entries.count)
-            await deliver(&request)
         }
-        // Drain: every camera comes back online and flushes what it holds.
+        // Drain: every camera comes back online, reports and flushes what it holds.
         let now = Self.wallMillis()
         for i in cameras.indices {
             cameras[i].outage = nil
             if case .offline(let since) = cameras[i].link { comeBack(i, offlineSince: since, nowMillis: now) }
         }
         for i in cameras.indices {
+            if cameras[i].statusNow { await sendStatus(i) }
             while cameras[i].hasBacklog {
                 var request = backlogRequest(i)
                 await deliver(&request)
+            }
+        }
+        // The last word of every numbering camera: what it has recorded, some of it still on the camera.
+        if configuration.sequenced && configuration.statusInterval > .zero {
+            for i in cameras.indices {
+                if traffic.rng.chance(configuration.pendingShare) {
+                    let n = 1 + traffic.rng.below(5)
+                    traffic.recordPending(camera: &cameras[i], count: n, nowMillis: Self.wallMillis())
+                    stats.update { $0.pendingPasses += n }
+                }
+                await sendStatus(i)
             }
         }
         await transport.shutdown()
@@ -141,8 +165,8 @@ final class FleetWorker {
 
     // MARK: - Building requests
 
-    /// The next request of the next camera in turn, or nil when every camera is offline.
-    private func nextRequest() -> Request? {
+    /// The next request or report of the next camera in turn, or nil when every camera is offline.
+    private func nextWork() -> Work? {
         let elapsed = clock.now - shared.startedAt
         for _ in 0..<cameras.count {
             let i = nextCamera
@@ -158,8 +182,17 @@ final class FleetWorker {
                     comeBack(i, offlineSince: since, nowMillis: Self.wallMillis())
                 }
             }
-            if cameras[i].hasBacklog { return backlogRequest(i) }
-            return liveRequest(i)
+            if let restart = cameras[i].restartAt, elapsed >= restart {
+                // The counter restarts (a reboot that lost it): a higher epoch, numbers from 0 again.
+                cameras[i].restartAt = nil
+                cameras[i].epoch += 1
+                cameras[i].nextSeq = 0
+                cameras[i].newest = nil
+                stats.update { $0.counterRestarts += 1 }
+            }
+            if cameras[i].statusNow || cameras[i].nextStatusAt.map({ elapsed >= $0 }) == true { return .status(i) }
+            if cameras[i].hasBacklog { return .events(backlogRequest(i)) }
+            if let request = liveRequest(i) { return .events(request) }
         }
         return nil
     }
@@ -170,6 +203,9 @@ final class FleetWorker {
             camera: &cameras[i], offlineSince: offlineSince, nowMillis: nowMillis, liveRatePerCamera: liveRatePerCamera)
         cameras[i].backlog = backlog
         cameras[i].backlogCursor = 0
+        // Back online, it first tells what it has recorded meanwhile: the server sees the backlog until the flush.
+        if configuration.sequenced && configuration.statusInterval > .zero { cameras[i].statusNow = true }
+        collectLost()
         _ = shared.generated.add(backlog.count, ordering: .relaxed)
         let invalid = Self.invalidCounts(backlog)
         stats.update {
@@ -187,22 +223,37 @@ final class FleetWorker {
 
     private var requestSize: Int { configuration.mode == .single ? 1 : configuration.batchSize }
 
-    private func liveRequest(_ i: Int) -> Request {
+    /// Moves the passes the generator lost for good into the stats.
+    private func collectLost() {
+        let lost = traffic.lostForGood
+        guard lost > 0 else { return }
+        traffic.lostForGood = 0
+        stats.update { $0.lostForGood += lost }
+    }
+
+    /// The camera's next live request; nil if every pass drawn for it was lost for good.
+    private func liveRequest(_ i: Int) -> Request? {
         let size = requestSize
         let now = Self.wallMillis()
         var entries: [Entry] = []
         entries.reserveCapacity(size + 1)
         var fresh: [SimulatedEvent] = []
-        for _ in 0..<size {
+        var draws = 0
+        while entries.count < size, draws < 20 * size + 20 {
+            draws += 1
             if !cameras[i].recentAcked.isEmpty, traffic.rng.chance(configuration.duplicateShare) {
                 let old = cameras[i].recentAcked[traffic.rng.below(cameras[i].recentAcked.count)]
                 entries.append(Entry(event: old, known: true, repeatInBatch: false))
             } else {
-                let event = traffic.makeLiveEvent(camera: &cameras[i], nowMillis: now, spreadMillis: liveSpreadMillis)
+                var event = traffic.makeLiveEvent(camera: &cameras[i], nowMillis: now, spreadMillis: liveSpreadMillis)
+                // A pass lost for good is recorded (and numbered) but never sent.
+                guard traffic.number(&event, camera: &cameras[i]) else { continue }
                 fresh.append(event)
                 entries.append(Entry(event: event, known: false, repeatInBatch: false))
             }
         }
+        collectLost()
+        guard !entries.isEmpty else { return nil }
         _ = shared.generated.add(fresh.count, ordering: .relaxed)
         let invalid = Self.invalidCounts(fresh)
         let known = entries.count - fresh.count
@@ -282,6 +333,7 @@ final class FleetWorker {
         while true {
             if lostAckPending { stats.update { $0.lostAckResends += 1 } }
             lostAckPending = false
+            if request.firstSentMs == nil { request.firstSentMs = Self.wallMillis() }
             let forced = request.uncertainAttempts == 0 && traffic.rng.chance(configuration.timeoutShare)
             let timeout: Duration = forced
                 ? .microseconds(100 + Int64(traffic.rng.below(2900)))
@@ -350,6 +402,89 @@ final class FleetWorker {
         }
     }
 
+    /// `POST /kvfv/{id}/status` with the camera's newest recorded pass (delivered or not), resent until answered
+    /// 200 like events; skipped when nothing new was recorded since the last acknowledged report.
+    private func sendStatus(_ i: Int) async {
+        cameras[i].statusNow = false
+        if configuration.statusInterval > .zero {
+            cameras[i].nextStatusAt = (clock.now - shared.startedAt) + configuration.statusInterval
+        }
+        guard let newest = cameras[i].newest else { return }
+        if let r = cameras[i].reported, r.epoch == newest.epoch, r.seq == newest.seq { return }
+        let id = cameraId(i)
+        var body = Array(#"{"seq":\#(newest.seq),"seq_epoch":\#(newest.epoch),"timestamp":""#.utf8)
+        UTCTime.append(millis: newest.millis, offsetMinutes: Int(shared.encoder.cameraOffsetMinutes[Int(cameras[i].index)]), to: &body)
+        body.append(contentsOf: #""}"#.utf8)
+        let url = configuration.url + "/kvfv/\(id)/status"
+        let firstSent = Self.wallMillis()
+        let tolerance = configuration.clockTolerance.milliseconds
+        var backoff = Duration.milliseconds(20)
+        while true {
+            stats.update { $0.statusRequests += 1 }
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            if let authorization = configuration.authorization(forCamera: id) {
+                request.headers.add(name: "Authorization", value: authorization)
+            }
+            request.body = .bytes(ByteBuffer(bytes: body))
+            var retryAfter: Duration?
+            do {
+                let response = try await shared.client.execute(request, timeout: .nanoseconds(configuration.requestTimeout.nanoseconds))
+                let answer = try await response.body.collect(upTo: 1 << 16)
+                switch response.status.code {
+                case 200:
+                    let json = MiniJSON.parse(answer)
+                    if json?["kvfv_id"]?.string != id || json?["seq"]?.int.map(Int64.init) != newest.seq
+                        || json?["seq_epoch"]?.int != Int(newest.epoch)
+                        || json?["timestamp"]?.string.flatMap(UTCTime.parseMillis) != newest.millis {
+                        stats.update {
+                            $0.anomalies.badAnswers += 1
+                            $0.anomalies.note("status of \(id) (seq \(newest.seq), epoch \(newest.epoch)) answered \(String(buffer: answer).prefix(200))")
+                        }
+                    }
+                    let acked = Self.wallMillis()
+                    cameras[i].record.acknowledged(SequenceRecord.Report(
+                        epoch: Int64(newest.epoch), seq: newest.seq, timeMs: newest.millis,
+                        arrivalFromMs: firstSent - tolerance, arrivalToMs: acked + tolerance))
+                    cameras[i].reported = (newest.epoch, newest.seq)
+                    stats.update { $0.statusReports += 1 }
+                    if traffic.rng.chance(configuration.lostAckShare) {
+                        // The answer "never arrived": the same report again (the server keeps the first).
+                        stats.update { $0.lostAckResends += 1 }
+                        continue
+                    }
+                    return
+                case 429, 503:
+                    stats.update { $0.errors["status_http_\(response.status.code)", default: 0] += 1 }
+                    if let seconds = response.headers.first(name: "Retry-After").flatMap(Double.init) {
+                        retryAfter = .milliseconds(Int64(min(seconds, 5) * 1000))
+                    }
+                case 500..<600:
+                    stats.update { $0.errors["status_http_\(response.status.code)", default: 0] += 1 }
+                default:
+                    stats.update {
+                        $0.errors["status_http_\(response.status.code)", default: 0] += 1
+                        $0.anomalies.badAnswers += 1
+                        $0.anomalies.note("status of \(id): HTTP \(response.status.code) \(String(buffer: answer).prefix(200))")
+                    }
+                    return
+                }
+            } catch {
+                stats.update { $0.errors["status_connection", default: 0] += 1 }
+            }
+            if overdue() {
+                // Its fate is unknown, so the expected backlog is too.
+                stats.update { $0.unacknowledged += 1 }
+                shared.logger.warning("giving up on a status report after the drain deadline", metadata: ["loadgen.camera": "\(id)"])
+                return
+            }
+            stats.update { $0.retries += 1 }
+            try? await Task.sleep(for: retryAfter ?? backoff)
+            backoff = min(backoff * 2, .seconds(2))
+        }
+    }
+
     /// The fleet-wide id of a camera of this worker (`i` indexes this worker's share).
     private func cameraId(_ i: Int) -> String {
         shared.cameraIds[Int(cameras[i].index)]
@@ -382,6 +517,9 @@ final class FleetWorker {
         for item in rejectedList {
             if let index = item["index"]?.int, let reason = item["reason"]?.string { rejected[index] = reason }
         }
+        // The server took these events between the first send and now (its clock, within the tolerance).
+        let ackedMs = Self.wallMillis()
+        let sentMs = request.firstSentMs ?? ackedMs
         // Collected here and folded in under one lock; a LoadStats would allocate a histogram per answer.
         var local = AckTally()
         var mayBeNew = 0
@@ -410,7 +548,7 @@ final class FleetWorker {
                 local.anomalies.note("\(cameraId) #\(entry.event.sequence) (\(flaw.reason)) was not rejected")
                 continue
             }
-            cameras[i].oracle.add(entry.event)
+            cameras[i].oracle.add(entry.event, sentMs: sentMs, ackedMs: ackedMs)
             cameras[i].rememberAcked(entry.event)
             newlyAcked += 1
             lastNew = entry.event

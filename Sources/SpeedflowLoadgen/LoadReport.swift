@@ -73,6 +73,14 @@ public struct LoadReport: Codable, Sendable {
     public var outages: Int
     public var backlogEvents: Int
     public var unacknowledged: Int
+    /// Recorded passes never sent (`--loss`): gaps, or backlog when at a camera's end.
+    public var lostForGood: Int
+    /// Passes still on the cameras at the end (recorded and reported, never sent).
+    public var pendingPasses: Int
+    /// Pass counters restarted (a new `seq_epoch`).
+    public var counterRestarts: Int
+    /// Status reports acknowledged (`POST /kvfv/{id}/status`).
+    public var statusReports: Int
     public var latency: Latency
     public var freshness: Freshness?
     public var anomalies: Anomaly
@@ -108,6 +116,8 @@ public struct LoadReport: Codable, Sendable {
         lines.append("invalid     generated: \(kv(invalidGenerated))")
         lines.append("bad links   \(n(outages)) outages flushing \(n(backlogEvents)) backlog events, \(n(deliberateDuplicates)) resent events, "
             + "\(n(inBatchDuplicates)) in-batch repeats, \(n(lostAckResends)) lost-answer resends, \(n(forcedTimeouts)) forced timeouts")
+        lines.append("sequences   \(n(lostForGood)) passes lost for good, \(n(pendingPasses)) still on the cameras at the end, "
+            + "\(n(counterRestarts)) counter restarts, \(n(statusReports)) status reports")
         lines.append("errors      \(kv(httpErrors)); \(n(retries)) retries; \(n(unacknowledged)) events never acknowledged")
         for e in errorSamples { lines.append("            - \(e)") }
         lines.append("latency     p50 \(d(latency.p50Ms, 2)) ms, p95 \(d(latency.p95Ms, 2)) ms, p99 \(d(latency.p99Ms, 2)) ms, "
@@ -130,9 +140,12 @@ public struct LoadReport: Codable, Sendable {
                     + "\(n(v.eventsExpected)) events match"
                     + (v.matchedAfterSeconds.map { String(format: " (all counted %.1f s after the last acknowledgement)", $0) } ?? ""))
             } else {
-                lines.append("verify      MISMATCH: \(n(v.mismatches)) windows differ; expected \(n(v.eventsExpected)) events, found \(n(v.eventsFound))")
+                lines.append("verify      MISMATCH: \(n(v.mismatches)) mismatches; expected \(n(v.eventsExpected)) events, found \(n(v.eventsFound))")
                 for m in v.firstMismatches { lines.append("            - \(m)") }
             }
+            lines.append("            \(n(v.lateEvents)) late events (\(n(v.lateAmbiguous)) of undecidable lateness), "
+                + "\(n(v.sequencedCameras)) numbering cameras: \(n(v.gapsExpected)) gaps, \(n(v.backlogsExpected)) backlogs, "
+                + "\(n(v.incompleteWindows)) incomplete windows missing \(n(v.missingExpected))")
         }
         if let rss = loadgenMaxRSSMiB { lines.append("loadgen     max RSS \(d(rss)) MiB") }
         lines.append(passed ? "result      PASS" : "result      FAIL")

@@ -32,6 +32,15 @@ struct LoadStats: Sendable {
     var inBatchDuplicates = 0
     var outages = 0
     var backlogEvents = 0
+    /// Recorded passes lost for good (never sent).
+    var lostForGood = 0
+    /// Passes still on the cameras at the end (recorded and reported, never sent).
+    var pendingPasses = 0
+    /// Pass counters restarted (a new `seq_epoch`).
+    var counterRestarts = 0
+    /// `POST /kvfv/{id}/status` attempts, and reports acknowledged.
+    var statusRequests = 0
+    var statusReports = 0
     /// Valid events first acknowledged (each counted once): what the windows must contain.
     var eventsAcked = 0
     /// Valid events never acknowledged before the drain deadline: their fate is unknown.
@@ -65,6 +74,11 @@ struct LoadStats: Sendable {
         outages += other.outages
         backlogEvents += other.backlogEvents
         eventsAcked += other.eventsAcked
+        lostForGood += other.lostForGood
+        pendingPasses += other.pendingPasses
+        counterRestarts += other.counterRestarts
+        statusRequests += other.statusRequests
+        statusReports += other.statusReports
         unacknowledged += other.unacknowledged
         anomalies.merge(other.anomalies)
         latency.add(other.latency)

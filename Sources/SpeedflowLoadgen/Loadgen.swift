@@ -30,6 +30,16 @@ public enum Loadgen {
         progress: (@Sendable (String) -> Void)? = nil,
         stop: LoadgenStopSignal = LoadgenStopSignal()
     ) async throws -> LoadReport {
+        try await run(configuration: configuration, logger: logger, progress: progress, stop: stop, beforeVerify: nil)
+    }
+
+    /// `beforeVerify` runs after the fleet has sent everything and before `--verify` (tests use it to tamper with
+    /// the server and see verification fail).
+    static func run(
+        configuration: LoadgenConfiguration, logger: Logger = Logger(label: "speedflow.loadgen"),
+        progress: (@Sendable (String) -> Void)? = nil, stop: LoadgenStopSignal = LoadgenStopSignal(),
+        beforeVerify: (@Sendable () async throws -> Void)?
+    ) async throws -> LoadReport {
         try configuration.validate()
         var configuration = configuration
         while configuration.url.hasSuffix("/") { configuration.url.removeLast() }
@@ -46,7 +56,8 @@ public enum Loadgen {
         }
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration)
         do {
-            let report = try await run(configuration: configuration, client: client, logger: logger, progress: progress, stop: stop)
+            let report = try await run(
+                configuration: configuration, client: client, logger: logger, progress: progress, stop: stop, beforeVerify: beforeVerify)
             try? await client.shutdown()
             return report
         } catch {
@@ -57,7 +68,7 @@ public enum Loadgen {
 
     private static func run(
         configuration: LoadgenConfiguration, client: HTTPClient, logger: Logger,
-        progress: (@Sendable (String) -> Void)?, stop: LoadgenStopSignal
+        progress: (@Sendable (String) -> Void)?, stop: LoadgenStopSignal, beforeVerify: (@Sendable () async throws -> Void)?
     ) async throws -> LoadReport {
         try await waitForHealth(client: client, url: configuration.url, timeout: .seconds(10))
 
@@ -130,8 +141,11 @@ public enum Loadgen {
         if let progress { progress(Self.progressLine(total, elapsed: elapsed, rate: nil)) }
 
         var verification: VerificationReport?
+        try await beforeVerify?()
         if configuration.verify {
-            let oracles = finished.sorted { $0.index < $1.index }.map { (id: cameraIds[Int($0.index)], oracle: $0.oracle) }
+            let oracles = finished.sorted { $0.index < $1.index }.map {
+                VerifiedCamera(id: cameraIds[Int($0.index)], oracle: $0.oracle, sequence: configuration.sequenced ? $0.record : nil)
+            }
             let verifyStarted = clock.now
             var v = await Verifier(client: client, baseURL: queryURL, parallelism: 8, authorization: configuration.readAuthorization).verify(oracles: oracles)
             // Behind Kafka, aggregation trails the acknowledgements: give it time to converge (never to pass
@@ -160,6 +174,8 @@ public enum Loadgen {
             lostAckResends: total.lostAckResends, forcedTimeouts: total.forcedTimeouts,
             deliberateDuplicates: total.deliberateDuplicates, inBatchDuplicates: total.inBatchDuplicates,
             outages: total.outages, backlogEvents: total.backlogEvents, unacknowledged: total.unacknowledged,
+            lostForGood: total.lostForGood, pendingPasses: total.pendingPasses, counterRestarts: total.counterRestarts,
+            statusReports: total.statusReports,
             latency: LoadReport.Latency(total.latency),
             freshness: freshness.map {
                 LoadReport.Freshness(delay: LoadReport.Latency($0.histogram), neverVisible: $0.neverVisible, queryErrors: $0.queryErrors)

@@ -99,6 +99,30 @@ public struct LoadgenConfiguration: Sendable {
     /// Share of cameras that stamp local time with a `+03:00` offset instead of `Z`. Default: 0.3.
     public var offsetTimestampShare: Double = 0.3
 
+    /// Number every recorded pass with `seq` (per camera, from a random start; `seq_epoch` after a counter
+    /// restart) and send status reports, so `--verify` also checks gaps, backlogs, `complete` and `missing`.
+    /// Default: true.
+    public var sequenced: Bool = true
+    /// Share of recorded passes lost for good (never sent): gaps the server must list. Default: 0.005.
+    public var lossShare: Double = 0.005
+    /// Each numbering camera reports its newest recorded pass (`POST /kvfv/{id}/status`) this often while online,
+    /// first at a random point of the first interval; also when it comes back from an outage (before flushing)
+    /// and at the end of the run. Zero: no reports at all. Default: 5 s.
+    public var statusInterval: Duration = .seconds(5)
+    /// Share of numbering cameras whose counter restarts once during the run (a higher `seq_epoch`, numbers
+    /// from 0 again). Default: 0.05.
+    public var counterRestartShare: Double = 0.05
+    /// Share of numbering cameras that end the run holding 1–5 recorded passes they have not sent (and report):
+    /// the backlog `--verify` expects. Default: 0.1.
+    public var pendingShare: Double = 0.1
+    /// The server's grace period: an event arriving more than this after the end of its 5-minute bucket is
+    /// late (`late_count`). Default: 5 min, as the server.
+    public var lateGrace: Duration = .seconds(300)
+    /// How far the server's clock may be off this machine's: an event whose request reached the server within this
+    /// (plus the request's flight time) of its grace deadline is "ambiguous", and `late_count` is checked as a
+    /// range for its window. Default: 1 s.
+    public var clockTolerance: Duration = .seconds(1)
+
     /// Seed of the simulation (traffic, flaws, schedule). Default: random.
     public var seed: UInt64 = UInt64.random(in: 0...UInt64.max)
     /// Tag inside every event id, so runs never collide on identities. Default: random 6 hex digits.
@@ -129,12 +153,17 @@ public struct LoadgenConfiguration: Sendable {
         }
         for (name, share) in [("outage", outageShare), ("duplicate", duplicateShare), ("lost-ack", lostAckShare),
                               ("timeout", timeoutShare), ("invalid", invalidShare),
-                              ("in-batch duplicate", inBatchDuplicateShare), ("offset timestamp", offsetTimestampShare)] {
+                              ("in-batch duplicate", inBatchDuplicateShare), ("offset timestamp", offsetTimestampShare),
+                              ("loss", lossShare), ("counter restart", counterRestartShare), ("pending", pendingShare)] {
             guard share >= 0, share <= 1 else { throw fail("\(name) share must be within 0...1") }
         }
         guard cameraPrefix.utf8.allSatisfy({ $0 < 128 && ($0 == 45 || $0 == 46 || $0 == 95 || (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0)) }),
               cameraPrefix.utf8.count <= 40
         else { throw fail("camera prefix must be up to 40 characters of [A-Za-z0-9._-]") }
+        guard lossShare < 1 else { throw fail("loss share must stay under 1 (some passes must arrive)") }
+        guard statusInterval >= .zero, clockTolerance >= .zero, lateGrace >= .zero else {
+            throw fail("status interval, clock tolerance and late grace must not be negative")
+        }
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw fail("url must start with http:// or https://") }
     }
 }

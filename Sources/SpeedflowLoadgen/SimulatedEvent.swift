@@ -12,6 +12,10 @@ struct SimulatedEvent: Sendable {
     var lane: UInt8
     /// Non-nil for a deliberately invalid event.
     var flaw: EventFlaw?
+    /// The camera's pass counter (`seq`), or -1 for an unnumbered event (`--no-seq`, invalid events).
+    var seq: Int64 = -1
+    /// The counter's epoch (`seq_epoch`): raised when the camera's counter restarts; written only when above 0.
+    var epoch: UInt16 = 0
 
     /// The speed exactly as the server parses it from the JSON text (`852` → `85.2`).
     var speed: Double { Double(speedTenths) / 10 }
@@ -69,6 +73,20 @@ struct EventEncoder: Sendable {
         }
         out.append(contentsOf: #"","lane":"#.utf8)
         UTCTime.appendDigits(Int64(event.lane), 1, &out)
+        if event.flaw == .invalidSeq {
+            switch event.sequence % 3 {
+            case 0: out.append(contentsOf: #","seq":-3"#.utf8)
+            case 1: out.append(contentsOf: #","seq":"12""#.utf8)
+            default: out.append(contentsOf: #","seq":1,"seq_epoch":40000"#.utf8)
+            }
+        } else if event.seq >= 0 {
+            out.append(contentsOf: #","seq":"#.utf8)
+            appendInteger(event.seq, to: &out)
+            if event.epoch > 0 {
+                out.append(contentsOf: #","seq_epoch":"#.utf8)
+                appendInteger(Int64(event.epoch), to: &out)
+            }
+        }
         out.append(UInt8(ascii: "}"))
     }
 
@@ -96,6 +114,14 @@ struct EventEncoder: Sendable {
         out.append(contentsOf: letters[Int(h % 12)]); h /= 12
         out.append(contentsOf: letters[Int(h % 12)]); h /= 12
         UTCTime.appendDigits(Int64(h % 99 + 1), 2, &out)
+    }
+
+    /// A non-negative integer in as many digits as it needs.
+    private func appendInteger(_ value: Int64, to out: inout [UInt8]) {
+        var digits = 1
+        var rest = value
+        while rest >= 10 { rest /= 10; digits += 1 }
+        UTCTime.appendDigits(value, digits, &out)
     }
 
     /// `852` → `85.2`, `-125` → `-12.5`, `0` → `0`.

@@ -25,9 +25,15 @@ struct LoadgenCommand: AsyncParsableCommand {
             (HdrHistogram), and freshness (time from an event's acknowledgement to its first appearance in a \
             query answer, sampled once a second).
 
+            With --seq (the default) cameras number their passes from a random start, lose a share for good \
+            (--loss), may restart their counter (a higher seq_epoch), report their newest recorded pass now and \
+            then (POST /kvfv/{id}/status), and some end the run holding passes they reported but never sent.
+
             --verify then compares every 5-minute window of every camera with an independent oracle built from \
             what the server acknowledged (count exact, average and harmonic mean to 1e-9 relative, min and max \
-            exact). Use it against a fresh data directory, or give a --camera-prefix no other data uses.
+            exact, late_count exact where lateness is decidable, revised_at within --clock-tolerance, complete and \
+            missing exact) and, for numbering cameras, every gap and the backlog of GET /kvfv/{id}/gaps. Use it \
+            against a fresh data directory, or give a --camera-prefix no other data uses.
 
             Ctrl-C ends generation early; the fleet still flushes and resends, and the report is printed.
 
@@ -129,6 +135,24 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Camera clocks are skewed uniformly within +/- this (keep under the server's 5 min).")
     var maxClockSkew = DurationArgument(LoadgenCommand.defaults.maxClockSkew)
 
+    @Flag(name: .customLong("seq"), inversion: .prefixedNo, help: "Number every recorded pass (seq, seq_epoch after a counter restart) and send status reports; --verify then also checks gaps, backlogs, complete and missing.")
+    var sequenced = LoadgenCommand.defaults.sequenced
+
+    @Option(name: .customLong("loss"), help: "Share of recorded passes lost for good, never sent (0...1): gaps the server must list.")
+    var lossShare = LoadgenCommand.defaults.lossShare
+
+    @Option(help: "Each numbering camera reports its newest recorded pass (POST /kvfv/{id}/status) this often, also after an outage and at the end (0s: no reports).")
+    var statusInterval = DurationArgument(LoadgenCommand.defaults.statusInterval)
+
+    @Option(help: "Share of numbering cameras whose pass counter restarts once (a higher seq_epoch, numbers from 0).")
+    var restartShare = LoadgenCommand.defaults.counterRestartShare
+
+    @Option(help: "Share of numbering cameras that end the run holding 1-5 recorded, reported, unsent passes (a backlog).")
+    var pendingShare = LoadgenCommand.defaults.pendingShare
+
+    @Option(help: "How far the server's clock may be off this machine's: --verify checks late_count as a range for events this close to their grace deadline.")
+    var clockTolerance = DurationArgument(LoadgenCommand.defaults.clockTolerance)
+
     @Option(help: "Simulation seed (default: random; printed in the report, so a run can be repeated).")
     var seed: UInt64?
 
@@ -193,6 +217,12 @@ struct LoadgenCommand: AsyncParsableCommand {
         c.inBatchDuplicateShare = inBatchDuplicateShare
         c.shuffle = shuffle
         c.maxClockSkew = maxClockSkew.value
+        c.sequenced = sequenced
+        c.lossShare = lossShare
+        c.statusInterval = statusInterval.value
+        c.counterRestartShare = restartShare
+        c.pendingShare = pendingShare
+        c.clockTolerance = clockTolerance.value
         if let seed { c.seed = seed }
         c.freshnessInterval = freshnessInterval.value > .zero ? freshnessInterval.value : nil
         c.verify = verify

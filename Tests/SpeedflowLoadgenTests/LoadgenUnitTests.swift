@@ -88,6 +88,9 @@ struct LoadgenUnitTests {
         case .speedOutOfRange: #expect(object["vehicle_speed"] as? Double == 0)
         case .inFuture, .tooLate: #expect(UTCTime.parseMillis(object["timestamp"] as? String ?? "") == event.millis)
         case .notAnObject: break
+        case .invalidSeq:
+            let seq = object["seq"], epoch = object["seq_epoch"] as? Int
+            #expect(seq is String || (seq as? Int).map { $0 < 0 } == true || epoch.map { $0 > 32767 } == true)
         }
     }
 
@@ -96,7 +99,8 @@ struct LoadgenUnitTests {
         var oracle = WindowOracle()
         let base: Int64 = 1_743_848_100_000  // 10:15:00Z, a bucket start
         for (offset, tenths) in [(0, 600), (299_999, 900), (300_000, 1200)] as [(Int64, Int32)] {
-            oracle.add(SimulatedEvent(camera: 0, sequence: 1, millis: base + offset, speedTenths: tenths, lane: 1, flaw: nil))
+            oracle.add(SimulatedEvent(camera: 0, sequence: 1, millis: base + offset, speedTenths: tenths, lane: 1, flaw: nil),
+                       sentMs: base + 600_000, ackedMs: base + 600_010)
         }
         let first = UTCTime.bucket(ofMillis: base)
         let w = oracle.windows[first]!
