@@ -153,6 +153,9 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "How far the server's clock may be off this machine's: --verify checks late_count as a range for events this close to their grace deadline.")
     var clockTolerance = DurationArgument(LoadgenCommand.defaults.clockTolerance)
 
+    @Option(help: "The server's --late-grace (for --verify's late_count).")
+    var lateGrace = DurationArgument(LoadgenCommand.defaults.lateGrace)
+
     @Option(help: "Simulation seed (default: random; printed in the report, so a run can be repeated).")
     var seed: UInt64?
 
@@ -223,6 +226,7 @@ struct LoadgenCommand: AsyncParsableCommand {
         c.counterRestartShare = restartShare
         c.pendingShare = pendingShare
         c.clockTolerance = clockTolerance.value
+        c.lateGrace = lateGrace.value
         if let seed { c.seed = seed }
         c.freshnessInterval = freshnessInterval.value > .zero ? freshnessInterval.value : nil
         c.verify = verify
