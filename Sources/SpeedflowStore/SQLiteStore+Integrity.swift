@@ -391,10 +391,30 @@ extension SQLiteStore {
                 var problems: [String] = []
                 let quick = try String.fetchAll(db, sql: "PRAGMA quick_check(\(limit))")
                 if quick != ["ok"] { problems += quick.map { "quick_check: \($0)" } }
-                if summaries && problems.isEmpty { problems += try Self.verifyAllDays(db, limit: limit) }
+                if summaries && problems.isEmpty {
+                    problems += try Self.verifyAllDays(db, limit: limit)
+                    problems += try Self.verifySequenceLedgers(db, limit: limit - problems.count)
+                }
                 return problems
             }
         }
+    }
+
+    /// Every camera's sequence ledger decodes (a damaged one could let a resend count twice).
+    static func verifySequenceLedgers(_ db: Database, limit: Int) throws -> [String] {
+        guard limit > 0 else { return [] }
+        var chunks: [Int64: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])]] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT camera, epoch, chunk, runs FROM sequence_chunk") {
+            let data: Data = row[3]
+            chunks[row[0], default: []].append((SequenceLedger.ChunkKey(epoch: row[1], chunk: row[2]), [UInt8](data)))
+        }
+        var problems: [String] = []
+        for (camera, list) in chunks.sorted(by: { $0.key < $1.key }) where problems.count < limit {
+            if (try? SequenceLedger(chunks: list)) == nil {
+                problems.append("the sequence ledger of \(try cameraName(db, camera)) does not decode: resends of its numbered passes could count twice")
+            }
+        }
+        return problems
     }
 
     static func verifyAllDays(_ db: Database, limit: Int) throws -> [String] {
