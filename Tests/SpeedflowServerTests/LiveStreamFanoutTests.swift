@@ -12,41 +12,18 @@ import Glibc
 /// poll(2). Use it inside `HTTPHardeningTests.blocking` only.
 final class SSEClients: @unchecked Sendable {
     // @unchecked: used by one thread at a time (each blocking body hands it on when it returns).
-    var sockets: [Int32?]
+    var sockets: [RawSocket?]
     var received: [[UInt8]]
 
     init(port: Int, path: String, count: Int) {
-        sockets = []
         received = Array(repeating: [], count: count)
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
-        for _ in 0..<count {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard fd >= 0, connected == 0,
-                request.withUnsafeBytes({ Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count
-            else {
-                if fd >= 0 { Glibc.close(fd) }
-                sockets.append(nil)
-                continue
-            }
-            sockets.append(fd)
-        }
+        let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        sockets = (0..<count).map { _ in RawSocket(port: port).flatMap { $0.send(request) ? $0 : nil } }
     }
-
-    deinit { for case let fd? in sockets { Glibc.close(fd) } }
 
     var open: [Int] { sockets.indices.filter { sockets[$0] != nil } }
 
-    func close(_ i: Int) {
-        if let fd = sockets[i] { Glibc.close(fd) }
-        sockets[i] = nil
-    }
+    func close(_ i: Int) { sockets[i] = nil }
 
     /// Reads what arrives on every open socket until `done` holds for every open one or `limit` seconds pass.
     func pump(limit: Double, until done: (_ text: String) -> Bool) -> Bool {
@@ -57,7 +34,7 @@ final class SSEClients: @unchecked Sendable {
             for i in open where !satisfied.contains(i) && done(String(decoding: received[i], as: UTF8.self)) { satisfied.insert(i) }
             if satisfied.count == open.count { return true }
             guard Date() < deadline else { return false }
-            var fds = open.map { pollfd(fd: sockets[$0]!, events: Int16(POLLIN), revents: 0) }
+            var fds = open.map { pollfd(fd: sockets[$0]!.fd, events: Int16(POLLIN), revents: 0) }
             let indices = open
             guard Glibc.poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
             for (k, p) in fds.enumerated() where p.revents != 0 {
