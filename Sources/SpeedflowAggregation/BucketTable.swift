@@ -356,11 +356,11 @@ public struct BucketTable: Sendable {
     public var hotBucketCount: Int { cameras.values.reduce(0) { $0 + $1.buckets.count } }
 
     /// Passes the fleet's cameras reported recording but have not delivered (`CameraSequence.backlog`).
-    public var cameraBacklogEvents: Int64 { cameras.values.reduce(0) { $0 + ($1.sequence.backlog?.events ?? 0) } }
+    public var cameraBacklogEvents: Int64 { cameras.values.map { $0.sequence.backlog?.events ?? 0 }.saturatingSum() }
 
     /// Passes missing between received sequence numbers, fleet-wide (the gaps of every ledger).
     public var sequenceMissingEvents: Int64 {
-        cameras.values.reduce(0) { total, c in c.sequence.ledger.gaps.reduce(total) { $0 + $1.count } }
+        cameras.values.map(\.sequence.ledger.missingCount).saturatingSum()
     }
 
     // MARK: - Flushing

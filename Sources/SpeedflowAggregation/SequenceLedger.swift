@@ -23,7 +23,8 @@ public struct SequenceLedger: Sendable, Hashable {
             self.hiTimeMs = hiTimeMs
         }
 
-        public var count: Int64 { hi - lo + 1 }
+        /// (Saturating: the run 0…2⁶³−1 holds one number more than `Int64` counts.)
+        public var count: Int64 { (hi - lo).addingSaturating(1) }
     }
 
     /// Numbers `first...last` of `epoch` have not arrived; the passes happened between `afterMs` (the time of
@@ -118,7 +119,10 @@ public struct SequenceLedger: Sendable, Hashable {
     }
 
     /// Numbers received, over all epochs.
-    public var receivedCount: Int64 { epochs.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } } }
+    public var receivedCount: Int64 { epochs.values.flatMap { $0.map(\.count) }.saturatingSum() }
+
+    /// Numbers missing between received ones, over all gaps (saturating).
+    public var missingCount: Int64 { gaps.map(\.count).saturatingSum() }
 
     /// Every gap, oldest epoch first, ascending within each.
     public var gaps: [Gap] {
@@ -255,7 +259,7 @@ public struct CameraSequence: Sendable, Hashable {
         let known = knownThroughMs
         return windows.map { w in
             var missing: Int64 = 0
-            for s in spans where s.from < w.toMs && s.to >= w.fromMs { missing += s.count }
+            for s in spans where s.from < w.toMs && s.to >= w.fromMs { missing = missing.addingSaturating(s.count) }
             return (missing == 0 && known >= w.toMs - 1, missing)
         }
     }
@@ -268,4 +272,18 @@ public struct CameraSequence: Sendable, Hashable {
         if let r = report { t = max(t, r.timeMs) }
         return t
     }
+}
+
+extension Int64 {
+    /// `self + other` for counts (non-negative): `Int64.max` instead of an overflow. Sequence numbers span 2⁶³, so
+    /// counts derived from them (gaps, backlogs, their sums) can exceed what an `Int64` holds; they saturate.
+    public func addingSaturating(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+}
+
+extension Sequence<Int64> {
+    /// The sum of non-negative counts, saturating at `Int64.max`.
+    public func saturatingSum() -> Int64 { reduce(0) { $0.addingSaturating($1) } }
 }

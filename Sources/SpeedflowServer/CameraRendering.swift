@@ -41,7 +41,7 @@ enum CameraRendering {
             json.raw(",\"seq_epoch\":")
             json.number(latest)
             json.raw(",\"missing\":")
-            json.number(sequence.ledger.gaps.reduce(Int64(0)) { $0 + $1.count })
+            json.number(sequence.ledger.missingCount)
             json.raw(",\"backlog\":")
             SequenceController.backlog(sequence, into: &json)
         } else {

@@ -133,7 +133,7 @@ struct SequenceController: Sendable {
         json.raw(",\"received\":")
         json.number(sequence.ledger.receivedCount)
         json.raw(",\"missing_total\":")
-        json.number(gaps.reduce(Int64(0)) { $0 + $1.count })
+        json.number(gaps.map(\.count).saturatingSum())
         json.raw(",\"truncated\":")
         json.raw(gaps.count > Self.maxGaps ? "true" : "false")
         json.raw(",\"gaps\":[")

@@ -34,6 +34,23 @@ struct BucketTableSequenceTests {
         #expect(table.cameras[camera]?.sequence.ledger.receivedCount == 2)
     }
 
+    @Test("Counts derived from sequence numbers saturate instead of overflowing: reports of 2^63 - 1, a gap of 2^63 - 2")
+    func countsSaturate() {
+        var table = BucketTable(policy: .overwrite, logOffset: 0, cameras: [])
+        let t = Self.t0
+        for (i, camera) in ["a", "b"].enumerated() {
+            let events = [0, Int64.max].map { CameraEvent(kvfvId: camera, timestampMs: t, speed: 50, seq: $0) }
+            let report = CameraReport(kvfvId: camera, epoch: 1, seq: .max, timeMs: t)
+            _ = table.applying(EventRecord(arrivalMs: t, events: events, reports: [report]))
+            _ = table.apply(EventRecord(arrivalMs: t, events: events, reports: [report]), endOffset: UInt64(i + 1), nowMs: 0)
+        }
+        #expect(table.cameraBacklogEvents == .max)
+        #expect(table.sequenceMissingEvents == .max)
+        let sequence = table.cameras[table.kvfvIds["a"]!]!.sequence
+        #expect(sequence.ledger.missingCount == .max - 1 && sequence.ledger.receivedCount == 2)
+        #expect(sequence.completeness(of: [(t, t + 300_000)])?.first?.missing == .max)
+    }
+
     @Test("Late: arriving more than the grace period after the bucket's end counts in late_count and revised_at")
     func lateArrivals() {
         var table = BucketTable(policy: .overwrite, logOffset: 0, cameras: [], lateGraceMs: 60_000)
