@@ -77,7 +77,8 @@ func describeEvent(_ e: CameraEvent) -> String {
         s.map { "\"" + $0.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\"" } ?? "nil"
     }
     return "kvfv=\(str(e.kvfvId)) ts=\(e.timestampMs) speed=\(e.speed)/\(String(e.speed.bitPattern, radix: 16)) "
-        + "id=\(str(e.eventId)) lane=\(e.lane.map(String.init) ?? "nil") plate=\(str(e.plate)) extra=\(str(e.extra))"
+        + "id=\(str(e.eventId)) lane=\(e.lane.map(String.init) ?? "nil") plate=\(str(e.plate)) extra=\(str(e.extra)) "
+        + "seq=\(e.seq.map(String.init) ?? "nil") epoch=\(e.seqEpoch.map(String.init) ?? "nil")"
 }
 
 func outcome(_ batch: EventBatch) -> Outcome {
