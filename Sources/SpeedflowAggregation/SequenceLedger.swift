@@ -162,7 +162,10 @@ public struct SequenceLedger: Sendable, Hashable {
         let start = key.chunk * Self.chunkSpan, end = start + (Self.chunkSpan - 1)
         var out: [UInt8] = [1]  // format version
         var clipped: [Run] = []
-        for run in epochs[key.epoch] ?? [] where run.hi >= start && run.lo <= end {
+        let runs = epochs[key.epoch] ?? []
+        // From the first run reaching into the chunk (binary search): a flush costs the chunk's runs, not the ledger's.
+        for run in runs[Self.firstRun(endingAtOrAfter: start, in: runs)...] {
+            guard run.lo <= end else { break }
             clipped.append(Run(lo: max(run.lo, start), hi: min(run.hi, end), loTimeMs: run.loTimeMs, hiTimeMs: run.hiTimeMs))
         }
         out.appendVarint(UInt64(clipped.count))
