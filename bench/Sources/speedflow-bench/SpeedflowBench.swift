@@ -16,7 +16,7 @@ struct SpeedflowBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "speedflow-bench",
         abstract: "Speedflow benchmarks (figures, never pass/fail).",
-        subcommands: [Populate.self, Query.self, Aggregate.self, Encode.self])
+        subcommands: [Populate.self, Query.self, Aggregate.self, Encode.self, Dedup.self, LedgerScale.self])
 }
 
 /// Which store a benchmark reads or fills: the data dir's SQLite, or ClickHouse with `--clickhouse-url`.
