@@ -57,8 +57,10 @@ public struct BucketTable: Sendable {
         /// Resends of a sequence number already counted whose content differs (a camera bug; never counted).
         /// Best effort: seen only while the first copy's content hash is among the camera's recent ones.
         public fileprivate(set) var conflictingDuplicates: Int64 = 0
-        /// Content hashes of the camera's most recent sequence numbers (at most `recentSequenceCount`).
-        fileprivate var recentContent: [SequenceKey: UInt64] = [:]
+        /// Content hashes of the camera's recent sequence numbers: a ring of `recentSequenceCount` slots indexed by
+        /// `seq % recentSequenceCount` (empty until the camera sends a `seq`), so keeping them costs no allocation
+        /// per event.
+        fileprivate var recentContent: [RecentSequence] = []
         /// Ledger chunks changed since the last snapshot, and whether the report did.
         fileprivate var dirtyChunks: Set<SequenceLedger.ChunkKey> = []
         fileprivate var reportDirty = false
@@ -229,7 +231,8 @@ public struct BucketTable: Sendable {
         if let seq = event.seq {
             guard BucketState.isRepresentable(event.speed) else { return false }
             let key = SequenceKey(epoch: event.seqEpoch ?? 0, seq: seq)
-            guard noteSequence(key, of: event, camera: camera) else {
+            // One in-place access to the camera (each `cameras[camera]?.…` would look it up, and reads copy it).
+            guard Self.noteSequence(key, of: event, in: &cameras[camera, default: Camera(record: CameraRecord(id: camera, kvfvId: event.kvfvId))]) else {
                 Self.note(event, isNew: false, arrivalMs: arrivalMs, in: &cameras[camera, default: Camera(record: CameraRecord(id: camera, kvfvId: event.kvfvId))])
                 return false
             }
@@ -250,19 +253,20 @@ public struct BucketTable: Sendable {
 
     /// Takes `key` into the camera's ledger; `false` for a number already there (a duplicate, counted as
     /// conflicting when its content differs from the first copy's, as far as that copy is still remembered).
-    private mutating func noteSequence(_ key: SequenceKey, of event: CameraEvent, camera: Int64) -> Bool {
+    private static func noteSequence(_ key: SequenceKey, of event: CameraEvent, in camera: inout Camera) -> Bool {
         let content = EventIdentity.contentHash(of: event)
-        guard cameras[camera]?.sequence.ledger.insert(epoch: key.epoch, seq: key.seq, timeMs: event.timestampMs) == true else {
-            if let first = cameras[camera]?.recentContent[key], first != content {
-                cameras[camera]?.conflictingDuplicates += 1
+        let slot = Int(key.seq % Int64(Camera.recentSequenceCount))
+        guard camera.sequence.ledger.insert(epoch: key.epoch, seq: key.seq, timeMs: event.timestampMs) else {
+            if slot < camera.recentContent.count, camera.recentContent[slot].key == key, camera.recentContent[slot].content != content {
+                camera.conflictingDuplicates += 1
             }
             return false
         }
-        cameras[camera]?.dirtyChunks.insert(SequenceLedger.ChunkKey(epoch: key.epoch, seq: key.seq))
-        if (cameras[camera]?.recentContent.count ?? 0) >= Camera.recentSequenceCount {
-            cameras[camera]?.recentContent.removeAll(keepingCapacity: true)
+        camera.dirtyChunks.insert(SequenceLedger.ChunkKey(epoch: key.epoch, seq: key.seq))
+        if camera.recentContent.isEmpty {
+            camera.recentContent = Array(repeating: RecentSequence(), count: Camera.recentSequenceCount)
         }
-        cameras[camera]?.recentContent[key] = content
+        camera.recentContent[slot] = RecentSequence(key: key, content: content)
         return true
     }
 
@@ -495,4 +499,10 @@ public struct SequenceKey: Hashable, Sendable {
         self.epoch = epoch
         self.seq = seq
     }
+}
+
+/// A recently counted sequence number and a hash of its content (`BucketTable.Camera.recentContent`).
+struct RecentSequence: Sendable {
+    var key = SequenceKey(epoch: -1, seq: -1)
+    var content: UInt64 = 0
 }

@@ -52,6 +52,9 @@ public struct SequenceLedger: Sendable, Hashable {
 
     /// Runs per epoch, ascending, never overlapping or touching.
     public private(set) var epochs: [Int64: [Run]] = [:]
+    /// Numbers missing between received ones, over all gaps: kept as numbers arrive, so the fleet's total costs one
+    /// addition per camera (saturating, like every count derived from sequence numbers).
+    public private(set) var missingCount: Int64 = 0
 
     public init() {}
 
@@ -69,6 +72,7 @@ public struct SequenceLedger: Sendable, Hashable {
                 runs[runs.count - 1].hi = seq
                 runs[runs.count - 1].hiTimeMs = timeMs
             } else {
+                missingCount = missingCount.addingSaturating(seq - last.hi - 1)
                 runs.append(Run(lo: seq, hi: seq, loTimeMs: timeMs, hiTimeMs: timeMs))
             }
             return true
@@ -78,6 +82,14 @@ public struct SequenceLedger: Sendable, Hashable {
         if i < runs.count && runs[i].lo <= seq { return false }
         let joinsPrevious = i > 0 && runs[i - 1].hi == seq - 1
         let joinsNext = i < runs.count && runs[i].lo - 1 == seq
+        // (Here a run follows seq, if any run exists: later numbers take the fast path above.) Between two runs,
+        // one missing number arrived; before the first run, the numbers up to it are not a gap — unless seq lies
+        // apart from it, which opens one.
+        if i > 0 {
+            missingCount = missingCount == .max ? .max : missingCount - 1
+        } else if i < runs.count && !joinsNext {
+            missingCount = missingCount.addingSaturating(runs[i].lo - seq - 1)
+        }
         switch (joinsPrevious, joinsNext) {
         case (true, true):
             runs[i - 1].hi = runs[i].hi
@@ -121,8 +133,6 @@ public struct SequenceLedger: Sendable, Hashable {
     /// Numbers received, over all epochs.
     public var receivedCount: Int64 { epochs.values.flatMap { $0.map(\.count) }.saturatingSum() }
 
-    /// Numbers missing between received ones, over all gaps (saturating).
-    public var missingCount: Int64 { gaps.map(\.count).saturatingSum() }
 
     /// Every gap, oldest epoch first, ascending within each.
     public var gaps: [Gap] {
@@ -212,6 +222,7 @@ public struct SequenceLedger: Sendable, Hashable {
                 if !runs.isEmpty { epochs[key.epoch] = runs }
             }
         }
+        missingCount = gaps.map(\.count).saturatingSum()
     }
 }
 
@@ -255,16 +266,41 @@ public struct CameraSequence: Sendable, Hashable {
     /// belong to it (gaps and backlog whose time span overlaps it: an upper bound); `complete` when none may and
     /// the camera is known to have recorded up to the window's end (its newest pass or report is not older).
     /// `nil` for a camera that never sent a sequence number.
+    /// One pass over the runs (no gap list is built), and each gap that reaches into the windows' range adds to the
+    /// windows it overlaps, found by binary search: a day of 5-minute windows costs the ledger's size, not windows ×
+    /// gaps. `windows` ascending and disjoint, as `WindowPlanner` makes them.
     public func completeness(of windows: [(fromMs: Int64, toMs: Int64)]) -> [(complete: Bool, missing: Int64)]? {
         guard !ledger.isEmpty || report != nil else { return nil }
-        var spans = ledger.gaps.map { (from: min($0.afterMs, $0.beforeMs), to: max($0.afterMs, $0.beforeMs), count: $0.count) }
-        if let b = backlog { spans.append((b.sinceMs ?? Int64.min, b.untilMs, b.events)) }
-        let known = knownThroughMs
-        return windows.map { w in
-            var missing: Int64 = 0
-            for s in spans where s.from < w.toMs && s.to >= w.fromMs { missing = missing.addingSaturating(s.count) }
-            return (missing == 0 && known >= w.toMs - 1, missing)
+        var missing = [Int64](repeating: 0, count: windows.count)
+        func add(from: Int64, to: Int64, count: Int64) {
+            // The first window ending after `from`; then every one starting at or before `to`.
+            var lo = 0, hi = windows.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if windows[mid].toMs <= from { lo = mid + 1 } else { hi = mid }
+            }
+            var w = lo
+            while w < windows.count && windows[w].fromMs <= to {
+                missing[w] = missing[w].addingSaturating(count)
+                w += 1
+            }
         }
+        if let first = windows.first, let last = windows.last {
+            for runs in ledger.epochs.values {
+                for i in runs.indices.dropFirst() {
+                    let a = runs[i - 1], b = runs[i]
+                    let from = min(a.hiTimeMs, b.loTimeMs), to = max(a.hiTimeMs, b.loTimeMs)
+                    guard from < last.toMs && to >= first.fromMs else { continue }
+                    add(from: from, to: to, count: b.lo - a.hi - 1)
+                }
+            }
+            if let b = backlog {
+                let from = b.sinceMs ?? Int64.min
+                if from < last.toMs && b.untilMs >= first.fromMs { add(from: from, to: b.untilMs, count: b.events) }
+            }
+        }
+        let known = knownThroughMs
+        return windows.indices.map { i in (missing[i] == 0 && known >= windows[i].toMs - 1, missing[i]) }
     }
 
     /// The event time up to which the camera has told what it recorded: its newest received pass (latest epoch)

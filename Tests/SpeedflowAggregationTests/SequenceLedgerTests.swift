@@ -51,6 +51,7 @@ struct SequenceLedgerTests {
                 #expect(inserted == naiveInserted)
             }
             #expect(ledger.gaps == naive.gaps, "seed \(seed)")
+            #expect(ledger.missingCount == naive.gaps.reduce(0) { $0 + $1.count }, "seed \(seed): the running missing count")
             #expect(ledger.receivedCount == Int64(naive.received.count))
                 for (key, _) in naive.received { #expect(ledger.contains(epoch: key.epoch, seq: key.seq)) }
             for _ in 0..<200 {
