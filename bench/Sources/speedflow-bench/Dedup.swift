@@ -179,14 +179,13 @@ struct Dedup: AsyncParsableCommand {
             ledgers.append(copy)
         }
         let afterLedgers = HeapUsage.bytesInUse() ?? 0
-        var recent: [[SequenceKey: UInt64]] = []
+        // A fixed ring of (key, content hash) per seq camera, as `BucketTable.Camera.recentContent` holds it.
+        var recent: [[(SequenceKey, UInt64)]] = []
         recent.reserveCapacity(cameras)
-        let perCamera = min(eventsPerCamera, BucketTable.Camera.recentSequenceCount)
+        let perCamera = BucketTable.Camera.recentSequenceCount
         let beforeRecent = HeapUsage.bytesInUse() ?? 0
         for c in 0..<cameras {
-            var d: [SequenceKey: UInt64] = [:]
-            for i in 0..<perCamera { d[SequenceKey(epoch: 0, seq: Int64(i))] = UInt64(c &* 31 &+ i) }
-            recent.append(d)
+            recent.append((0..<perCamera).map { i in (SequenceKey(epoch: 0, seq: Int64(i)), UInt64(c &* 31 &+ i)) })
         }
         let afterRecent = HeapUsage.bytesInUse() ?? 0
         withExtendedLifetime((ledgers, recent)) {}
