@@ -61,7 +61,8 @@ public enum SpeedflowHTTP {
         let sessions = SessionController(access: access)
         let admin = AdminController(access: access)
         let assets = Assets()
-        let streams = StreamController(node: node, feeds: live ?? LiveFeeds(drain: drain, clock: node.clock))
+        let streams = StreamController(
+            node: node, feeds: live ?? LiveFeeds(drain: drain, clock: node.clock), credentials: access.credentials)
         // Every route of the contract, once: the router, the 405 answers and access control are built from it.
         let routes: [Route] = [
             Route(.post, "/events", .write) { request, context in

@@ -5,6 +5,7 @@ import HummingbirdCore
 import NIOCore
 import ServiceLifecycle
 import SpeedflowAggregation
+import SpeedflowAuth
 import SpeedflowEngine
 import SpeedflowModel
 import SpeedflowStore
@@ -19,6 +20,10 @@ import SpeedflowStore
 struct StreamController: Sendable {
     let node: HTTPNode
     let feeds: LiveFeeds
+    /// The node's credentials: a stream opened with one ends (`end` `credential_revoked`) once it is revoked.
+    var credentials: CredentialStore? = nil
+    /// How often an open stream's credential is checked again.
+    static let credentialCheckInterval: Duration = .seconds(1)
 
     var queries: CameraQueries {
         get throws {
@@ -201,6 +206,10 @@ struct StreamController: Sendable {
         let subscription = try await feeds.subscribe(
             key: key, itemEvent: itemEvent, channel: context.channel, poll: poll, snapshot: snapshot)
         await ClientGoneHandler.watch(context.channel, subscription)
+        // A credential from the credentials file (a token, or the dashboard session signed in with one; not a client
+        // certificate, which the TLS layer checks) is checked again while the stream lasts: access is not only
+        // decided at the start of a response that may last for days.
+        let credentialId = context.principal.map(\.credentialId).flatMap { id in credentials?.principal(id: id) != nil ? id : nil }
         let headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8",
             .cacheControl: "no-cache",
@@ -210,7 +219,17 @@ struct StreamController: Sendable {
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { [channel = context.channel] writer in
+                let revocationWatch = Task { [credentials] in
+                    guard let credentialId, let credentials else { return }
+                    while (try? await Task.sleep(for: Self.credentialCheckInterval)) != nil {
+                        if credentials.principal(id: credentialId) == nil {
+                            subscription.end(reason: "credential_revoked")
+                            return
+                        }
+                    }
+                }
                 defer {
+                    revocationWatch.cancel()
                     subscription.close()
                     ClientGoneHandler.unwatch(channel)
                 }

@@ -29,7 +29,7 @@ struct LiveServer: Sendable {
 
     /// Runs `body` against a started server, then shuts it down gracefully (and waits for that).
     static func with(
-        feeds configuration: LiveFeeds.Configuration = .init(), idleTimeoutMs: Int64 = 60_000,
+        feeds configuration: LiveFeeds.Configuration = .init(), idleTimeoutMs: Int64 = 60_000, access: AccessControl = .off,
         clock: @escaping @Sendable () -> Int64 = { LiveServer.now() },
         _ body: @Sendable (LiveServer) async throws -> Void
     ) async throws {
@@ -51,7 +51,7 @@ struct LiveServer: Sendable {
         let bound = Mutex<Int?>(nil)
         let app = SpeedflowHTTP.application(
             node: .serve(engine), configuration: ServerConfiguration(port: 0, idleTimeoutMs: idleTimeoutMs), prometheus: nil,
-            logger: logger, drain: drain, connectionGuard: connectionGuard, live: feeds,
+            logger: logger, access: access, drain: drain, connectionGuard: connectionGuard, live: feeds,
             onServerRunning: { port in bound.withLock { $0 = port } })
         let group = ServiceGroup(
             configuration: .init(
@@ -98,9 +98,9 @@ struct LiveServer: Sendable {
     }
 
     /// Starts `curl -N` on `path` of this server.
-    func curl(_ path: String, includeHead: Bool = false) async throws -> CurlStream {
+    func curl(_ path: String, includeHead: Bool = false, headers: [String] = []) async throws -> CurlStream {
         let url = url + path
-        return try await offCooperativePool { try CurlStream(url, includeHead: includeHead) }
+        return try await offCooperativePool { try CurlStream(url, headers: headers, includeHead: includeHead) }
     }
 }
 
