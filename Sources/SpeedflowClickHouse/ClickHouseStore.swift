@@ -690,8 +690,8 @@ struct BucketName: Hashable {
 /// last — and its version (the commit's log offset) in `events`, its bytes in `state`. Readers take the newest
 /// version of each slot; every bucket query bounds `bucket` from below, so no query of figures sees these rows.
 enum SequenceRows {
-    /// Epochs this store can hold: the slot packs `epoch << 47 | chunk` (chunks of 2¹⁶ of 2⁶³ numbers: 2⁴⁷).
-    static let maxEpoch: Int64 = ValidationPolicy.maxSeqEpoch
+    /// The slot packs `epoch << 47 | chunk` (chunks of 2¹⁶ of 2⁶³ numbers: 2⁴⁷), so an epoch must stay within
+    /// `ValidationPolicy.maxSeqEpoch`.
     static let reportSlot = Int64.min
 
     static func slot(of key: SequenceLedger.ChunkKey) -> Int64 { -1 - (key.epoch << 47 | key.chunk) }

@@ -400,14 +400,20 @@ extension SQLiteStore {
         }
     }
 
-    /// Every camera's sequence ledger decodes (a damaged one could let a resend count twice).
-    static func verifySequenceLedgers(_ db: Database, limit: Int) throws -> [String] {
-        guard limit > 0 else { return [] }
+    /// The stored ledger chunks per camera (`filter`: a `WHERE` clause on `camera`, or empty for all).
+    static func ledgerChunks(_ db: Database, filter: String) throws -> [Int64: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])]] {
         var chunks: [Int64: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])]] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT camera, epoch, chunk, runs FROM sequence_chunk") {
+        for row in try Row.fetchAll(db, sql: "SELECT camera, epoch, chunk, runs FROM sequence_chunk" + filter) {
             let data: Data = row[3]
             chunks[row[0], default: []].append((SequenceLedger.ChunkKey(epoch: row[1], chunk: row[2]), [UInt8](data)))
         }
+        return chunks
+    }
+
+    /// Every camera's sequence ledger decodes (a damaged one could let a resend count twice).
+    static func verifySequenceLedgers(_ db: Database, limit: Int) throws -> [String] {
+        guard limit > 0 else { return [] }
+        let chunks = try ledgerChunks(db, filter: "")
         var problems: [String] = []
         for (camera, list) in chunks.sorted(by: { $0.key < $1.key }) where problems.count < limit {
             if (try? SequenceLedger(chunks: list)) == nil {

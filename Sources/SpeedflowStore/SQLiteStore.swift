@@ -150,11 +150,7 @@ public final class SQLiteStore: StoreWriter {
             try pool.read { db in
                 let filter = wanted.map { " WHERE camera IN (" + $0.map(String.init).joined(separator: ",") + ")" } ?? ""
                 if let wanted, wanted.isEmpty { return [:] }
-                var chunks: [Int64: [(key: SequenceLedger.ChunkKey, bytes: [UInt8])]] = [:]
-                for row in try Row.fetchAll(db, sql: "SELECT camera, epoch, chunk, runs FROM sequence_chunk" + filter) {
-                    let data: Data = row[3]
-                    chunks[row[0], default: []].append((SequenceLedger.ChunkKey(epoch: row[1], chunk: row[2]), [UInt8](data)))
-                }
+                let chunks = try Self.ledgerChunks(db, filter: filter)
                 var result: [Int64: CameraSequence] = [:]
                 for (camera, list) in chunks {
                     do {

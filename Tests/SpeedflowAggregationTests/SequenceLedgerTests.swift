@@ -4,33 +4,6 @@ import Testing
 import SpeedflowModel
 import SpeedflowTestSupport
 
-/// The naive model of a ledger: every (epoch, seq) received with the time of its first copy.
-struct NaiveLedger {
-    var received: [SequenceKey: Int64] = [:]
-
-    mutating func insert(epoch: Int64, seq: Int64, timeMs: Int64) -> Bool {
-        let key = SequenceKey(epoch: epoch, seq: seq)
-        guard received[key] == nil else { return false }
-        received[key] = timeMs
-        return true
-    }
-
-    /// Gaps between consecutive received numbers of an epoch, neighbours' times included.
-    var gaps: [SequenceLedger.Gap] {
-        var out: [SequenceLedger.Gap] = []
-        let byEpoch = Dictionary(grouping: received.keys, by: \.epoch)
-        for epoch in byEpoch.keys.sorted() {
-            let seqs = byEpoch[epoch]!.map(\.seq).sorted()
-            for (a, b) in zip(seqs, seqs.dropFirst()) where b > a + 1 {
-                out.append(SequenceLedger.Gap(
-                    epoch: epoch, first: a + 1, last: b - 1,
-                    afterMs: received[SequenceKey(epoch: epoch, seq: a)]!, beforeMs: received[SequenceKey(epoch: epoch, seq: b)]!))
-            }
-        }
-        return out
-    }
-}
-
 @Suite("SequenceLedger: received sequence numbers as runs, the gaps between them, persisted in chunks")
 struct SequenceLedgerTests {
     @Test("Random streams (loss, resends, reordering, several epochs, chunk boundaries) match the naive model")

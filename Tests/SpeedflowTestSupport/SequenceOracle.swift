@@ -109,26 +109,9 @@ public struct SequenceTruth {
 
     /// Missing ranges between received numbers, per epoch, with the neighbours' event times.
     public func gaps(_ camera: String) -> [SequenceLedger.Gap] {
-        var naive = NaiveGaps()
-        for (key, c) in counted[camera] ?? [:] { naive.times[key] = c.event.timestampMs }
+        var naive = NaiveLedger()
+        for (key, c) in counted[camera] ?? [:] { naive.received[key] = c.event.timestampMs }
         return naive.gaps
-    }
-
-    struct NaiveGaps {
-        var times: [SequenceKey: Int64] = [:]
-        var gaps: [SequenceLedger.Gap] {
-            var out: [SequenceLedger.Gap] = []
-            let byEpoch = Dictionary(grouping: times.keys, by: \.epoch)
-            for epoch in byEpoch.keys.sorted() {
-                let seqs = byEpoch[epoch]!.map(\.seq).sorted()
-                for (a, b) in zip(seqs, seqs.dropFirst()) where b > a + 1 {
-                    out.append(SequenceLedger.Gap(
-                        epoch: epoch, first: a + 1, last: b - 1, afterMs: times[SequenceKey(epoch: epoch, seq: a)]!,
-                        beforeMs: times[SequenceKey(epoch: epoch, seq: b)]!))
-                }
-            }
-            return out
-        }
     }
 
     /// Backlog: numbers reported beyond the newest received one of the report's epoch.
@@ -189,5 +172,34 @@ public func expectSequencesExact(
                 #expect(r.completeness?.missing == e.missing, "missing \(camera) \(r.window)", sourceLocation: sourceLocation)
             }
         }
+    }
+}
+
+/// The naive model of a ledger: every (epoch, seq) received with the time of its first copy.
+public struct NaiveLedger {
+    public var received: [SequenceKey: Int64] = [:]
+
+    public init() {}
+
+    public mutating func insert(epoch: Int64, seq: Int64, timeMs: Int64) -> Bool {
+        let key = SequenceKey(epoch: epoch, seq: seq)
+        guard received[key] == nil else { return false }
+        received[key] = timeMs
+        return true
+    }
+
+    /// Gaps between consecutive received numbers of an epoch, neighbours' times included.
+    public var gaps: [SequenceLedger.Gap] {
+        var out: [SequenceLedger.Gap] = []
+        let byEpoch = Dictionary(grouping: received.keys, by: \.epoch)
+        for epoch in byEpoch.keys.sorted() {
+            let seqs = byEpoch[epoch]!.map(\.seq).sorted()
+            for (a, b) in zip(seqs, seqs.dropFirst()) where b > a + 1 {
+                out.append(SequenceLedger.Gap(
+                    epoch: epoch, first: a + 1, last: b - 1,
+                    afterMs: received[SequenceKey(epoch: epoch, seq: a)]!, beforeMs: received[SequenceKey(epoch: epoch, seq: b)]!))
+            }
+        }
+        return out
     }
 }
