@@ -24,6 +24,8 @@ public struct BucketState: Sendable, Hashable {
     public private(set) var lateCount: Int64 = 0
     /// When the latest late event arrived, ms (0: none): when a late arrival last changed these figures.
     public private(set) var revisedAtMs: Int64 = 0
+    /// The same figures per lane (`LaneStates`): every statistic of a window exists per lane too.
+    public private(set) var lanes = LaneStates()
 
     public init() {}
 
@@ -37,12 +39,30 @@ public struct BucketState: Sendable, Hashable {
         speed.isNormal && speed > 0 && (1 / speed).isFinite && speed <= 1e6
     }
 
-    /// Adds one speed (km/h). A speed that is not `isRepresentable` is not added and `false` is returned: every
-    /// statistic stays finite by construction (a subnormal speed would make Σ1/v infinite and the harmonic mean
-    /// 0 for good). Validation never passes such a speed; only a log written before it was enforced holds one.
+    /// Adds one pass (speed in km/h, in `lane`, numbered or not, late or not) to the figures and to its lane's.
+    /// A speed that is not `isRepresentable` is not added and `false` is returned: every statistic stays finite
+    /// by construction (a subnormal speed would make Σ1/v infinite and the harmonic mean 0 for good). Validation
+    /// never passes such a speed; only a log written before it was enforced holds one.
     @discardableResult
-    public mutating func add(_ speed: Double) -> Bool {
+    public mutating func add(_ speed: Double, lane: Int? = nil, sequenced isSequenced: Bool = false, lateArrivalMs: Int64? = nil) -> Bool {
         guard Self.isRepresentable(speed) else { return false }
+        let key = LaneStates.key(lane)
+        if key != 0 || !lanes.keys.isEmpty {
+            // Out of `self` while it changes (the owner's figures seed the first lane of a split).
+            var l = lanes
+            lanes = LaneStates()
+            if let i = l.index(adding: key, to: self) {
+                l.states[i].addFigures(speed, sequenced: isSequenced, lateArrivalMs: lateArrivalMs)
+            }
+            lanes = l
+        }
+        addFigures(speed, sequenced: isSequenced, lateArrivalMs: lateArrivalMs)
+        return true
+    }
+
+    /// The figures of one pass, without lanes.
+    @inline(__always)
+    private mutating func addFigures(_ speed: Double, sequenced isSequenced: Bool, lateArrivalMs: Int64?) {
         count += 1
         sum += speed
         sumInverse += 1 / speed
@@ -51,12 +71,7 @@ public struct BucketState: Sendable, Hashable {
         let delta = speed - mean
         mean += delta / Double(count)
         m2 += delta * (speed - mean)
-        histogram.add(bin: SpeedHistogram.bin(for: speed))
-        return true
-    }
-
-    /// Records how the event just `add`ed arrived: by sequence number, and late (arrived at `lateArrivalMs`).
-    public mutating func note(sequenced isSequenced: Bool, lateArrivalMs: Int64?) {
+        histogram.add(speed: speed)
         if isSequenced { sequenced += 1 }
         if let arrival = lateArrivalMs {
             lateCount += 1
@@ -64,13 +79,34 @@ public struct BucketState: Sendable, Hashable {
         }
     }
 
-    /// Merges another state into this one (Chan et al. for mean and M2).
+    /// These figures without the per-lane ones (what a lane's own state is).
+    var withoutLanes: BucketState {
+        var s = self
+        s.lanes = LaneStates()
+        return s
+    }
+
+    /// The figures of one lane group (`LaneStates.key`: 1…16, or 0 for the passes without a known lane).
+    public func lane(_ key: UInt8) -> BucketState {
+        if let sole = lanes.soleKey { return sole == key && count > 0 ? withoutLanes : BucketState() }
+        guard let i = lanes.keys.firstIndex(of: key) else { return BucketState() }
+        return lanes.states[i]
+    }
+
+    /// The lane groups holding passes, ascending (0: without a known lane).
+    public var laneKeys: [UInt8] {
+        guard count > 0 else { return [] }
+        return lanes.keys.isEmpty ? [0] : lanes.keys
+    }
+
+    /// Merges another state into this one (Chan et al. for mean and M2), lanes lane by lane.
     public mutating func merge(_ other: BucketState) {
         guard other.count > 0 else { return }
         guard count > 0 else {
             self = other
             return
         }
+        lanes = LaneStates.merged(self, other)
         sequenced += other.sequenced
         lateCount += other.lateCount
         revisedAtMs = Swift.max(revisedAtMs, other.revisedAtMs)
@@ -109,21 +145,35 @@ public struct BucketState: Sendable, Hashable {
 }
 
 extension BucketState {
-    /// Persisted form: fixed doubles then the sparse histogram (see `SpeedHistogram.encode`); version 2 adds
-    /// `sequenced`, `lateCount` and `revisedAtMs` and is written only when one of them is set, so a state without
-    /// them keeps the bytes (and the day digests) it always had.
+    /// Persisted form: fixed doubles then the sparse histogram (see `SpeedHistogram.encode`). Version 2 added
+    /// `sequenced`, `lateCount` and `revisedAtMs`; version 3, written for every state whose whole counts are known,
+    /// adds a flags byte (bit 0: whole counts known), the histogram's whole counts and the lanes (`LaneStates`:
+    /// the lane keys, then with two or more lanes each lane's state, itself version 3 without lanes). A state
+    /// decoded from version 1 or 2 keeps that encoding until a pass with a lane joins it (its whole counts and
+    /// lanes are unknown, not zero).
     public func encode(into out: inout [UInt8]) {
+        encode(into: &out, asLane: false)
+    }
+
+    private func encode(into out: inout [UInt8], asLane: Bool) {
         let extended = sequenced != 0 || lateCount != 0 || revisedAtMs != 0
-        out.append(extended ? 2 : 1)  // format version
+        let version: UInt8 = asLane || histogram.wholeKnown || !lanes.keys.isEmpty ? 3 : (extended ? 2 : 1)
+        out.append(version)
         out.appendVarint(UInt64(count))
         for d in [sum, sumInverse, min, max, mean, m2] {
             withUnsafeBytes(of: d.bitPattern.littleEndian) { out.append(contentsOf: $0) }
         }
         histogram.encode(into: &out)
-        guard extended else { return }
+        guard version >= 2 else { return }
         out.appendVarint(UInt64(sequenced))
         out.appendVarint(UInt64(lateCount))
         out.appendVarint(zigzag: revisedAtMs)
+        guard version >= 3 else { return }
+        out.append(histogram.wholeKnown ? 1 : 0)  // flags: bit 0, whole counts known
+        histogram.encodeWholeCounts(into: &out)
+        out.appendVarint(UInt64(lanes.keys.count))
+        out.append(contentsOf: lanes.keys)
+        for lane in lanes.states { lane.encode(into: &out, asLane: true) }
     }
 
     public func encoded() -> [UInt8] {
@@ -135,8 +185,14 @@ extension BucketState {
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(EventRecord.FormatError) -> BucketState {
         var r = ByteReader(bytes)
+        let s = try decode(&r, nested: false)
+        guard r.isAtEnd, s.isWellFormed else { throw EventRecord.FormatError() }
+        return s
+    }
+
+    private static func decode(_ r: inout ByteReader, nested: Bool) throws(EventRecord.FormatError) -> BucketState {
         var s = BucketState()
-        let version = bytes.first
+        let version = try r.peekByte()
         s.count = try readHeader(&r)
         s.sum = try r.double()
         s.sumInverse = try r.double()
@@ -145,12 +201,30 @@ extension BucketState {
         s.mean = try r.double()
         s.m2 = try r.double()
         s.histogram = try SpeedHistogram.decode(&r)
-        if version == 2 {
+        if version >= 2 {
             s.sequenced = try r.nonNegative()
             s.lateCount = try r.nonNegative()
             s.revisedAtMs = try r.zigzag()
         }
-        guard s.isWellFormed else { throw EventRecord.FormatError() }
+        guard version >= 3 else {
+            // Written before whole speeds and lanes were kept: both unknown (every pass in the unknown lane).
+            if s.count > 0 { s.histogram.forgetWholeCounts() }
+            guard !nested else { throw EventRecord.FormatError() }
+            return s
+        }
+        switch try r.byte() {
+        case 1: try s.histogram.decodeWholeCounts(&r)
+        case 0:
+            guard try r.varint() == 0 else { throw EventRecord.FormatError() }
+            s.histogram.forgetWholeCounts()
+        default: throw EventRecord.FormatError()
+        }
+        let laneCount = try r.varint()
+        guard laneCount <= UInt64(LaneStates.maxKey) + 1, !nested || laneCount == 0 else { throw EventRecord.FormatError() }
+        for _ in 0..<laneCount { s.lanes.keys.append(try r.byte()) }
+        if laneCount >= 2 {
+            for _ in 0..<laneCount { s.lanes.states.append(try decode(&r, nested: true)) }
+        }
         return s
     }
 
@@ -159,6 +233,7 @@ extension BucketState {
     public var isWellFormed: Bool {
         guard sum.isFinite, sumInverse.isFinite, mean.isFinite, m2.isFinite, count >= 0 else { return false }
         guard (0...count).contains(sequenced), (0...count).contains(lateCount) else { return false }
+        guard histogram.wholeCountsConsistent, lanes.isWellFormed(total: count) else { return false }
         if count == 0 { return sum == 0 && sumInverse == 0 }
         return min.isFinite && max.isFinite && min > 0 && min <= max && sum > 0 && sumInverse > 0
     }
@@ -171,7 +246,7 @@ extension BucketState {
 
     /// Format version and count: the leading fields of every encoded state.
     private static func readHeader(_ r: inout ByteReader) throws(EventRecord.FormatError) -> Int64 {
-        guard (1...2).contains(try r.byte()) else { throw EventRecord.FormatError() }
+        guard (1...3).contains(try r.byte()) else { throw EventRecord.FormatError() }
         let count = try r.varint()
         guard count <= UInt64(Int64.max) else { throw EventRecord.FormatError() }
         return Int64(count)
@@ -185,5 +260,93 @@ extension BucketState {
         } catch {
             throw EventRecord.FormatError()
         }
+    }
+}
+
+/// A state's figures per lane group. Lanes 1…16 (the most a camera can register) are kept apart; passes without a
+/// lane, with lane 0 or above 16 share key 0, the unknown lane (a query folds lanes beyond a camera's registered
+/// count into it too).
+///
+/// Stored compactly: no keys means every pass is in the unknown lane; one key means every pass is in that lane
+/// (its state is the owner's, not stored twice); from two keys on, `states` holds each lane's figures. A camera
+/// without lanes, or with one, pays nothing.
+public struct LaneStates: Sendable, Hashable {
+    public static let maxKey: UInt8 = 16
+    /// Lane keys, ascending; never `[0]` alone (that is the empty form).
+    public internal(set) var keys: [UInt8] = []
+    /// Each lane's state, parallel to `keys`, when there are two or more.
+    public internal(set) var states: [BucketState] = []
+
+    public init() {}
+
+    /// The group of an event's `lane`.
+    @inline(__always)
+    public static func key(_ lane: Int?) -> UInt8 {
+        guard let lane, lane >= 1, lane <= Int(maxKey) else { return 0 }
+        return UInt8(lane)
+    }
+
+    /// The one lane every pass is in, when there is one (0 for no keys).
+    var soleKey: UInt8? { keys.isEmpty ? 0 : (keys.count == 1 ? keys[0] : nil) }
+
+    /// Makes room for a pass in lane `key` of `owner` (these lanes' owner, without them; the pass not yet added):
+    /// `nil` when the owner's own figures are that lane's, else the index of the lane's state to add it to.
+    @inline(__always)
+    mutating func index(adding key: UInt8, to owner: BucketState) -> Int? {
+        if owner.count == 0 {
+            keys = key == 0 ? [] : [key]
+            states = []
+            return nil
+        }
+        if let sole = soleKey {
+            if sole == key { return nil }
+            keys = [sole]
+            states = [owner]
+        }
+        var lo = 0, hi = keys.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if keys[mid] < key { lo = mid + 1 } else { hi = mid }
+        }
+        if lo == keys.count || keys[lo] != key {
+            keys.insert(key, at: lo)
+            states.insert(BucketState(), at: lo)
+        }
+        return lo
+    }
+
+    /// The lanes of two non-empty states merged.
+    static func merged(_ a: BucketState, _ b: BucketState) -> LaneStates {
+        if let sole = a.lanes.soleKey, sole == b.lanes.soleKey { return a.lanes }
+        func expanded(_ s: BucketState) -> (keys: [UInt8], states: [BucketState]) {
+            if let sole = s.lanes.soleKey { return ([sole], [s.withoutLanes]) }
+            return (s.lanes.keys, s.lanes.states)
+        }
+        let l = expanded(a), r = expanded(b)
+        var out = LaneStates()
+        var i = 0, j = 0
+        while i < l.keys.count || j < r.keys.count {
+            if j == r.keys.count || (i < l.keys.count && l.keys[i] < r.keys[j]) {
+                out.keys.append(l.keys[i]); out.states.append(l.states[i]); i += 1
+            } else if i == l.keys.count || r.keys[j] < l.keys[i] {
+                out.keys.append(r.keys[j]); out.states.append(r.states[j]); j += 1
+            } else {
+                out.keys.append(l.keys[i]); out.states.append(l.states[i].merging(r.states[j])); i += 1; j += 1
+            }
+        }
+        return out
+    }
+
+    func isWellFormed(total: Int64) -> Bool {
+        guard zip(keys, keys.dropFirst()).allSatisfy({ $0 < $1 }), keys.allSatisfy({ $0 <= Self.maxKey }) else { return false }
+        if total == 0 { return keys.isEmpty && states.isEmpty }
+        if keys.count < 2 { return states.isEmpty && keys != [0] }
+        guard states.count == keys.count else { return false }
+        var sum: Int64 = 0
+        for s in states {
+            guard s.count > 0, s.lanes.keys.isEmpty, s.isWellFormed else { return false }
+            sum += s.count
+        }
+        return sum == total
     }
 }

@@ -283,11 +283,9 @@ public struct BucketTable: Sendable {
             guard entry.ids.insert(id).inserted else { return false }
             entry.pendingIds.append(id)
         }
-        _ = entry.state.add(event.speed)
-        entry.state.note(sequenced: event.seq != nil, lateArrivalMs: lateArrivalMs)
+        _ = entry.state.add(event.speed, lane: event.lane, sequenced: event.seq != nil, lateArrivalMs: lateArrivalMs)
         if policy == .appendDeltas {
-            _ = entry.delta.add(event.speed)
-            entry.delta.note(sequenced: event.seq != nil, lateArrivalMs: lateArrivalMs)
+            _ = entry.delta.add(event.speed, lane: event.lane, sequenced: event.seq != nil, lateArrivalMs: lateArrivalMs)
             entry.pendingEvents.append(event)
         }
         entry.version += 1

@@ -141,12 +141,21 @@ public struct WindowReport: Sendable {
     /// `complete`: no known gap or backlog may hold passes of this window and the camera has told what it
     /// recorded up to its end; `missing`: how many known-missing passes may belong to it. `nil`: no `seq`.
     public var completeness: (complete: Bool, missing: Int64)?
+    /// Passes over the speed limit, when the query gave a limit history and a limit was in force in the window.
+    public var compliance: Compliance?
 
-    public init(window: Window, state: BucketState, completeness: (complete: Bool, missing: Int64)? = nil) {
+    public init(
+        window: Window, state: BucketState, completeness: (complete: Bool, missing: Int64)? = nil,
+        compliance: Compliance? = nil
+    ) {
         self.window = window
         self.state = state
         self.completeness = completeness
+        self.compliance = compliance
     }
+
+    /// Vehicles per hour over the window.
+    public var flowRate: Double { Double(state.count) * 3_600_000 / Double(max(1, window.endMs - window.startMs)) }
 }
 
 /// The read side of every role that answers queries: memory first (`CameraView`), then the store.
@@ -177,13 +186,26 @@ public struct CameraQueries: Sendable {
         try await cameraWindowStates(kvfvId: kvfvId, windows: windows)?.states
     }
 
-    /// Each window's figures and how final they are (`WindowReport`); `nil` for a camera never seen.
-    public func windowReports(kvfvId: String, windows: [Window]) async throws -> [WindowReport]? {
-        guard let found = try await cameraWindowStates(kvfvId: kvfvId, windows: windows) else { return nil }
+    /// Each window's figures and how final they are (`WindowReport`), for the passes of `groups` (one list of
+    /// reports per group, in order) and with compliance under `limitAt` (the speed limit in force at a time, ms);
+    /// `nil` for a camera never seen.
+    public func windowReports(
+        kvfvId: String, windows: [Window], groups: [LaneGroup], limitAt: ((Int64) -> Int?)? = nil
+    ) async throws -> [[WindowReport]]? {
+        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: windows) else { return nil }
         let completeness = try view.sequences([found.camera])[found.camera]?.completeness(of: windows.map { ($0.startMs, $0.endMs) })
-        return windows.indices.map { i in
-            WindowReport(window: windows[i], state: found.states[i], completeness: completeness?[i])
+        return groups.map { group in
+            let figures = WindowFigures.fold(found.buckets, into: windows, group: group, limitAt: limitAt)
+            return windows.indices.map { i in
+                WindowReport(
+                    window: windows[i], state: figures[i].state, completeness: completeness?[i], compliance: figures[i].compliance)
+            }
         }
+    }
+
+    /// Each window's figures for every pass of the camera (see the general form above).
+    public func windowReports(kvfvId: String, windows: [Window]) async throws -> [WindowReport]? {
+        try await windowReports(kvfvId: kvfvId, windows: windows, groups: [.camera])?.first
     }
 
     /// A camera's sequence state (ledger and report); `nil` for a camera never seen, empty for one without `seq`.
@@ -193,22 +215,22 @@ public struct CameraQueries: Sendable {
     }
 
     func cameraWindowStates(kvfvId: String, windows: [Window]) async throws -> (camera: Int64, states: [BucketState])? {
-        guard let first = windows.first, let last = windows.last else { return (0, []) }
+        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: windows) else { return nil }
+        return (found.camera, WindowFigures.fold(found.buckets, into: windows).map(\.state))
+    }
+
+    /// The camera's buckets under `windows`, ascending: memory first, then the store.
+    func cameraBuckets(kvfvId: String, windows: [Window]) async throws -> (camera: Int64, buckets: [(bucket: Int64, state: BucketState)])? {
+        guard let first = windows.first, let last = windows.last else {
+            return view.hotStates(kvfvId: kvfvId, buckets: 0..<0).map { ($0.camera, []) }
+        }
         let range = first.buckets.lowerBound..<max(first.buckets.lowerBound, last.buckets.upperBound)
         guard let hot = view.hotStates(kvfvId: kvfvId, buckets: range) else { return nil }
         var byBucket = hot.states
         for (bucket, state) in try await store.readStates(camera: hot.camera, buckets: range) where byBucket[bucket] == nil {
             byBucket[bucket] = state
         }
-        let sorted = byBucket.sorted { $0.key < $1.key }
-        var result = [BucketState](repeating: BucketState(), count: windows.count)
-        var w = 0
-        for (bucket, state) in sorted {
-            while w < windows.count && bucket >= windows[w].buckets.upperBound { w += 1 }
-            guard w < windows.count else { break }
-            if windows[w].buckets.contains(bucket) { result[w].merge(state) }
-        }
-        return (hot.camera, result)
+        return (hot.camera, byBucket.sorted { $0.key < $1.key }.map { (bucket: $0.key, state: $0.value) })
     }
 
     /// Every camera with its health and recent figures.

@@ -22,7 +22,9 @@ public enum DataDirectory {
     /// 4: events may carry sequence numbers and records camera reports (`EventRecord` version 4, written only
     /// for records that have them), bucket states late counts (`BucketState` version 2), and the store the
     /// sequence ledgers (SQLite migration `v4-sequences`); nothing older is rewritten.
-    public static let currentFormat = 4
+    /// 5: bucket states keep per-lane figures and the count of whole speeds per bin (`BucketState` version 3,
+    /// for over-the-limit counts); states written before stay as they are (lanes and whole counts unknown).
+    public static let currentFormat = 5
 
     public struct Error: Swift.Error, CustomStringConvertible {
         public var description: String

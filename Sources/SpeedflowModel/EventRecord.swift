@@ -167,6 +167,12 @@ public struct ByteReader {
         return bytes[position]
     }
 
+    /// The next byte, without consuming it.
+    public func peekByte() throws(EventRecord.FormatError) -> UInt8 {
+        guard position < bytes.count else { throw EventRecord.FormatError() }
+        return bytes[position]
+    }
+
     public mutating func varint() throws(EventRecord.FormatError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
