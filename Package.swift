@@ -83,9 +83,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
+        // The camera registry: name, road, position, speed limits with their history, lanes, time zone, expected
+        // volume per camera; the file every node follows; CSV/GeoJSON import and export. No HTTP.
+        .target(name: "SpeedflowRegistry", dependencies: [
+            "SpeedflowModel",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
         // The pipeline: log append (group commit) -> dedup -> buckets -> store; queries.
         .target(name: "SpeedflowEngine", dependencies: [
-            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore",
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowLog", "SpeedflowStore", "SpeedflowRegistry",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -93,7 +100,7 @@ let package = Package(
         ], swiftSettings: strict),
         // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets.
         .target(name: "SpeedflowServer", dependencies: [
-            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine", "SpeedflowStore", "SpeedflowAuth",
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine", "SpeedflowStore", "SpeedflowAuth", "SpeedflowRegistry",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -130,7 +137,7 @@ let package = Package(
         // logging and metrics bootstrap: what the executable hands its configuration to.
         .target(name: "SpeedflowRuntime", dependencies: [
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowStore", "SpeedflowLog", "SpeedflowClickHouse", "SpeedflowPostgres",
-            "SpeedflowAuth",
+            "SpeedflowAuth", "SpeedflowRegistry",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -142,7 +149,7 @@ let package = Package(
         // The one executable: parses configuration, builds services, runs them.
         .executableTarget(name: "speedflow", dependencies: [
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
-            "SpeedflowClickHouse", "SpeedflowRuntime", "SpeedflowAuth",
+            "SpeedflowClickHouse", "SpeedflowRuntime", "SpeedflowAuth", "SpeedflowRegistry",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             "SpeedflowPostgres",
@@ -165,6 +172,7 @@ let package = Package(
         .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowAuthTests", dependencies: ["SpeedflowAuth", "SpeedflowTestSupport"]),
+        .testTarget(name: "SpeedflowRegistryTests", dependencies: ["SpeedflowRegistry", "SpeedflowModel", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowLogTests", dependencies: ["SpeedflowLog", "SpeedflowTestSupport"]),
         // SQLiteStore on its own (integrity, upgrades, salvage) and the `Store` conformance suite against it.
         .testTarget(name: "SpeedflowStoreTests", dependencies: [
@@ -199,7 +207,7 @@ let package = Package(
         ]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
             "SpeedflowServer", "SpeedflowAuth", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
-            "SpeedflowTestSupport",
+            "SpeedflowRegistry", "SpeedflowTestSupport",
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "CompressNIO", package: "compress-nio"),

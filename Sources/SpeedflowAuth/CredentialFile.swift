@@ -97,6 +97,12 @@ public enum AuditLog {
         return (directory.isEmpty ? "." : directory) + "/audit.log"
     }
 
+    /// Appends `entry` to the audit log next to `file`: other administrator actions (camera registry changes)
+    /// are recorded beside the credentials' in the data directory's `audit.log`.
+    public static func append(_ entry: [String: String], nextTo file: String) throws(CredentialError) {
+        try append(entry, credentials: file)
+    }
+
     static func append(_ entry: [String: String], credentials: String) throws(CredentialError) {
         let path = path(forCredentials: credentials)
         var line: Data

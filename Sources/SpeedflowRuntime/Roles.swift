@@ -7,6 +7,7 @@ import ServiceLifecycle
 import SpeedflowEngine
 import SpeedflowLog
 import SpeedflowPostgres
+import SpeedflowRegistry
 import SpeedflowServer
 import SpeedflowStore
 
@@ -55,6 +56,7 @@ public struct ServeConfiguration: Sendable {
     public var engine = EngineConfiguration()
     public var server = ServerConfiguration()
     public var auth = AuthConfiguration()
+    public var registry = RegistryConfiguration()
     /// A PostgreSQL table read into the same engine, if any.
     public var postgresSource: PostgresSourceConfiguration?
 
@@ -69,6 +71,7 @@ public struct APIConfiguration: Sendable {
     public var engine = EngineConfiguration()
     public var server = ServerConfiguration()
     public var auth = AuthConfiguration()
+    public var registry = RegistryConfiguration()
 
     public init() {}
 }
@@ -79,6 +82,8 @@ public enum Roles {
         let logger = o.logger
         // Bad TLS files stop the start before the log is replayed, not after.
         if let tls = c.server.tls { try TLSCertificates.validate(tls) }
+        // So is an unreadable camera registry.
+        let (registry, registryWatcher) = try c.registry.open(dataDir: c.dataDir, logger: logger)
         let stores = try StoreOpener(c.store, dataDir: c.dataDir, logger: logger)
         defer { stores.shutdown() }
         let (log, store) = try stores.openEmbedded()
@@ -86,13 +91,13 @@ public enum Roles {
         try engine.recover(progress: { done, total, events in
             logger.info("Replaying log", metadata: ["replay.bytes": "\(done)/\(total)", "replay.events": "\(events)"])
         })
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: EngineService(engine: engine))]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [registryWatcher, .init(service: EngineService(engine: engine))]
         if let source = c.postgresSource {
             // After the engine, so it stops before the engine drains.
             services.append(.init(service: try PostgresSource(configuration: source, intake: engine.intake, dataDir: c.dataDir, logger: logger)))
         }
         try await runHTTP(
-            .serve(engine), server: c.server, auth: c.auth, dataDir: c.dataDir, o,
+            .serve(engine, registry: registry), server: c.server, auth: c.auth, dataDir: c.dataDir, o,
             banner: { "speedflow listening on \(c.server.scheme)://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services)
     }
 
@@ -104,10 +109,13 @@ public enum Roles {
         let store: any StoreReader = try stores.open(.reader)
         // Queries over the store alone: cameras learnt from it as aggregators write them.
         let queries = CameraQueries(view: try StoreFollower(store: store, logger: o.logger), store: store, configuration: c.engine)
+        let (registry, registryWatcher) = try c.registry.open(dataDir: c.dataDir, logger: o.logger)
         let node = HTTPNode(
             role: "api", intake: nil, queries: queries, stats: IngestStats(nowMs: queries.now),
-            status: NodeStatus(storeBytes: { store.sizeInBytes() }))
-        try await runHTTP(node, server: c.server, auth: c.auth, dataDir: c.dataDir, o, banner: { "speedflow api listening on \(c.server.scheme)://\(c.server.host):\($0)" })
+            status: NodeStatus(storeBytes: { store.sizeInBytes() }), registry: registry)
+        try await runHTTP(
+            node, server: c.server, auth: c.auth, dataDir: c.dataDir, o, banner: { "speedflow api listening on \(c.server.scheme)://\(c.server.host):\($0)" },
+            services: [registryWatcher])
     }
 
     /// Runs an HTTP role until SIGTERM/SIGINT: the role's `services` (the engine, then sources), and the HTTP

@@ -91,7 +91,7 @@ public struct AccessControl: Sendable {
         case read
         /// A camera or admin: `POST /events` (a camera then only for the cameras it covers).
         case write
-        /// An admin: `/admin/…`.
+        /// An admin: `/admin/…`, camera registry writes.
         case admin
     }
 
@@ -185,7 +185,7 @@ struct AccessMiddleware: RouterMiddleware {
         switch need {
         case .read: "read"
         case .write: "write events"
-        case .admin: "manage credentials"
+        case .admin: "do administrator actions (credentials, camera registry)"
         case .nothing: "do this"
         }
     }

@@ -20,7 +20,7 @@ struct AllowedOriginsCORS<Context: RequestContext>: RouterMiddleware {
         if request.method == .options, request.headers[.accessControlRequestMethod] != nil {
             var headers: HTTPFields = [
                 .accessControlAllowOrigin: origin, .vary: "Origin",
-                .accessControlAllowMethods: "GET, POST, DELETE",
+                .accessControlAllowMethods: "GET, POST, PUT, DELETE",
                 .accessControlAllowHeaders: "Authorization, Content-Type, Content-Encoding",
                 .accessControlMaxAge: "600",
             ]

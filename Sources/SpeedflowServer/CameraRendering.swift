@@ -1,11 +1,13 @@
 import SpeedflowEngine
 import SpeedflowModel
+import SpeedflowRegistry
 
 /// How one camera of `GET /kvfv` is written: the page and the fleet stream (`/kvfv/stream`) render rows with
 /// this function, so both always carry the same fields.
 enum CameraRendering {
-    /// One camera row as a JSON object.
-    static func row(_ c: CameraStatus, into json: inout JSONWriter) {
+    /// One camera row as a JSON object; `registry` (or `null`) is what the node's registry holds for it, with the
+    /// `speed_limit` in force at `nowMs`.
+    static func row(_ c: CameraStatus, registry: CameraRegistry?, nowMs: Int64, into json: inout JSONWriter) {
         json.raw("{\"kvfv_id\":")
         json.string(c.kvfvId)
         json.raw(",\"health\":")
@@ -47,6 +49,8 @@ enum CameraRendering {
         } else {
             json.raw(",\"last_seq\":null,\"seq_epoch\":null,\"missing\":null,\"backlog\":null")
         }
+        json.raw(",\"registry\":")
+        json.raw(registry?.info(c.kvfvId).map { RegistryJSON.object($0, nowMs: nowMs) } ?? "null")
         json.raw("}")
     }
 }

@@ -166,9 +166,10 @@ struct QueryController: Sendable {
             throw APIError(error)
         }
         let statuses = page.cameras
+        let now = node.clock()
         var json = JSONWriter(capacity: 256 + statuses.count * 400)
         json.raw("{\"server_time\":")
-        json.string(Timestamp.format(node.clock()))
+        json.string(Timestamp.format(now))
         json.raw(",\"total\":")
         json.number(page.total)
         json.raw(",\"matched\":")
@@ -178,7 +179,7 @@ struct QueryController: Sendable {
         json.raw(",\"cameras\":[")
         for (i, c) in statuses.enumerated() {
             if i > 0 { json.raw(",") }
-            CameraRendering.row(c, into: &json)
+            CameraRendering.row(c, registry: node.registry, nowMs: now, into: &json)
         }
         json.raw("]}")
         return Self.json(json)

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import Prometheus
 import SpeedflowEngine
+import SpeedflowRegistry
 
 /// What an HTTP node serves. Each role gives the parts it has: `serve` everything, an ingest node an intake,
 /// an API node queries. A route whose part is missing answers `404 not_served_here`, naming the role.
@@ -19,10 +20,12 @@ public struct HTTPNode: Sendable {
     public var stats: IngestStats
     public var status: NodeStatus
     public var clock: @Sendable () -> Int64
+    /// `/registry`, `/kvfv/{id}/registry`, and the `registry` of `/kvfv` rows (`serve` and `api` nodes).
+    public var registry: CameraRegistry?
 
     public init(
         role: String, intake: Intake?, queries: CameraQueries?, stats: IngestStats, status: NodeStatus,
-        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }, registry: CameraRegistry? = nil
     ) {
         self.role = role
         self.intake = intake
@@ -30,13 +33,14 @@ public struct HTTPNode: Sendable {
         self.stats = stats
         self.status = status
         self.clock = clock
+        self.registry = registry
     }
 
     /// The embedded pipeline: every route.
-    public static func serve(_ engine: Engine) -> HTTPNode {
+    public static func serve(_ engine: Engine, registry: CameraRegistry? = nil) -> HTTPNode {
         HTTPNode(
             role: "serve", intake: engine.intake, queries: engine.queries, stats: engine.stats, status: engine.status,
-            clock: { engine.now })
+            clock: { engine.now }, registry: registry)
     }
 
     func notServed(_ what: String, by other: String) -> APIError {
@@ -60,6 +64,7 @@ public enum SpeedflowHTTP {
         let query = QueryController(node: node)
         let sessions = SessionController(access: access)
         let admin = AdminController(access: access)
+        let registry = RegistryController(node: node, access: access)
         let assets = Assets()
         let streams = StreamController(
             node: node, feeds: live ?? LiveFeeds(drain: drain, clock: node.clock), credentials: access.credentials)
@@ -84,6 +89,10 @@ public enum SpeedflowHTTP {
                 try await sequences.report(request, context: context, principal: context.principal)
             },
             Route(.get, "/kvfv", .read) { request, context in try await query.cameras(request, context: context) },
+            Route(.get, "/registry", .read) { request, context in try registry.list(request, context: context) },
+            Route(.get, "/kvfv/:id/registry", .read) { request, context in try registry.get(request, context: context) },
+            Route(.put, "/kvfv/:id/registry", .admin) { request, context in try await registry.put(request, context: context) },
+            Route(.delete, "/kvfv/:id/registry", .admin) { request, context in try registry.delete(request, context: context) },
             Route(.get, "/kvfv/stream", .read) { request, context in try await streams.cameras(request, context: context) },
             Route(.get, "/stats", .read) { request, context in try await query.stats(request, context: context) },
             Route(.get, "/health", .nothing) { _, _ in healthResponse() },

@@ -154,6 +154,7 @@ struct StreamController: Sendable {
         let pageRequest = try QueryController.pageRequest(request.uri.queryParameters)
         let queries = try queries
         let clock = node.clock
+        let registry = node.registry
         let key = "c|\(pageRequest.prefix)|\(pageRequest.after ?? "")|\(pageRequest.limit)|\(pageRequest.health?.rawValue ?? "")"
         let poll: @Sendable () async throws -> LivePoll = {
             let page: CameraStatusPage
@@ -169,9 +170,10 @@ struct StreamController: Sendable {
             header.number(page.matched)
             header.raw(",\"next\":")
             header.string(page.next)
+            let now = clock()
             let items = page.cameras.map { c in
                 var json = JSONWriter(capacity: 400)
-                CameraRendering.row(c, into: &json)
+                CameraRendering.row(c, registry: registry, nowMs: now, into: &json)
                 return json.bytes
             }
             return .frame(LiveFrame(keys: page.cameras.map(\.kvfvId), items: items, header: header.bytes))

@@ -17,6 +17,8 @@ struct ApiCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Access") var access: AuthOptions
 
+    @OptionGroup(title: "Camera registry") var registryOptions: RegistryOptions
+
     @Option(help: "Address to bind. Default: \(ServerConfiguration().host).") var host: String?
     @Option(help: "Port; 0 picks a free port. Default: \(ServerConfiguration().port).") var port: Int?
     @Option(help: "A connection that sends nothing for this long is closed. Default: \(Settings.formatDuration(ServerConfiguration().idleTimeoutMs)).")
@@ -34,6 +36,7 @@ struct ApiCommand: AsyncParsableCommand {
         c.engine = try settings.engine(storage)
         c.server = try settings.server(host: host, port: port, idleTimeout: idleTimeout, connections: connections, tls: tls)
         c.auth = try settings.auth(access)
+        c.registry = settings.registry(registryOptions)
         try await Roles.api(c, observability)
     }
 }

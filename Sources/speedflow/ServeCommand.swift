@@ -19,6 +19,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Access") var access: AuthOptions
 
+    @OptionGroup(title: "Camera registry") var registryOptions: RegistryOptions
+
     @OptionGroup(title: "PostgreSQL source (see `speedflow source postgres --help`)") var postgresSource: PostgresSourceOptions
 
     @Option(help: "Address to bind. Default: \(ServerConfiguration().host). Env: SPEEDFLOW_HOST.")
@@ -58,6 +60,7 @@ struct ServeCommand: AsyncParsableCommand {
             host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, connections: connections, tls: tls)
         c.postgresSource = try postgresSource.values.resolve(settings)
         c.auth = try settings.auth(access)
+        c.registry = settings.registry(registryOptions)
         try await Roles.serve(c, observability)
     }
 }
