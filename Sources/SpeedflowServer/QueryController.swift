@@ -5,6 +5,7 @@ import NIOCore
 import SpeedflowAggregation
 import SpeedflowEngine
 import SpeedflowModel
+import SpeedflowRegistry
 import SpeedflowStore
 
 /// `GET /kvfv/{id}/avg-speed`, `GET /kvfv`, `GET /stats`, `GET /health`.
@@ -54,23 +55,29 @@ struct QueryController: Sendable {
                     "the range holds \(n) windows; at most \(WindowPlanner.maxWindows) per request")
             }
         }
-        let found: [WindowReport]?
-        do {
-            found = try await queries.windowReports(kvfvId: id, windows: windows)
-        } catch let error as StoreError {
-            throw APIError(error)
-        }
-        guard let reports = found else {
-            throw APIError(.notFound, "unknown_kvfv", "no event of camera '\(id)' has been accepted")
-        }
         if let format = q.get("format"), !format.isEmpty, format != "json", format != "csv" {
             throw APIError(.badRequest, "invalid_format", "format must be json or csv, not '\(format.prefix(32))'")
         }
+        let info = node.registry?.info(id)
+        let lanes = try LaneQuery(q, registeredLanes: info?.lanes)
+        let found: [[WindowReport]]?
+        do {
+            found = try await queries.windowReports(
+                kvfvId: id, windows: windows, groups: lanes.groups, limitAt: Self.limits(info))
+        } catch let error as StoreError {
+            throw APIError(error)
+        }
+        guard let answered = found else {
+            throw APIError(.notFound, "unknown_kvfv", "no event of camera '\(id)' has been accepted")
+        }
+        // With `lane=`, the windows are that lane's; otherwise the camera's totals (then each lane with `by=lane`).
+        let reports = lanes.single == nil ? answered[0] : answered[1]
+        let byLane = lanes.byLane(answered)
         let wantsCSV = q.get("format") == "csv" || (request.headers[.accept]?.contains("text/csv") ?? false)
         if wantsCSV {
-            return WindowRendering.csv(reports)
+            return WindowRendering.csv(lanes.single == nil ? reports : [], lanes: lanes.single.map { [($0, reports)] } ?? byLane)
         }
-        var json = JSONWriter(capacity: 128 + windows.count * 260)
+        var json = JSONWriter(capacity: 128 + windows.count * (1 + byLane.count) * 420)
         json.raw("{\"kvfv_id\":")
         json.string(id)
         json.raw(",\"interval\":")
@@ -83,13 +90,41 @@ struct QueryController: Sendable {
         json.string(Timestamp.format(fromMs))
         json.raw(",\"to\":")
         json.string(Timestamp.format(toMs))
-        json.raw(",\"windows\":[")
+        if let lane = lanes.single {
+            json.raw(",\"lane\":")
+            json.number(lane)
+        }
+        json.raw(",\"windows\":")
+        Self.windows(reports, into: &json)
+        if lanes.isByLane {
+            json.raw(",\"lanes\":[")
+            for (i, group) in byLane.enumerated() {
+                if i > 0 { json.raw(",") }
+                json.raw("{\"lane\":")
+                json.number(group.lane)
+                json.raw(",\"windows\":")
+                Self.windows(group.reports, into: &json)
+                json.raw("}")
+            }
+            json.raw("]")
+        }
+        json.raw("}")
+        return Self.json(json)
+    }
+
+    static func windows(_ reports: [WindowReport], into json: inout JSONWriter) {
+        json.raw("[")
         for (i, report) in reports.enumerated() {
             if i > 0 { json.raw(",") }
             WindowRendering.object(report, into: &json)
         }
-        json.raw("]}")
-        return Self.json(json)
+        json.raw("]")
+    }
+
+    /// The speed limit in force at a time, from the camera's registry entry; `nil` without limits.
+    static func limits(_ info: CameraInfo?) -> (@Sendable (Int64) -> Int?)? {
+        guard let info, !info.limits.isEmpty else { return nil }
+        return { info.limit(atMs: $0) }
     }
 
     /// An IANA time zone name: 1–64 of `[A-Za-z0-9/_+-]` (no NUL, no `.`, so no path tricks) that Foundation
@@ -185,6 +220,29 @@ struct QueryController: Sendable {
         return Self.json(json)
     }
 
+    /// `GET /kvfv/{id}`: one camera's row of `GET /kvfv`, with its registry entry.
+    func camera(_ request: Request, context: some RequestContext) async throws -> Response {
+        let id = context.parameters.get("id") ?? ""
+        guard ValidationPolicy.isValidKvfvId(id) else {
+            throw APIError(.badRequest, "invalid_kvfv_id", "kvfv_id must be 1–64 characters of [A-Za-z0-9._-]")
+        }
+        let page: CameraStatusPage
+        do {
+            // The first camera in name order with the id as prefix is the id itself, when it exists.
+            page = try await queries.cameraPage(CameraPageRequest(prefix: id, limit: 1))
+        } catch let error as StoreError {
+            throw APIError(error)
+        }
+        guard let status = page.cameras.first, status.kvfvId == id else {
+            throw APIError(
+                .notFound, "unknown_kvfv",
+                "no event of camera '\(id)' has been accepted\(node.registry?.info(id) != nil ? " (it is registered: GET /kvfv/\(id)/registry)" : "")")
+        }
+        var json = JSONWriter(capacity: 1024)
+        CameraRendering.row(status, registry: node.registry, nowMs: node.clock(), into: &json)
+        return Self.json(json)
+    }
+
     func stats(_ request: Request, context: some RequestContext) async throws -> Response {
         let now = node.clock()
         let s = node.stats.snapshot(nowMs: now)
@@ -238,5 +296,58 @@ extension APIError {
     /// logged it and counted it in `speedflow_store_corruptions_total`.
     init(_ error: StoreError) {
         self.init(.internalServerError, error.reason, error.message)
+    }
+}
+
+/// `lane=` and `by=lane` of `GET /kvfv/{id}/avg-speed`: which lane groups a query answers. Lane 0 is the unknown
+/// lane: passes without a lane, with lane 0, above 16, or above the camera's registered lane count.
+struct LaneQuery {
+    /// The one lane asked for with `lane=`.
+    var single: Int?
+    var isByLane = false
+    /// What the query layer folds: the camera first (the totals), then the lanes.
+    var groups: [LaneGroup] = [.camera]
+    /// The lane number of each group after the first.
+    var laneNumbers: [Int] = []
+    let registeredLanes: Int?
+
+    init(_ q: FlatDictionary<Substring, Substring>, registeredLanes: Int?) throws {
+        self.registeredLanes = registeredLanes
+        let maxLane = registeredLanes ?? Int(LaneStates.maxKey)
+        if let text = q.get("lane"), !text.isEmpty {
+            guard let lane = Int(text), (0...maxLane).contains(lane) else {
+                throw APIError(
+                    .badRequest, "invalid_lane",
+                    "lane must be 1–\(maxLane)\(registeredLanes == nil ? "" : " (the camera's registered lanes)"), or 0 for the unknown lane, not '\(text.prefix(16))'")
+            }
+            single = lane
+            groups.append(Self.group(lane, registeredLanes: registeredLanes))
+            laneNumbers = [lane]
+        }
+        if let by = q.get("by"), !by.isEmpty {
+            guard by == "lane" else {
+                throw APIError(.badRequest, "invalid_by", "by must be 'lane', not '\(by.prefix(16))'")
+            }
+            guard single == nil else {
+                throw APIError(.badRequest, "invalid_by", "give either lane= or by=lane, not both")
+            }
+            isByLane = true
+            laneNumbers = Array(1...maxLane) + [0]
+            groups += laneNumbers.map { Self.group($0, registeredLanes: registeredLanes) }
+        }
+    }
+
+    static func group(_ lane: Int, registeredLanes: Int?) -> LaneGroup {
+        lane == 0 ? .unknown(registeredLanes: registeredLanes) : .lane(UInt8(lane))
+    }
+
+    /// The per-lane answers of a `by=lane` query: a registered camera's every lane, otherwise the lanes that have
+    /// passes in the range; the unknown lane (0) always, last.
+    func byLane(_ answered: [[WindowReport]]) -> [(lane: Int, reports: [WindowReport])] {
+        guard isByLane else { return [] }
+        return zip(laneNumbers, answered.dropFirst()).compactMap { lane, reports in
+            guard lane == 0 || registeredLanes != nil || reports.contains(where: { $0.state.count > 0 }) else { return nil }
+            return (lane, reports)
+        }
     }
 }

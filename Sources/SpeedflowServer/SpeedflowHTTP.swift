@@ -94,6 +94,7 @@ public enum SpeedflowHTTP {
             Route(.put, "/kvfv/:id/registry", .admin) { request, context in try await registry.put(request, context: context) },
             Route(.delete, "/kvfv/:id/registry", .admin) { request, context in try registry.delete(request, context: context) },
             Route(.get, "/kvfv/stream", .read) { request, context in try await streams.cameras(request, context: context) },
+            Route(.get, "/kvfv/:id", .read) { request, context in try await query.camera(request, context: context) },
             Route(.get, "/stats", .read) { request, context in try await query.stats(request, context: context) },
             Route(.get, "/health", .nothing) { _, _ in healthResponse() },
             Route(.get, "/metrics", .read) { _, _ in metricsResponse(prometheus) },

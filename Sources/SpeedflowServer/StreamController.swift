@@ -67,6 +67,7 @@ struct StreamController: Sendable {
         }
         let queries = try queries
         let clock = node.clock
+        let registry = node.registry
         // The windows now; a live range is planned anew at every poll.
         let windows = try Self.plan(fromMs: fromMs, toMs: toMs ?? clock() + 1, interval: interval, timeZone: zone)
         // Requests that list the same windows share a feed: `from` 10:03 and 10:00 at 5m are one view.
@@ -84,7 +85,9 @@ struct StreamController: Sendable {
                     return .end(reason: error.reason)
                 }
             }
-            guard let items = try await Self.renderWindows(queries, kvfvId: id, windows: current) else {
+            // The limit history as it is at each poll: a registry edit revises the streamed windows too.
+            let limitAt = QueryController.limits(registry?.info(id))
+            guard let items = try await Self.renderWindows(queries, kvfvId: id, windows: current, limitAt: limitAt) else {
                 throw APIError(.notFound, "unknown_kvfv", "no event of camera '\(id)' has been accepted")
             }
             return .frame(LiveFrame(keys: current.map { String($0.startMs) }, items: items))
@@ -130,10 +133,12 @@ struct StreamController: Sendable {
 
     /// The stream's one call into the query layer: the windows' states, each rendered as `GET
     /// /kvfv/{id}/avg-speed` renders it (`WindowRendering.object`). `nil` for a camera never seen.
-    static func renderWindows(_ queries: CameraQueries, kvfvId: String, windows: [Window]) async throws -> [[UInt8]]? {
+    static func renderWindows(
+        _ queries: CameraQueries, kvfvId: String, windows: [Window], limitAt: ((Int64) -> Int?)? = nil
+    ) async throws -> [[UInt8]]? {
         let found: [WindowReport]?
         do {
-            found = try await queries.windowReports(kvfvId: kvfvId, windows: windows)
+            found = try await queries.windowReports(kvfvId: kvfvId, windows: windows, groups: [.camera], limitAt: limitAt)?.first
         } catch let error as StoreError {
             throw APIError(error)
         }

@@ -198,8 +198,9 @@ struct HTTPContractTests {
                 #expect(lines.count == 13)
                 #expect(lines[0].hasPrefix("start,end,count,avg_speed"))
                 #expect(lines[1].hasPrefix("\(Self.iso(hour)),\(Self.iso(hour + 300_000)),4,"))
-                // Empty window: no statistics, no late events; no seq, so nothing about completeness.
-                #expect(lines[2] == "\(Self.iso(hour + 300_000)),\(Self.iso(hour + 600_000)),0,,,,,,,,,0,,,")
+                // Empty window: no statistics, no late events; no seq, so nothing about completeness; a flow of 0
+                // vehicles/hour, no pace, no limit registered, no lane (the camera's totals).
+                #expect(lines[2] == "\(Self.iso(hour + 300_000)),\(Self.iso(hour + 600_000)),0,,,,,,,,,0,,,,0.0,,,,,,,,,,,,")
             }
             try await client.execute(uri: uri, method: .get, headers: [.accept: "text/csv"]) { r in
                 #expect(r.headers[.contentType]?.hasPrefix("text/csv") == true)
