@@ -164,8 +164,9 @@ extension CameraQueries {
         kvfvId: String, fromMs: Int64, toMs: Int64, zone: TimeZone, info: CameraInfo?, rules: DayHealth.Rules = DayHealth.Rules()
     ) async throws -> [DayHealth]? {
         let now = clock()
-        let days = try WindowPlanner.windows(fromMs: fromMs, toMs: min(toMs, now + 1), interval: .oneDay, timeZone: zone)
-            .filter { $0.startMs >= fromMs || $0.endMs > fromMs }
+        let end = min(toMs, now + 1)
+        // A range wholly in the future has no day to assess yet.
+        let days = end > fromMs ? try WindowPlanner.windows(fromMs: fromMs, toMs: end, interval: .oneDay, timeZone: zone) : []
         guard !days.isEmpty else { return view.hotStates(kvfvId: kvfvId, buckets: 0..<0).map { _ in [] } }
         guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: days) else { return nil }
         let figures = WindowFigures.fold(found.buckets, into: days)
