@@ -16,7 +16,7 @@ struct SpeedflowBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "speedflow-bench",
         abstract: "Speedflow benchmarks (figures, never pass/fail).",
-        subcommands: [Populate.self, Query.self, Aggregate.self, Encode.self, Dedup.self, LedgerScale.self])
+        subcommands: [Populate.self, Query.self, Aggregate.self, Encode.self, Dedup.self, LedgerScale.self, StateSize.self])
 }
 
 /// Which store a benchmark reads or fills: the data dir's SQLite, or ClickHouse with `--clickhouse-url`.
@@ -47,6 +47,8 @@ struct Populate: AsyncParsableCommand {
     @Option var cameras = 1000
     @Option var days = 30
     @Option(help: "Events per 5-minute bucket (1 M/day/camera ≈ 3,472).") var eventsPerBucket = 100
+    @Option(help: "Lanes the events are spread over (per-lane state, issue #13); 0: no lane.") var lanes = 3
+    @Option(help: "Share of speeds that are whole km/h (the rest at 0.1 km/h).") var wholeShare = 0.1
     @OptionGroup var target: BenchStore
 
     func run() async throws {
@@ -59,7 +61,11 @@ struct Populate: AsyncParsableCommand {
         let templates: [BucketState] = (0..<256).map { _ in
             var s = BucketState()
             let base = Double.random(in: 50...110, using: &rng)
-            for _ in 0..<eventsPerBucket { s.add(max(1, base + Double.random(in: -25...25, using: &rng))) }
+            for i in 0..<eventsPerBucket {
+                let v = max(1, base + Double.random(in: -25...25, using: &rng))
+                let speed = Double.random(in: 0..<1, using: &rng) < wholeShare ? v.rounded(.down) : (v * 10).rounded() / 10
+                s.add(speed, lane: lanes == 0 ? nil : 1 + i % lanes)
+            }
             return s
         }
         let began = Date()
