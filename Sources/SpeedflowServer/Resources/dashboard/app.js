@@ -1828,6 +1828,7 @@
   function renderHealthCalendar() {
     const box = $('health-calendar');
     const h = cam.health;
+    if (!h || h.error || !(h.data.days || []).length) cam.healthHtml = '';
     if (!h) { box.innerHTML = ''; return; }
     if (h.error) { box.innerHTML = `<p class="subtle" id="health-error">${esc(h.error)}</p>`; $('health-legend').innerHTML = ''; return; }
     const days = h.data.days || [];
@@ -1857,7 +1858,14 @@
       }
       html += '</tr>';
     }
-    box.innerHTML = html + '</tbody></table>';
+    html += '</tbody></table>';
+    if (cam.healthHtml !== html) {
+      const focused = document.activeElement && box.contains(document.activeElement) ? document.activeElement.dataset.date : null;
+      cam.healthHtml = html;
+      box.innerHTML = html;
+      const again = focused && box.querySelector(`[data-date="${focused}"]`);
+      if (again) again.focus({ preventScroll: true });
+    }
     const seen = new Set(days.map((d) => d.status));
     $('health-legend').innerHTML = Object.entries(DAY_STATUS).filter(([k]) => seen.has(k) || k === 'ok' || k === 'down')
       .map(([k, v]) => `<span class="key key-day hc-${k}" title="${esc(v.help)}">${esc(v.label)}</span>`).join('');
@@ -2068,7 +2076,15 @@
       });
       out.push(`<g class="markers">${mk.join('')}</g>`);
     }
-    svg.innerHTML = out.join('');
+    // Redrawn only when something changed, and a focused marker keeps the focus (keyboard users step through them).
+    const html = out.join('');
+    if (html !== map.html) {
+      const focused = document.activeElement && svg.contains(document.activeElement) ? document.activeElement.closest('.marker') : null;
+      map.html = html;
+      svg.innerHTML = html;
+      const again = focused && svg.querySelector(`.marker[data-kvfv-id="${cssEscape(focused.dataset.kvfvId)}"]`);
+      if (again) again.focus({ preventScroll: true });
+    }
     svg.dataset.markers = String(markers.length);
     map.markers = markers;
     $('map-legend').innerHTML = Object.entries(SPEED_CLASS).map(([k, label]) =>
