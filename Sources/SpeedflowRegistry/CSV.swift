@@ -2,7 +2,7 @@ import Foundation
 
 /// RFC 4180 CSV: fields separated by commas, records by CRLF (LF alone is read too); a field holding a comma,
 /// a quote or a line break is quoted, its quotes doubled.
-enum CSV {
+public enum CSV {
     /// One record and the line it starts on (1-based), for errors that name it.
     struct Record {
         var line: Int
@@ -86,12 +86,12 @@ enum CSV {
     }
 
     /// One field, quoted when it must be (and when it has spaces at its ends, which some readers trim).
-    static func field(_ s: String) -> String {
+    public static func field(_ s: String) -> String {
         let needsQuotes = s.unicodeScalars.contains { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }
             || s.first?.isWhitespace == true || s.last?.isWhitespace == true
         guard needsQuotes else { return s }
         return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
-    static func record(_ fields: [String]) -> String { fields.map(field).joined(separator: ",") + "\r\n" }
+    public static func record(_ fields: [String]) -> String { fields.map(field).joined(separator: ",") + "\r\n" }
 }

@@ -49,8 +49,40 @@ enum CameraRendering {
         } else {
             json.raw(",\"last_seq\":null,\"seq_epoch\":null,\"missing\":null,\"backlog\":null")
         }
+        let info = registry?.info(c.kvfvId)
         json.raw(",\"registry\":")
-        json.raw(registry?.info(c.kvfvId).map { RegistryJSON.object($0, nowMs: nowMs) } ?? "null")
-        json.raw("}")
+        json.raw(info.map { RegistryJSON.object($0, nowMs: nowMs) } ?? "null")
+        json.raw(",\"today\":{\"status\":")
+        let reasons = today(c, info: info, nowMs: nowMs)
+        json.string(reasons.first?.rawValue ?? "ok")
+        json.raw(",\"reasons\":[")
+        for (i, r) in reasons.enumerated() {
+            if i > 0 { json.raw(",") }
+            json.string(r.rawValue)
+        }
+        json.raw("]}}")
+    }
+
+    /// Today's health so far (the UTC day), by the daily rules (`DayHealth.Rules`) over what the fleet list has at
+    /// hand: today's count against the expected volume, the camera's known-missing passes, and the live checks for a
+    /// stuck sensor and a skewed clock. `GET /kvfv/{id}/health` assesses every day in full, rejections included.
+    static func today(_ c: CameraStatus, info: CameraInfo?, nowMs: Int64) -> [DayHealth.Reason] {
+        let rules = DayHealth.Rules()
+        let elapsed = Double(nowMs.floorDivMod(86_400_000).1) / 86_400_000
+        var reasons: [DayHealth.Reason] = []
+        if c.eventsToday == 0 && elapsed * 86_400_000 >= Double(rules.downAfterMs) { reasons.append(.down) }
+        if c.health == .stuck { reasons.append(.stuck) }
+        if c.health == .clockSkew { reasons.append(.clockSkew) }
+        if let expected = info?.expectedDailyVolume, c.eventsToday > 0,
+            Double(c.eventsToday) < rules.insufficientShare * Double(expected) * elapsed
+        {
+            reasons.append(.insufficient)
+        }
+        if let missing = c.sequence?.ledger.missingCount, missing > rules.backlogMinimum,
+            Double(missing) > rules.backlogShare * Double(max(1, c.eventsToday))
+        {
+            reasons.append(.backlog)
+        }
+        return reasons.sorted()
     }
 }

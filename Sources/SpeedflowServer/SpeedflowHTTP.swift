@@ -62,6 +62,7 @@ public enum SpeedflowHTTP {
         let ingest = node.intake.map { IngestController(intake: $0, configuration: configuration, access: access) }
         let sequences = SequenceController(node: node, intake: node.intake)
         let query = QueryController(node: node)
+        let reports = ReportController(node: node)
         let sessions = SessionController(access: access)
         let admin = AdminController(access: access)
         let registry = RegistryController(node: node, access: access)
@@ -95,6 +96,9 @@ public enum SpeedflowHTTP {
             Route(.delete, "/kvfv/:id/registry", .admin) { request, context in try registry.delete(request, context: context) },
             Route(.get, "/kvfv/stream", .read) { request, context in try await streams.cameras(request, context: context) },
             Route(.get, "/kvfv/:id", .read) { request, context in try await query.camera(request, context: context) },
+            Route(.get, "/kvfv/:id/health", .read) { request, context in try await reports.health(request, context: context) },
+            Route(.get, "/reports/daily", .read) { request, context in try await reports.report(request, context: context, period: .day) },
+            Route(.get, "/reports/monthly", .read) { request, context in try await reports.report(request, context: context, period: .month) },
             Route(.get, "/stats", .read) { request, context in try await query.stats(request, context: context) },
             Route(.get, "/health", .nothing) { _, _ in healthResponse() },
             Route(.get, "/metrics", .read) { _, _ in metricsResponse(prometheus) },
