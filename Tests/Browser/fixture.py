@@ -5,6 +5,9 @@ free-flow speed, with a congestion dip on one camera), every event has a unique 
 are shaped to show the health states: one stops reporting 40 minutes ago (lagging once its backlog
 arrives now), one repeats the same speed (stuck), one sends an event from the future (clock skew).
 One camera has a 30-minute hole, which the chart must draw as a gap.
+
+Eleven of the twelve cameras are registered (name, road, km, position, limit, 3 lanes, Europe/Moscow) along three
+roads near Moscow; one of them has no position, one a limit that changed two hours ago; KV00112 stays unregistered.
 """
 from __future__ import annotations
 
@@ -29,6 +32,49 @@ def rfc3339(t: float) -> str:
     """RFC 3339 UTC with milliseconds, as cameras send it."""
     dt = datetime.fromtimestamp(t, timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+# kvfv_id: (name, road, direction, km, latitude, longitude, limit) — None: not set.
+REGISTRY = {
+    "KV00101": ("M-11 km 21 northbound", "M-11", "N", 21.4, 55.9021, 37.3915, 90),
+    "KV00102": ("M-11 km 27 northbound", "M-11", "N", 27.0, 55.9402, 37.3170, 90),
+    "KV00103": ("M-11 Durykino junction", "M-11", "N", 33.8, 55.9871, 37.2398, 110),  # 90 for the last two hours
+    "KV00104": ("M-11 km 41 northbound", "M-11", "N", 41.2, 56.0402, 37.1450, 110),
+    "KV00105": ("A-107 km 42 northbound", "A-107", "N", 42.3, 55.7512, 37.9184, 70),
+    "KV00106": ("A-107 km 48 northbound", "A-107", "N", 48.0, 55.7990, 37.9801, 70),
+    "KV00107": ("Fryazino bridge", "A-107", "N", 55.5, 55.8605, 38.0253, 90),
+    "KV00108": ("A-107 km 61 northbound", "A-107", "N", 61.0, 55.9051, 37.9802, 90),
+    "KV00109": ("Balashikha entry", "M-7", "E", 12.0, 55.7601, 37.8201, 60),
+    "KV00110": ("M-7 km 19 eastbound", "M-7", "E", 19.5, 55.7802, 37.9299, 60),
+    "KV00111": ("M-7 km 26 eastbound", "M-7", "E", 26.0, None, None, 90),  # registered without a position
+}
+LIMIT_CHANGE_CAMERA = "KV00103"
+
+
+def put_registry(base_url: str, kvfv_id: str, entry: dict, timeout: float = 30) -> dict:
+    """PUT /kvfv/{id}/registry (the fixture server runs without auth, so no admin token is needed)."""
+    req = urllib.request.Request(
+        base_url + f"/kvfv/{kvfv_id}/registry", data=json.dumps(entry).encode(), method="PUT",
+        headers={"Content-Type": "application/json", "Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as res:
+        return json.loads(res.read())
+
+
+def registry_entry(name, road, direction, km, lat, lon, limit, limits=None) -> dict:
+    e = {"name": name, "road": road, "direction": direction, "km": km, "lanes": 3, "time_zone": "Europe/Moscow",
+         "expected_daily_volume": 5000, "speed_limits": limits or [{"kmh": limit, "from": None}]}
+    if lat is not None:
+        e["latitude"], e["longitude"] = lat, lon
+    return e
+
+
+def register(base_url: str, now: float) -> None:
+    # A limit change two hours ago, on a 5-minute boundary as the registry requires.
+    change = int((now - 2 * 3600) // 300 * 300)
+    for cam, (name, road, direction, km, lat, lon, limit) in REGISTRY.items():
+        limits = [{"kmh": limit, "from": None}, {"kmh": 90, "from": rfc3339(change).replace(".000Z", "Z")}] \
+            if cam == LIMIT_CHANGE_CAMERA else None
+        put_registry(base_url, cam, registry_entry(name, road, direction, km, lat, lon, limit, limits))
 
 
 def post_events(base_url: str, events: list[dict], timeout: float = 30) -> dict:
@@ -114,6 +160,7 @@ def load(base_url: str, now: float | None = None, batch: int = 1000) -> Fixture:
     now = time.time() if now is None else now
     events, bad = generate(now)
     fx = Fixture(cameras=sorted({e["kvfv_id"] for e in events}), start=now - HOURS * 3600, end=now)
+    register(base_url, now)
     for i in range(0, len(events), batch):
         r = post_events(base_url, events[i:i + batch])
         fx.accepted += r["accepted"]

@@ -369,7 +369,11 @@ def test_late_event_is_pushed_to_the_chart_within_1s_without_polling(driver, ser
         seen.add(d.find_element(By.ID, "status-text").text)
         return len(seen) >= 3
     wait(driver, ticks, timeout=15, message="the page stopped ticking")
-    assert resource_requests(driver, "/avg-speed?") == [], "the chart polled while its stream was up"
+    # The per-lane panel asks `by=lane` again only after a pushed change (at most every 5 s): the one late event is
+    # one such change, a 5-minute boundary passing may be another; never a request per poll.
+    avg = resource_requests(driver, "/avg-speed?")
+    assert [u for u in avg if "by=lane" not in u] == [], "the chart polled while its stream was up"
+    assert len(avg) <= 2, f"the lane panel polled while the stream was up: {avg}"
     assert resource_requests(driver, "/kvfv?") == [], "the camera row polled while its stream was up"
 
 

@@ -1,6 +1,6 @@
 // Speedflow dashboard: vanilla JS, hand-written SVG, no dependencies (works offline).
 //
-// Three views behind hash routes: #/ (fleet), #/camera/ID?p=6h&i=5m&tz=UTC (camera), #/ingest.
+// Four views behind hash routes: #/ (fleet), #/map, #/camera/ID?p=6h&i=5m&tz=UTC (camera), #/ingest.
 // Live by Server-Sent Events: the camera view follows GET /kvfv/{id}/avg-speed/stream (a late event
 // that revises an old window arrives as a `window` event) and the fleet view GET /kvfv/stream. While a
 // stream is down (not yet up, dropped, refused) the view falls back to polling every POLL_MS and the
@@ -39,6 +39,51 @@
   const fmt1 = (n) => (n === null || n === undefined || !isFinite(n) ? '—' : nf1.format(n));
   const fmtSpeed = (v) => (v === null || v === undefined ? '—' : v.toFixed(1));
   const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+
+  const fmtPct = (x) => (x === null || x === undefined || !isFinite(x) ? '—' : `${(x * 100).toFixed(1)} %`);
+
+  // ---------------------------------------------------------------- camera names (the registry)
+
+  const fmtKm = (km) => String(Math.round(km * 1000) / 1000);
+  /** What people call a camera: its registered name, with road and km when the name does not say the road; '' unregistered. */
+  function placeName(reg) {
+    if (!reg) return '';
+    const road = reg.road ? reg.road + (typeof reg.km === 'number' ? ` km ${fmtKm(reg.km)}` : '') : '';
+    if (reg.name) return road && !reg.name.includes(reg.road) ? `${reg.name} (${road})` : reg.name;
+    return road;
+  }
+  /** "A-107 km 42 northbound · KV12345"; the id alone for a camera not in the registry. */
+  function cameraLabel(id, reg) {
+    const name = placeName(reg);
+    return name ? `${name} · ${id}` : id;
+  }
+  /** GET /registry, by id: every registered camera (the map; names for cameras whose row is not at hand). */
+  const registry = { byId: new Map(), loadedAt: 0 };
+  async function loadRegistry(maxAgeMs) {
+    if (registry.loadedAt && Date.now() - registry.loadedAt < maxAgeMs) return;
+    const r = await getJSON('/registry');
+    registry.byId = new Map((r.cameras || []).map((c) => [c.kvfv_id, c]));
+    registry.loadedAt = Date.now();
+  }
+  /** A camera's registry entry: from its GET /kvfv row when given (pushed, fresher), else from GET /registry. */
+  const regOf = (id, row) => (row && row.registry !== undefined ? row.registry : registry.byId.get(id)) || null;
+
+  /**
+   * Current speed against the limit in force (the map's colours, the fleet table's bars): `ok` at or under the
+   * limit, `warn` up to 10 km/h over, `over` more than 10 km/h over, `none` without a current speed or a limit.
+   */
+  function speedClass(speed, limit) {
+    if (speed === null || speed === undefined || limit === null || limit === undefined) return 'none';
+    if (speed <= limit) return 'ok';
+    if (speed <= limit + 10) return 'warn';
+    return 'over';
+  }
+  const SPEED_CLASS = {
+    ok: 'At or under the limit',
+    warn: 'Up to 10 km/h over',
+    over: 'More than 10 km/h over',
+    none: 'No current speed, or no limit',
+  };
 
   function storageGet(key, fallback) {
     try { return localStorage.getItem(key) ?? fallback; } catch { return fallback; }
@@ -256,6 +301,7 @@
     const d = document.documentElement.dataset;
     d.cameraStream = camLive.up ? 'up' : 'down';
     d.fleetStream = fleetLive.up ? 'up' : 'down';
+    d.mapStream = mapLive.up ? 'up' : 'down';
   }
 
   // ---------------------------------------------------------------- state
@@ -299,6 +345,7 @@
     inFlight = true;
     try {
       if (state.view === 'fleet') await refreshFleet();
+      else if (state.view === 'map') await refreshMap();
       else if (state.view === 'camera') await refreshCamera();
       else if (state.view === 'ingest') await refreshIngest();
       state.lastOk = Date.now();
@@ -368,27 +415,35 @@
     const parts = path.split('/').filter(Boolean).map((p) => { try { return decodeURIComponent(p); } catch { return p; } });
     if (parts[0] === 'camera') return { view: 'camera', id: parts[1] || '', params };
     if (parts[0] === 'ingest') return { view: 'ingest', params };
+    if (parts[0] === 'map') return { view: 'map', params };
     return { view: 'fleet', params };
   }
   function onRoute() {
     const route = parseHash();
     const changed = state.view !== route.view;
     state.view = route.view;
-    for (const v of ['fleet', 'camera', 'ingest']) {
+    for (const v of ['fleet', 'map', 'camera', 'ingest']) {
       $('view-' + v).hidden = v !== route.view;
       const nav = $('nav-' + v);
       if (v === route.view) nav.setAttribute('aria-current', 'page'); else nav.removeAttribute('aria-current');
     }
     if (route.view !== 'camera') { camLive.want(null); rowLive.want(null); }
     if (route.view !== 'fleet') fleetLive.want(null);
+    if (route.view !== 'map') mapLive.want(null);
     streamStatus();
     if (route.view === 'camera') applyCameraRoute(route);
-    document.title = route.view === 'camera' && cam.id ? `${cam.id} · Speedflow` :
-      route.view === 'ingest' ? 'Ingest · Speedflow' : 'Fleet · Speedflow';
+    setTitle();
     if (changed) $('main').focus({ preventScroll: true });
     if (route.view === 'fleet') renderFleet();
+    if (route.view === 'map') renderMap();
     if (route.view === 'ingest') renderIngest();
     refreshNow();
+  }
+
+  function setTitle() {
+    const v = state.view;
+    document.title = v === 'camera' && cam.id ? `${cameraLabel(cam.id, cameraReg())} · Speedflow` :
+      v === 'ingest' ? 'Ingest · Speedflow' : v === 'map' ? 'Map · Speedflow' : 'Fleet · Speedflow';
   }
 
   // ================================================================ fleet view
@@ -396,6 +451,7 @@
   const COLUMNS = [
     { key: 'kvfv_id', label: 'Camera', type: 'str' },
     { key: 'health', label: 'Health', type: 'health' },
+    { key: 'speed_limit', label: 'Limit', type: 'num', get: (c) => (c.registry ? c.registry.speed_limit ?? null : null) },
     { key: 'events_last_hour', label: 'Events, last hour', type: 'num' },
     { key: 'current_avg_speed', label: 'Avg speed, current 5 min', type: 'num' },
     { key: 'current_count', label: 'Flow, current 5 min', type: 'num' },
@@ -496,7 +552,7 @@
 
   function compareRows(a, b) {
     const col = COLUMNS.find((c) => c.key === fleet.sortKey) || COLUMNS[0];
-    let va = a[col.key], vb = b[col.key];
+    let va = col.get ? col.get(a) : a[col.key], vb = col.get ? col.get(b) : b[col.key];
     if (col.type === 'health') { va = HEALTH[va] ? HEALTH[va].rank : 5; vb = HEALTH[vb] ? HEALTH[vb].rank : 5; }
     if (col.type === 'time') { va = va ? Date.parse(va) : null; vb = vb ? Date.parse(vb) : null; }
     if (col.type === 'backlog') { va = va ? va.events : null; vb = vb ? vb.events : null; }
@@ -617,16 +673,22 @@
     const lag = c.lag_seconds;
     const lagCls = lag !== null && lag !== undefined && lag > 300 ? ' class="warn-text"' : '';
     const href = '#/camera/' + encodeURIComponent(c.kvfv_id);
+    const name = placeName(c.registry);
+    const limit = c.registry ? c.registry.speed_limit ?? null : null;
+    const sc = speedClass(speed, limit);
     return `<tr data-id="${attr(c.kvfv_id)}" data-index="${i}" aria-rowindex="${i + 2}" data-health="${attr(c.health)}" ` +
       `data-events-last-hour="${attr(c.events_last_hour)}" data-current-avg-speed="${attr(speed)}" ` +
-      `data-current-count="${attr(c.current_count)}" data-events-today="${attr(c.events_today)}">` +
-      `<td><a class="cam-link" href="${href}">${esc(c.kvfv_id)}</a></td>` +
+      `data-current-count="${attr(c.current_count)}" data-events-today="${attr(c.events_today)}" ` +
+      `data-name="${attr(name)}" data-speed-limit="${attr(limit)}" data-speed-class="${sc}">` +
+      `<td class="cam-cell">${name ? `<span class="cam-name" title="${attr(name)}">${esc(name)}</span><span class="sep" aria-hidden="true"> · </span>` : ''}` +
+      `<a class="cam-link" href="${href}"${name ? ` aria-label="${attr(cameraLabel(c.kvfv_id, c.registry))}"` : ''}>${esc(c.kvfv_id)}</a></td>` +
       `<td><span class="badge h-${attr(c.health)}" title="${esc(h.help)}">${esc(h.label)}</span></td>` +
+      `<td class="num" data-col="speed_limit">${limit === null ? '<span class="none">—</span>' : `${fmtInt(limit)}<span class="unit">km/h</span>`}</td>` +
       `<td class="num" data-col="events_last_hour">${fmtInt(c.events_last_hour)}</td>` +
       `<td class="num" data-col="current_avg_speed"><span class="speed-cell">` +
       (speed === null || speed === undefined ? '<span class="none">—</span>' :
         `<span>${fmtSpeed(speed)}<span class="unit">km/h</span></span>`) +
-      `<span class="speed-bar" aria-hidden="true"><i style="width:${pct.toFixed(1)}%"></i></span></span></td>` +
+      `<span class="speed-bar s-${sc}" aria-hidden="true" title="${attr(SPEED_CLASS[sc])}"><i style="width:${pct.toFixed(1)}%"></i></span></span></td>` +
       `<td class="num" data-col="current_count">${fmtInt(c.current_count)}<span class="unit">veh</span></td>` +
       `<td data-col="last_event_time">${fmtWhen(c.last_event_time, state.tz, nowMs)}</td>` +
       `<td data-col="last_arrival_time">${fmtWhen(c.last_arrival_time, state.tz, nowMs)}</td>` +
@@ -764,7 +826,22 @@
     selByKey: false,
     gen: 0,
     geom: null,
+    lanes: null, // last `by=lane` answer for the shown range: the per-lane chart and the compliance table
+    lanesUrl: '',
+    lanesDirty: false, // the stream changed a window since: fetch `by=lane` again (at most every LANES_MIN_MS)
+    lanesAt: 0,
+    laneGeom: null,
+    health: null, // { url, at, data | error }: the health calendar's GET /kvfv/{id}/health
   };
+  /** While the camera's stream is up, the per-lane answer is fetched again only after a pushed change, at most this often. */
+  const LANES_MIN_MS = 5000;
+  /** The health calendar is fetched again at most this often (a day's status moves slowly). */
+  const HEALTH_MAX_AGE_MS = 60000;
+  /** The shown camera's registry entry (null: not registered). */
+  function cameraReg() {
+    const c = state.camera && state.camera.kvfv_id === cam.id ? state.camera : null;
+    return regOf(cam.id, c);
+  }
 
   function applyCameraRoute(route) {
     const p = route.params;
@@ -810,7 +887,30 @@
     }
     $('tz-select').value = state.tz;
     $('chart-tz-note').textContent = state.tz;
-    $('camera-title').textContent = cam.id ? `Camera ${cam.id}` : 'Camera';
+    renderCameraTitle();
+  }
+  /** "A-107 km 42 northbound · KV12345" and, under it, where the camera is and what its limit is. */
+  function renderCameraTitle() {
+    const reg = cameraReg();
+    $('camera-title').textContent = cam.id ? cameraLabel(cam.id, reg) : 'Camera';
+    const place = $('camera-place');
+    if (!cam.id) { place.textContent = ''; return; }
+    if (!reg) {
+      place.textContent = 'Not in the camera registry: no name, place or speed limit (compliance needs a limit).';
+    } else {
+      const parts = [];
+      if (reg.road) parts.push(`Road ${reg.road}${reg.direction ? ` · direction ${reg.direction}` : ''}${typeof reg.km === 'number' ? ` · km ${fmtKm(reg.km)}` : ''}`);
+      else if (reg.direction) parts.push(`Direction ${reg.direction}`);
+      parts.push(reg.speed_limit !== null && reg.speed_limit !== undefined ? `limit ${reg.speed_limit} km/h` : 'no speed limit in force');
+      const history = reg.speed_limits || [];
+      if (history.length > 1) parts.push(`${history.length} limits in its history`);
+      if (reg.lanes) parts.push(`${reg.lanes} lane${reg.lanes === 1 ? '' : 's'}`);
+      if (reg.time_zone) parts.push(reg.time_zone);
+      if (reg.expected_daily_volume) parts.push(`expects ${fmtInt(reg.expected_daily_volume)} vehicles a day`);
+      if (typeof reg.latitude === 'number') parts.push(`${reg.latitude.toFixed(4)}, ${reg.longitude.toFixed(4)}`);
+      place.textContent = parts.join(' · ');
+    }
+    if (state.view === 'camera') setTitle();
   }
   /** Navigates to the camera view for the current controls (a new history entry only when the camera changes). */
   function commitCameraControls(newEntry) {
@@ -894,14 +994,29 @@
     camLive.want(range.streamUrl);
     const gen = cam.gen;
     const streamed = camLive.up && cam.live && cam.live.url === range.streamUrl;
-    const data = streamed ? null : await getJSON(range.url);
+    // Per lane (and compliance): with every poll while the stream is down; while it is up, after a pushed change.
+    const lanesUrl = range.url + '&by=lane';
+    const lanesDue = lanesUrl !== cam.lanesUrl || !streamed || (cam.lanesDirty && Date.now() - cam.lanesAt >= LANES_MIN_MS);
+    if (lanesDue) cam.lanesDirty = false;
+    const healthDone = refreshHealth(gen);
+    const [data, lanes] = await Promise.all([
+      streamed ? null : getJSON(range.url),
+      lanesDue ? getJSON(lanesUrl) : null,
+    ]);
+    await healthDone;
     if (gen !== cam.gen || state.view !== 'camera') return; // controls changed meanwhile
     cam.range = range;
+    if (lanes) {
+      cam.lanesUrl = lanesUrl;
+      cam.lanesAt = Date.now();
+      showLaneData(lanes);
+    }
     const csv = $('csv-link');
     csv.href = range.csvUrl;
     csv.removeAttribute('aria-disabled');
     csv.download = `${cam.id}_${cam.interval}_${isoSec(range.from)}_${isoSec(range.to)}.csv`.replace(/:/g, '');
     if (streamed) renderLive(); else showCameraData(data);
+    renderReports();
   }
 
   /** Draws an avg-speed answer (polled, or made from the stream) unless it is what is already drawn. */
@@ -938,6 +1053,7 @@
       ws.push(w); // a live range entering its next window
       ws.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
     }
+    cam.lanesDirty = true;
     scheduleRender('camera', renderLive);
   });
   // The camera's row (health, counters): a fleet stream of one camera.
@@ -957,6 +1073,7 @@
     camLive.want(null);
     rowLive.want(null);
     fleetLive.want(null);
+    mapLive.want(null);
     streamStatus();
   }
 
@@ -1013,6 +1130,10 @@
   }
   function clearChart() {
     cam.data = null; cam.dataKey = ''; cam.live = null; cam.revisions = new Map();
+    cam.lanes = null; cam.lanesUrl = ''; cam.laneGeom = null; cam.health = null;
+    for (const id of ['lane-chart', 'lane-legend', 'compliance-table', 'health-calendar', 'health-legend', 'report-links']) $(id).innerHTML = '';
+    for (const id of ['lanes-note', 'compliance-when', 'health-tz']) $(id).textContent = '';
+    $('compliance-table').dataset.start = '';
     if ($('camera-revisions')) $('camera-revisions').hidden = true;
     $('chart').innerHTML = '';
     $('camera-cards').innerHTML = '';
@@ -1022,6 +1143,7 @@
   function renderCameraHealth() {
     const el = $('camera-health');
     const c = state.camera && state.camera.kvfv_id === cam.id ? state.camera : null;
+    renderCameraTitle();
     if (!c) { el.innerHTML = ''; return; }
     const h = HEALTH[c.health] || { label: c.health, help: '' };
     el.innerHTML = `<span class="badge h-${attr(c.health)}" title="${esc(h.help)}">${esc(h.label)}</span>` +
@@ -1269,7 +1391,14 @@
     renderSelection();
   }
 
+  /** The selected window everywhere it shows: the chart's cursor and tooltip, the lane chart, the compliance table. */
   function renderSelection() {
+    renderChartSelection();
+    renderLaneSelection();
+    renderCompliance();
+    renderReports();
+  }
+  function renderChartSelection() {
     const g = $('chart-sel');
     const tip = $('chart-tooltip');
     const ws = cam.data ? cam.data.windows || [] : [];
@@ -1281,6 +1410,7 @@
     }
     const { x, ys, yc, sTop, fTop, fH, starts, ends, W } = cam.geom;
     const w = ws[i];
+    if (cam.selFromLanes) tip.hidden = true; // hovering the lane chart: its cursor and the table say it
     const cx = x((starts[i] + ends[i]) / 2);
     let html = `<line class="cursor" x1="${f2(cx)}" x2="${f2(cx)}" y1="${sTop}" y2="${fTop + fH}"/>`;
     if (w.count > 0) {
@@ -1311,7 +1441,7 @@
     tip.innerHTML = `<div class="tt-title">${esc(fmtWindow(w, state.tz))}</div>` +
       (rows ? dl(rows.concat(extra)) : '<div class="tt-empty">No vehicles in this window</div>' + (extra.length ? dl(extra) : ''));
     tip.dataset.start = w.start;
-    tip.hidden = false;
+    tip.hidden = !!cam.selFromLanes;
     // Place beside the cursor, flipping to the left in the right half.
     const svgBox = $('chart').getBoundingClientRect();
     const scale = svgBox.width / W || 1;
@@ -1392,7 +1522,7 @@
       const hit = e.target.closest && e.target.closest('.hit');
       if (!hit) return;
       const i = +hit.dataset.i;
-      if (i !== cam.sel) { cam.sel = i; cam.selByKey = false; renderSelection(); }
+      if (i !== cam.sel || cam.selFromLanes) { cam.sel = i; cam.selByKey = false; cam.selFromLanes = false; renderSelection(); }
     });
     svg.addEventListener('mouseleave', () => {
       if (!cam.selByKey) { cam.sel = -1; renderSelection(); }
@@ -1408,6 +1538,7 @@
       e.preventDefault();
       cam.sel = clamp(cam.sel < 0 && (e.key === 'ArrowLeft' || e.key === 'ArrowRight') ? n - 1 : next, 0, n - 1);
       cam.selByKey = true;
+      cam.selFromLanes = false;
       renderSelection();
     });
     svg.addEventListener('focus', () => {
@@ -1415,7 +1546,7 @@
       if (n && cam.sel < 0) {
         let k = n - 1;
         while (k > 0 && !(cam.data.windows[k].count > 0)) k--;
-        cam.sel = k; cam.selByKey = true; renderSelection();
+        cam.sel = k; cam.selByKey = true; cam.selFromLanes = false; renderSelection();
       }
     });
     svg.addEventListener('blur', () => { if (cam.selByKey) { cam.sel = -1; cam.selByKey = false; renderSelection(); } });
@@ -1423,26 +1554,606 @@
     let rto = 0;
     new ResizeObserver(() => {
       clearTimeout(rto);
-      rto = setTimeout(() => { if (state.view === 'camera' && cam.data) renderChart(); }, 60);
+      rto = setTimeout(() => {
+        if (state.view === 'camera' && cam.data) renderChart();
+        if (state.view === 'camera' && cam.lanes) renderLaneChart();
+      }, 60);
     }).observe($('chart-wrap'));
+    initLaneChart();
+  }
+
+  // ------------------------------------------------------------ per lane, compliance, health, reports
+
+  const laneName = (lane) => (lane === 0 ? 'Unknown lane' : `Lane ${lane}`);
+  /** Lanes are told apart by colour and dash (never colour alone); the unknown lane is grey and dotted. */
+  const LANE_DASH = ['', '', '7 4', '2 3', '10 3 2 3', '4 4', '12 4', '1 4'];
+  const laneClass = (lane) => (lane === 0 ? 'lane-0' : `lane-${((lane - 1) % 8) + 1}`);
+  const laneDash = (lane) => (lane === 0 ? '1 4' : LANE_DASH[(lane - 1) % 8]);
+
+  function showLaneData(d) {
+    cam.lanes = d;
+    renderLaneChart();
+    renderCompliance();
+  }
+
+  /** Average speed per lane over the period (from `by=lane`), the limit in force as a dashed step line. */
+  function renderLaneChart() {
+    const svg = $('lane-chart');
+    const d = cam.lanes;
+    if (!d) { svg.innerHTML = ''; return; }
+    const ws = d.windows || [];
+    const lanes = d.lanes || [];
+    const W = svg.clientWidth || 800, H = svg.clientHeight || 260;
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    const fs = parseFloat(getComputedStyle(document.documentElement).fontSize) || 14;
+    const m = { l: Math.round(fs * 3.6), r: Math.round(fs * 1.2), t: Math.round(fs * 1.2), b: Math.round(fs * 2.2) };
+    const plotW = W - m.l - m.r, plotH = H - m.t - m.b;
+    const starts = ws.map((w) => Date.parse(w.start)), ends = ws.map((w) => Date.parse(w.end));
+    const t0 = ws.length ? starts[0] : 0, t1 = ws.length ? ends[ends.length - 1] : 1;
+    const x = (t) => m.l + ((t - t0) / (t1 - t0 || 1)) * plotW;
+    let vMax = 20;
+    for (const g of lanes) for (const w of g.windows) if (w.count > 0) vMax = Math.max(vMax, w.avg_speed);
+    for (const w of ws) if (w.speed_limit !== null && w.speed_limit !== undefined) vMax = Math.max(vMax, w.speed_limit);
+    const step = niceStep(vMax * 1.08, Math.max(3, Math.floor(plotH / (fs * 3))));
+    const top = Math.ceil((vMax * 1.08) / step) * step;
+    const y = (v) => m.t + plotH - (v / top) * plotH;
+    cam.laneGeom = { x, m, W, H, starts, ends, plotH };
+
+    const out = ['<g class="grid">'];
+    for (let v = 0; v <= top + 1e-9; v += step) {
+      out.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${f2(y(v))}" y2="${f2(y(v))}"/>` +
+        `<text x="${m.l - 8}" y="${f2(y(v))}" dy="0.32em" text-anchor="end">${fmtInt(v)}</text>`);
+    }
+    const tz = state.tz;
+    const { step: tStep, ticks } = timeTicks(t0, t1, tz, Math.max(2, Math.floor(plotW / (fs * 6.5))), INTERVAL_MS[cam.interval] >= DAY ? DAY : 0);
+    for (const t of ticks) {
+      const xx = f2(x(t));
+      out.push(`<line x1="${xx}" x2="${xx}" y1="${m.t}" y2="${m.t + plotH}"/>` +
+        `<text x="${xx}" y="${m.t + plotH + fs * 1.3}" text-anchor="middle">${esc(tStep >= DAY ? fmtTime(t, tz, 'md') : fmtTime(t, tz, 'hm'))}</text>`);
+    }
+    out.push('</g>');
+    out.push(`<text class="axis-title" x="${m.l}" y="${m.t - fs * 0.45}">Average speed, km/h</text>`);
+
+    // The limit in force per window (null where none, or where it changed within the window).
+    let limit = '';
+    for (let i = 0; i < ws.length; i++) {
+      const l = ws[i].speed_limit;
+      if (l === null || l === undefined) continue;
+      const cont = i > 0 && ws[i - 1].speed_limit === l;
+      limit += `${cont ? 'L' : 'M'}${f2(x(starts[i]))} ${f2(y(l))}L${f2(x(ends[i]))} ${f2(y(l))}`;
+    }
+    if (limit) out.push(`<path class="limit-line" d="${limit}"/>`);
+
+    const dots = ws.length <= 400;
+    const legend = [];
+    for (const g of lanes) {
+      const lw = g.windows || [];
+      let path = '', pts = '', any = false;
+      for (let i = 0; i < lw.length; i++) {
+        const w = lw[i];
+        if (!(w.count > 0)) continue;
+        any = true;
+        const cx = f2(x((Date.parse(w.start) + Date.parse(w.end)) / 2)), cy = f2(y(w.avg_speed));
+        path += `${i > 0 && lw[i - 1].count > 0 ? 'L' : 'M'}${cx} ${cy}`;
+        if (dots) {
+          pts += `<circle class="lane-pt" cx="${cx}" cy="${cy}" r="2.4" data-lane="${g.lane}" data-start="${attr(w.start)}" ` +
+            `data-count="${attr(w.count)}" data-avg-speed="${attr(w.avg_speed)}"/>`;
+        }
+      }
+      const dash = laneDash(g.lane);
+      out.push(`<g class="lane-series ${laneClass(g.lane)}" data-lane="${g.lane}">` +
+        `<path class="lane-line" d="${path}"${dash ? ` stroke-dasharray="${dash}"` : ''}/>${pts}</g>`);
+      legend.push(`<span class="key key-lane ${laneClass(g.lane)}${any ? '' : ' key-empty'}" data-lane="${g.lane}">` +
+        `<svg viewBox="0 0 22 8" aria-hidden="true"><line x1="1" x2="21" y1="4" y2="4"${dash ? ` stroke-dasharray="${dash}"` : ''}/></svg>` +
+        `${esc(laneName(g.lane))}${any ? '' : ' (no vehicles)'}</span>`);
+    }
+    if (limit) legend.push('<span class="key key-limit">Speed limit</span>');
+    $('lane-legend').innerHTML = legend.join('');
+    const withData = lanes.filter((g) => g.lane !== 0 && g.windows.some((w) => w.count > 0)).length;
+    $('lanes-note').textContent = lanes.length === 0 ? '' : withData === 0 ?
+      '(no lane numbers in this period: every vehicle is in the unknown lane)' : `(${withData} lane${withData === 1 ? '' : 's'} with vehicles)`;
+    if (!lanes.some((g) => g.windows.some((w) => w.count > 0))) {
+      out.push(`<text class="empty-note" x="${m.l + plotW / 2}" y="${m.t + plotH / 2}" text-anchor="middle">No vehicles in this period</text>`);
+    }
+    // Hover areas: the same selection as the main chart (and the compliance table).
+    out.push('<g class="windows">');
+    for (let i = 0; i < ws.length; i++) {
+      out.push(`<rect class="hit" data-start="${attr(ws[i].start)}" x="${f2(x(starts[i]))}" y="${m.t}" ` +
+        `width="${f2(Math.max(0.5, x(ends[i]) - x(starts[i])))}" height="${plotH}"/>`);
+    }
+    out.push('</g><g id="lane-sel"></g>');
+    svg.innerHTML = out.join('');
+    svg.dataset.from = d.from || '';
+    svg.dataset.to = d.to || '';
+    svg.dataset.lanes = lanes.map((g) => g.lane).join(',');
+    renderLaneSelection();
+  }
+  function renderLaneSelection() {
+    const g = $('lane-sel');
+    if (!g) return;
+    const w = selectedWindow();
+    const geo = cam.laneGeom;
+    if (!w || !geo) { g.innerHTML = ''; return; }
+    const cx = f2(geo.x((Date.parse(w.start) + Date.parse(w.end)) / 2));
+    g.innerHTML = `<line class="cursor" x1="${cx}" x2="${cx}" y1="${geo.m.t}" y2="${geo.m.t + geo.plotH}"/>`;
+  }
+  function initLaneChart() {
+    const svg = $('lane-chart');
+    svg.addEventListener('mousemove', (e) => {
+      const hit = e.target.closest && e.target.closest('.hit');
+      if (!hit || !cam.data) return;
+      const i = (cam.data.windows || []).findIndex((w) => w.start === hit.dataset.start);
+      if (i >= 0 && (i !== cam.sel || !cam.selFromLanes)) { cam.sel = i; cam.selByKey = false; cam.selFromLanes = true; renderSelection(); }
+    });
+    svg.addEventListener('mouseleave', () => { if (cam.selFromLanes) { cam.sel = -1; cam.selFromLanes = false; renderSelection(); } });
+  }
+
+  /** The window the compliance table shows: the selected one, else the latest with vehicles. */
+  function selectedWindow() {
+    const ws = cam.data ? cam.data.windows || [] : [];
+    return cam.sel >= 0 && cam.sel < ws.length ? ws[cam.sel] : null;
+  }
+  function complianceWindowStart() {
+    const sel = selectedWindow();
+    if (sel) return { start: sel.start, selected: true };
+    const ws = cam.lanes ? cam.lanes.windows || [] : [];
+    for (let i = ws.length - 1; i >= 0; i--) if (ws[i].count > 0) return { start: ws[i].start, selected: false };
+    return ws.length ? { start: ws[ws.length - 1].start, selected: false } : null;
+  }
+  /**
+   * A period's figures from its windows: vehicles and over-limit counts add up exactly, the average is the
+   * count-weighted mean, the flow is vehicles per hour of the period, the limit is the one in force if it never
+   * changed. The pace band is a window's figure (it needs the speeds' histogram), so a period has none.
+   */
+  function periodFigures(ws) {
+    const f = { count: 0, avg_speed: null, flow_rate: null, speed_limit: null, checked_count: null, pace_from: null, pace_to: null, pace_share: null };
+    let sum = 0;
+    const limits = new Set();
+    const over = { over_limit: null, over_limit_10: null, over_limit_20: null };
+    for (const w of ws) {
+      if (w.count > 0) { f.count += w.count; sum += w.avg_speed * w.count; }
+      if (typeof w.checked_count === 'number') {
+        f.checked_count = (f.checked_count || 0) + w.checked_count;
+        if (w.checked_count > 0 && w.speed_limit !== null && w.speed_limit !== undefined) limits.add(w.speed_limit);
+        for (const k in over) if (typeof w[k] === 'number') over[k] = (over[k] || 0) + w[k];
+      }
+    }
+    if (f.count) f.avg_speed = sum / f.count;
+    const hours = ws.length ? (Date.parse(ws[ws.length - 1].end) - Date.parse(ws[0].start)) / HOUR : 0;
+    f.flow_rate = hours > 0 ? f.count / hours : null;
+    f.speed_limit = limits.size === 1 ? [...limits][0] : limits.size > 1 ? 'varies' : null;
+    for (const k in over) {
+      f[k] = over[k];
+      f[k + '_share'] = over[k] !== null && f.checked_count ? over[k] / f.checked_count : null;
+    }
+    return f;
+  }
+  const COMPLIANCE_FIELDS = ['count', 'avg_speed', 'flow_rate', 'speed_limit', 'checked_count', 'over_limit', 'over_limit_share',
+    'over_limit_10', 'over_limit_10_share', 'over_limit_20', 'over_limit_20_share', 'pace_from', 'pace_to', 'pace_share'];
+  function complianceRow(scope, lane, f) {
+    const data = COMPLIANCE_FIELDS.map((k) => ` data-${k.replace(/_/g, '-')}="${attr(f ? f[k] : null)}"`).join('');
+    const overCell = (k) => !f || f[k + '_share'] === null || f[k + '_share'] === undefined ? '<td class="none">—</td>' :
+      `<td>${fmtPct(f[k + '_share'])} <small>(${fmtInt(f[k])})</small></td>`;
+    const limitCell = !f || f.speed_limit === null || f.speed_limit === undefined ?
+      '<td class="none" title="no limit registered, or it changed within the window">—</td>' :
+      f.speed_limit === 'varies' ? '<td>varies</td>' : `<td>${fmtInt(f.speed_limit)} km/h</td>`;
+    const pace = f && f.pace_from !== null && f.pace_from !== undefined ?
+      `${fmtInt(f.pace_from)}–${fmtInt(f.pace_to)} km/h <small>(${fmtPct(f.pace_share)})</small>` : '—';
+    return `<tr data-scope="${scope}" data-lane="${lane === null ? 'all' : lane}"${data}>` +
+      `<th scope="row">${lane === null ? 'All lanes' : esc(laneName(lane))}</th>` +
+      `<td>${fmtInt(f ? f.count : null)}</td><td>${f && f.count ? fmtSpeed(f.avg_speed) + ' km/h' : '—'}</td>` +
+      `<td>${f && f.flow_rate !== null && f.flow_rate !== undefined ? fmtInt(f.flow_rate) + ' veh/h' : '—'}</td>` +
+      `${limitCell}<td>${f && f.checked_count !== null && f.checked_count !== undefined ? fmtInt(f.checked_count) : '—'}</td>` +
+      `${overCell('over_limit')}${overCell('over_limit_10')}${overCell('over_limit_20')}<td>${pace}</td></tr>`;
+  }
+  /** Compliance per lane: for one window (selected or latest), and for the whole period shown. */
+  function renderCompliance() {
+    const table = $('compliance-table');
+    const d = cam.lanes;
+    if (!d) { table.innerHTML = ''; return; }
+    const at = complianceWindowStart();
+    const lanes = d.lanes || [];
+    const find = (ws) => (at ? ws.find((w) => w.start === at.start) || null : null);
+    const win = find(d.windows || []);
+    const head = '<thead><tr><th scope="col">Lane</th><th scope="col">Vehicles</th><th scope="col">Avg speed</th>' +
+      '<th scope="col">Flow</th><th scope="col">Limit</th><th scope="col">Checked</th><th scope="col">Over limit</th>' +
+      '<th scope="col">Over +10</th><th scope="col">Over +20</th><th scope="col">Pace</th></tr></thead>';
+    const tz = state.tz;
+    const winLabel = win ? `${at.selected ? 'Selected window' : 'Latest window with vehicles'}: ${fmtWindow(win, tz)}` : 'No window';
+    const periodLabel = d.windows && d.windows.length ?
+      `Whole period: ${fmtWindow({ start: d.windows[0].start, end: d.windows[d.windows.length - 1].end }, tz)}` +
+      (Date.parse(d.windows[d.windows.length - 1].end) - Date.parse(d.windows[0].start) > DAY ?
+        ` – ${fmtTime(Date.parse(d.windows[d.windows.length - 1].end), tz, 'md')}` : '') : 'Whole period';
+    let html = head + `<tbody class="window-rows" data-start="${attr(win ? win.start : '')}" data-end="${attr(win ? win.end : '')}">` +
+      `<tr class="group-head"><th scope="rowgroup" colspan="10">${esc(winLabel)}</th></tr>` +
+      complianceRow('window', null, win) + lanes.map((g) => complianceRow('window', g.lane, find(g.windows))).join('') + '</tbody>';
+    html += `<tbody class="period-rows"><tr class="group-head"><th scope="rowgroup" colspan="10">${esc(periodLabel)} <small>(pace is per window)</small></th></tr>` +
+      complianceRow('period', null, periodFigures(d.windows || [])) +
+      lanes.map((g) => complianceRow('period', g.lane, periodFigures(g.windows))).join('') + '</tbody>';
+    table.innerHTML = html;
+    table.dataset.start = win ? win.start : '';
+    $('compliance-when').textContent = win ? `(${at.selected ? 'selected' : 'latest'} window ${fmtWindow(win, tz)})` : '';
+  }
+
+  // The health calendar: the last 5 weeks of GET /kvfv/{id}/health, one cell a local day of the camera.
+  const DAY_STATUS = {
+    ok: { label: 'OK', help: 'Nothing to report' },
+    down: { label: 'Down', help: 'No vehicles, or far fewer than expected' },
+    insufficient: { label: 'Low volume', help: 'Fewer vehicles than the expected daily volume allows' },
+    stuck: { label: 'Stuck', help: 'Speeds barely vary' },
+    clock_skew: { label: 'Clock skew', help: 'Events from the future were rejected' },
+    high_rejection: { label: 'High rejection', help: 'Many events rejected' },
+    backlog: { label: 'Backlog', help: 'The camera reported passes it has not delivered' },
+    unknown_lane: { label: 'Unknown lane', help: 'Many vehicles without a valid lane' },
+  };
+  const HEALTH_DAYS = 35;
+  const dayMs = (key) => Date.parse(key + 'T00:00:00Z');
+  const dayKey = (ms) => new Date(ms).toISOString().slice(0, 10);
+  /** The time zone of the camera's days: its registered one, else UTC (the server's default for those). */
+  const cameraTz = () => (cameraReg() && cameraReg().time_zone) || 'UTC';
+
+  async function refreshHealth(gen) {
+    if (!cam.id || !ID_RE.test(cam.id)) return;
+    const tz = cameraTz();
+    const today = fmtTime(serverNow(), tz, 'dayKey');
+    const from = dayKey(dayMs(today) - (HEALTH_DAYS - 1) * DAY), to = dayKey(dayMs(today) + DAY);
+    const url = `/kvfv/${encodeURIComponent(cam.id)}/health?` + new URLSearchParams({ from, to, tz });
+    if (cam.health && cam.health.url === url && Date.now() - cam.health.at < HEALTH_MAX_AGE_MS) return;
+    let result;
+    try {
+      result = { url, at: Date.now(), data: await getJSON(url) };
+    } catch (err) {
+      // Not fatal for the view: the calendar says what went wrong, the rest of the page carries on.
+      result = { url, at: Date.now(), error: err instanceof HttpError && err.status === 404 ?
+        'This server has no health endpoint for cameras.' : `Could not load the health days (${err.message}).` };
+    }
+    if (gen !== cam.gen) return;
+    cam.health = result;
+    renderHealthCalendar();
+  }
+  function dayTitle(d) {
+    const st = DAY_STATUS[d.status] || { label: d.status };
+    const others = (d.reasons || []).filter((r) => r !== d.status).map((r) => (DAY_STATUS[r] ? DAY_STATUS[r].label : r));
+    const parts = [`${d.date}: ${st.label}${others.length ? ` (also ${others.join(', ')})` : ''}${d.partial ? ', day in progress' : ''}`];
+    parts.push(`${fmtInt(d.count)} vehicles` + (d.expected ? ` of ${fmtInt(d.expected)} expected (${fmtPct(d.volume_share)})` : ''));
+    if (d.rejected) {
+      const by = Object.entries(d.rejected_by_reason || {}).map(([k, v]) => `${k} ${fmtInt(v)}`).join(', ');
+      parts.push(`${fmtInt(d.rejected)} rejected (${fmtPct(d.rejection_share)}${by ? `: ${by}` : ''})`);
+    }
+    if (d.count) parts.push(`${fmtInt(d.distinct_speeds)} distinct speeds, σ ${fmt1(d.stddev_speed)} km/h`);
+    if (typeof d.missing === 'number' && d.missing > 0) parts.push(`${fmtInt(d.missing)} missing passes`);
+    if (d.unknown_lane_count) parts.push(`${fmtInt(d.unknown_lane_count)} in the unknown lane`);
+    return parts.join(' · ');
+  }
+  function renderHealthCalendar() {
+    const box = $('health-calendar');
+    const h = cam.health;
+    if (!h || h.error || !(h.data.days || []).length) cam.healthHtml = '';
+    if (!h) { box.innerHTML = ''; return; }
+    if (h.error) { box.innerHTML = `<p class="subtle" id="health-error">${esc(h.error)}</p>`; $('health-legend').innerHTML = ''; return; }
+    const days = h.data.days || [];
+    $('health-tz').textContent = `(days in ${h.data.tz || cameraTz()}; a day links to its daily report)`;
+    if (!days.length) { box.innerHTML = '<p class="subtle">No days.</p>'; return; }
+    const byDate = new Map(days.map((d) => [d.date, d]));
+    const first = dayMs(days[0].date), last = dayMs(days[days.length - 1].date);
+    // Weeks from Monday: back up from the first day to its Monday.
+    const start = first - ((new Date(first).getUTCDay() + 6) % 7) * DAY;
+    const names = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+    const full = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
+    let html = '<table class="health-cal" id="health-table"><caption class="sr-only">Health per day, the last five weeks</caption><thead><tr>' +
+      names.map((n, i) => `<th scope="col" abbr="${full[i]}">${n}</th>`).join('') + '</tr></thead><tbody>';
+    for (let wk = start; wk <= last; wk += 7 * DAY) {
+      html += '<tr>';
+      for (let k = 0; k < 7; k++) {
+        const t = wk + k * DAY;
+        const d = byDate.get(dayKey(t));
+        if (!d) { html += '<td></td>'; continue; }
+        const date = new Date(t);
+        const label = date.getUTCDate() === 1 || t === first ? `${date.toLocaleString('en-US', { month: 'short', timeZone: 'UTC' })} ${date.getUTCDate()}` : String(date.getUTCDate());
+        const title = dayTitle(d);
+        html += `<td><a class="hc-cell hc-${attr(d.status)}${d.partial ? ' hc-partial' : ''}" href="/reports/daily?date=${attr(d.date)}&amp;format=csv" download ` +
+          `data-date="${attr(d.date)}" data-status="${attr(d.status)}" data-reasons="${attr((d.reasons || []).join(','))}" ` +
+          `data-count="${attr(d.count)}" data-expected="${attr(d.expected)}" data-partial="${d.partial ? 'true' : 'false'}" ` +
+          `title="${attr(title)}" aria-label="${attr(title + '. Daily report, CSV')}">${esc(label)}</a></td>`;
+      }
+      html += '</tr>';
+    }
+    html += '</tbody></table>';
+    if (cam.healthHtml !== html) {
+      const focused = document.activeElement && box.contains(document.activeElement) ? document.activeElement.dataset.date : null;
+      cam.healthHtml = html;
+      box.innerHTML = html;
+      const again = focused && box.querySelector(`[data-date="${focused}"]`);
+      if (again) again.focus({ preventScroll: true });
+    }
+    const seen = new Set(days.map((d) => d.status));
+    $('health-legend').innerHTML = Object.entries(DAY_STATUS).filter(([k]) => seen.has(k) || k === 'ok' || k === 'down')
+      .map(([k, v]) => `<span class="key key-day hc-${k}" title="${esc(v.help)}">${esc(v.label)}</span>`).join('');
+  }
+
+  /** Links to the fleet's CSV reports: the selected window's day (else the period's last) and its month. */
+  function renderReports() {
+    const list = $('report-links');
+    if (!cam.id || !cam.range) { list.innerHTML = ''; return; }
+    const tz = cameraTz();
+    const sel = selectedWindow();
+    const at = sel ? Date.parse(sel.start) : Math.min(cam.range.to, serverNow()) - 1;
+    const day = fmtTime(at, tz, 'dayKey'), month = day.slice(0, 7);
+    const html =
+      `<li><a id="report-daily" href="/reports/daily?date=${day}&amp;format=csv" download>Daily report, ${esc(day)}</a> ` +
+      `<small class="subtle">one row per camera and lane</small></li>` +
+      `<li><a id="report-monthly" href="/reports/monthly?month=${month}&amp;format=csv" download>Monthly report, ${esc(month)}</a></li>` +
+      `<li><a id="lanes-csv" href="${attr(cam.range.csvUrl + '&by=lane')}" download>This camera's windows per lane</a> ` +
+      `<small class="subtle">the period shown, as CSV</small></li>`;
+    if (list.innerHTML !== html) list.innerHTML = html;
   }
 
   /** Suggestions for the camera field: the first 20 ids starting with what is typed (asked as you type). */
   let suggestGen = 0;
   async function suggestCameras(typed) {
     const gen = ++suggestGen;
-    if (typed && !ID_RE.test(typed)) return;
     let page;
-    try { page = await loadCameraPage({ prefix: typed, limit: 20 }); } catch { return; }
+    try {
+      // A name (with spaces, say) is no id prefix: then only the registry is searched.
+      [page] = await Promise.all([
+        typed && !ID_RE.test(typed) ? { cameras: [] } : loadCameraPage({ prefix: typed, limit: 20 }),
+        loadRegistry(30000).catch(() => null)]);
+    } catch { return; }
     if (gen !== suggestGen) return;
-    updateCameraList((page.cameras || []).map((c) => c.kvfv_id));
+    const items = (page.cameras || []).map((c) => ({ id: c.kvfv_id, name: placeName(c.registry) }));
+    // Registered cameras whose name or road contains what is typed, after the id matches.
+    const needle = typed.toLowerCase();
+    if (needle) {
+      for (const r of registry.byId.values()) {
+        if (items.length >= 40) break;
+        const name = placeName(r);
+        if (name && name.toLowerCase().includes(needle) && !items.some((i) => i.id === r.kvfv_id)) items.push({ id: r.kvfv_id, name });
+      }
+    }
+    updateCameraList(items);
   }
-  function updateCameraList(ids) {
+  function updateCameraList(items) {
     const list = $('camera-list');
-    const key = ids.join('\n');
+    const key = items.map((i) => i.id + '|' + i.name).join('\n');
     if (list.dataset.key === key) return;
     list.dataset.key = key;
-    list.innerHTML = ids.map((id) => `<option value="${esc(id)}"></option>`).join('');
+    list.innerHTML = items.map((i) => `<option value="${esc(i.id)}"${i.name ? ` label="${attr(i.name)}"` : ''}></option>`).join('');
+  }
+
+  // ================================================================ map view
+
+  const MAP_MARGIN = 48; // px of the drawing kept free around the cameras' bounding box
+  const MAP_PAGE = 1000; // cameras per GET /kvfv page (the API's most)
+  const MAP_MAX_PAGES = 20;
+  const MAP_LABELS_UP_TO = 40; // more markers than this: names only in the tooltips
+  const KM_PER_DEGREE = (Math.PI / 180) * 6371.0088; // along a meridian, on the mean Earth radius
+  const map = { rows: new Map(), more: false, sel: null, gen: 0 };
+  // The first page of the fleet (1,000 cameras in id order), pushed; rows beyond it are polled.
+  const mapLive = new LiveStream('camera', (page) => {
+    noteServerTime(page.server_time);
+    for (const c of page.cameras || []) map.rows.set(c.kvfv_id, c);
+    map.more = !!page.next;
+    scheduleRender('map', () => { if (state.view === 'map') renderMap(); });
+  }, (row) => {
+    map.rows.set(row.kvfv_id, row);
+    scheduleRender('map', () => { if (state.view === 'map') renderMap(); });
+  });
+
+  async function refreshMap() {
+    await loadRegistry(map.rows.size ? 15000 : 0);
+    mapLive.want('/kvfv/stream?' + pageQuery({ limit: MAP_PAGE }));
+    // Polled: every page while the stream is down, the pages after the first while it is up.
+    let after = null, pages = 0;
+    if (mapLive.up) {
+      if (!map.more) { renderMap(); return; }
+      after = [...map.rows.keys()].sort(byCodePoint)[Math.min(map.rows.size, MAP_PAGE) - 1];
+    }
+    const rows = new Map();
+    do {
+      const page = await loadCameraPage({ limit: MAP_PAGE, after });
+      for (const c of page.cameras || []) rows.set(c.kvfv_id, c);
+      after = page.next;
+    } while (after && ++pages < MAP_MAX_PAGES);
+    for (const [id, c] of rows) map.rows.set(id, c);
+    if (state.view === 'map') renderMap();
+  }
+
+  /**
+   * The map's projection, equirectangular around the cameras: x grows with longitude·cos(φ̄) and y falls with
+   * latitude, where φ̄ is the mean latitude of the cameras drawn, so that near them a kilometre east is as long
+   * as a kilometre north. One scale k (px per degree of latitude) for both axes: the largest at which the
+   * cameras' bounding box fits the W×H drawing less a margin M on every side; the box is centred.
+   *
+   *   u = lon · cos(φ̄), v = lat                                       (degrees)
+   *   k = min((W − 2M) / (u_max − u_min), (H − 2M) / (v_max − v_min))  (a zero span is left out of the min;
+   *                                                                     both zero, one place: k = 1000)
+   *   x = W/2 + k · (u − (u_min + u_max)/2),   y = H/2 − k · (v − (v_min + v_max)/2)
+   *
+   * W and H are the SVG's viewBox (its size in CSS px), M is MAP_MARGIN (the SVG's data-margin). Good for a city
+   * or a region: across 500 km at 60° N distances are off by under 1 %. Nothing is fetched to draw it.
+   */
+  function mapProjection(points, W, H, M) {
+    const mean = points.reduce((a, p) => a + p.lat, 0) / points.length;
+    const c = Math.cos((mean * Math.PI) / 180);
+    let uMin = Infinity, uMax = -Infinity, vMin = Infinity, vMax = -Infinity;
+    for (const p of points) {
+      const u = p.lon * c;
+      uMin = Math.min(uMin, u); uMax = Math.max(uMax, u); vMin = Math.min(vMin, p.lat); vMax = Math.max(vMax, p.lat);
+    }
+    const ks = [];
+    if (uMax > uMin) ks.push((W - 2 * M) / (uMax - uMin));
+    if (vMax > vMin) ks.push((H - 2 * M) / (vMax - vMin));
+    const k = ks.length ? Math.min(...ks) : 1000;
+    const uc = (uMin + uMax) / 2, vc = (vMin + vMax) / 2;
+    return {
+      k, cos: c, meanLat: mean,
+      x: (lat, lon) => W / 2 + k * (lon * c - uc),
+      y: (lat, lon) => H / 2 - k * (lat - vc),
+      lat: (y) => vc + (H / 2 - y) / k,
+      lon: (x) => (uc + (x - W / 2) / k) / c,
+    };
+  }
+  const fmtDeg = (v, pos, neg, step) => `${Math.abs(v).toFixed(step >= 1 ? 0 : step >= 0.1 ? 1 : step >= 0.01 ? 2 : 3)}° ${v >= 0 ? pos : neg}`;
+
+  function renderMap() {
+    const svg = $('map');
+    const W = Math.max(200, Math.round(svg.clientWidth || 900)), H = Math.max(200, Math.round(svg.clientHeight || 560));
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    svg.dataset.margin = String(MAP_MARGIN);
+    const regs = [...registry.byId.values()].sort((a, b) => byCodePoint(a.kvfv_id, b.kvfv_id));
+    const placed = regs.filter((r) => typeof r.latitude === 'number' && typeof r.longitude === 'number');
+    const unplaced = regs.filter((r) => !(typeof r.latitude === 'number' && typeof r.longitude === 'number'));
+    const counts = { ok: 0, warn: 0, over: 0, none: 0 };
+    const fs = parseFloat(getComputedStyle(document.documentElement).fontSize) || 14;
+    const out = [];
+    let markers = [];
+    if (!registry.loadedAt) {
+      out.push(`<text class="empty-note" x="${W / 2}" y="${H / 2}" text-anchor="middle">Loading the camera registry…</text>`);
+    } else if (!placed.length) {
+      out.push(`<text class="empty-note" x="${W / 2}" y="${H / 2}" text-anchor="middle">No registered camera has a position yet.</text>` +
+        `<text class="empty-sub" x="${W / 2}" y="${H / 2 + fs * 1.6}" text-anchor="middle">Register cameras with a latitude and longitude (PUT /kvfv/{id}/registry, or speedflow cameras import).</text>`);
+    } else {
+      const pts = placed.map((r) => ({ r, lat: r.latitude, lon: r.longitude }));
+      const P = mapProjection(pts, W, H, MAP_MARGIN);
+      // Graticule: parallels and meridians at a round step, labelled on the left and bottom edges.
+      const latSpan = P.lat(0) - P.lat(H), step = niceStep(latSpan, 5);
+      const grid = [];
+      for (let v = Math.ceil(P.lat(H) / step) * step; v <= P.lat(0); v += step) {
+        const yy = f2(P.y(v, 0));
+        grid.push(`<line x1="0" x2="${W}" y1="${yy}" y2="${yy}"/><text x="4" y="${yy}" dy="-0.3em">${esc(fmtDeg(v, 'N', 'S', step))}</text>`);
+      }
+      const lonStep = niceStep(P.lon(W) - P.lon(0), Math.max(3, Math.round(W / 160)));
+      for (let v = Math.ceil(P.lon(0) / lonStep) * lonStep; v <= P.lon(W); v += lonStep) {
+        const xx = f2(P.x(0, v));
+        grid.push(`<line x1="${xx}" x2="${xx}" y1="0" y2="${H}"/><text x="${xx}" y="${H - 4}" dx="0.3em">${esc(fmtDeg(v, 'E', 'W', lonStep))}</text>`);
+      }
+      out.push(`<g class="graticule" aria-hidden="true">${grid.join('')}</g>`);
+      // Roads: each road's cameras joined in kilometre order.
+      const roads = new Map();
+      for (const p of pts) if (p.r.road) (roads.get(p.r.road) || roads.set(p.r.road, []).get(p.r.road)).push(p);
+      const roadOut = [];
+      for (const [road, list] of roads) {
+        if (list.length < 2) continue;
+        list.sort((a, b) => (a.r.km ?? Infinity) - (b.r.km ?? Infinity) || byCodePoint(a.r.kvfv_id, b.r.kvfv_id));
+        const d = list.map((p, i) => `${i ? 'L' : 'M'}${f2(P.x(p.lat, p.lon))} ${f2(P.y(p.lat, p.lon))}`).join('');
+        const mid = list[Math.floor((list.length - 1) / 2)], next = list[Math.floor((list.length - 1) / 2) + 1];
+        const lx = (P.x(mid.lat, mid.lon) + P.x(next.lat, next.lon)) / 2, ly = (P.y(mid.lat, mid.lon) + P.y(next.lat, next.lon)) / 2;
+        roadOut.push(`<path class="road" d="${d}" data-road="${attr(road)}"/>` +
+          `<text class="road-label" x="${f2(lx)}" y="${f2(ly)}" dy="-0.6em" text-anchor="middle">${esc(road)}</text>`);
+      }
+      out.push(`<g class="roads" aria-hidden="true">${roadOut.join('')}</g>`);
+      // Scale bar, bottom left: a round number of km about 120 px long.
+      const pxPerKm = P.k / KM_PER_DEGREE;
+      if (isFinite(pxPerKm) && pxPerKm > 0) {
+        const km = niceStep(120 / pxPerKm, 1), len = km * pxPerKm, x0 = 16, y0 = H - 28;
+        out.push(`<g class="scale" aria-hidden="true"><path d="M${x0} ${y0 - 5}V${y0}H${f2(x0 + len)}V${y0 - 5}"/>` +
+          `<text x="${f2(x0 + len / 2)}" y="${y0 - 8}" text-anchor="middle">${km >= 1 ? fmtInt(km) + ' km' : fmtInt(km * 1000) + ' m'}</text></g>`);
+      }
+      // Markers, the worst on top.
+      const order = { none: 0, ok: 1, warn: 2, over: 3 };
+      markers = pts.map((p) => {
+        const row = map.rows.get(p.r.kvfv_id) || null;
+        const reg = regOf(p.r.kvfv_id, row) || p.r;
+        const speed = row ? row.current_avg_speed ?? null : null;
+        const limit = reg.speed_limit ?? null;
+        const cls = speedClass(speed, limit);
+        counts[cls]++;
+        return { p, row, reg, speed, limit, cls, x: P.x(p.lat, p.lon), y: P.y(p.lat, p.lon) };
+      }).sort((a, b) => order[a.cls] - order[b.cls] || byCodePoint(a.p.r.kvfv_id, b.p.r.kvfv_id));
+      const labels = markers.length <= MAP_LABELS_UP_TO;
+      const mk = markers.map((m) => {
+        const id = m.p.r.kvfv_id;
+        const name = placeName(m.reg) || id;
+        const figures = markerFigures(m);
+        const right = m.x < W - 180;
+        return `<a class="marker m-${m.cls}" href="#/camera/${attr(encodeURIComponent(id))}" data-kvfv-id="${attr(id)}" ` +
+          `data-lat="${attr(m.p.lat)}" data-lon="${attr(m.p.lon)}" data-x="${attr(m.x)}" data-y="${attr(m.y)}" ` +
+          `data-speed="${attr(m.speed)}" data-speed-limit="${attr(m.limit)}" data-speed-class="${m.cls}" ` +
+          `aria-label="${attr(`${cameraLabel(id, m.reg)}: ${figures}`)}">` +
+          `<circle class="marker-dot" cx="${f2(m.x)}" cy="${f2(m.y)}" r="9"/>` +
+          (labels ? `<text class="marker-label" x="${f2(m.x + (right ? 13 : -13))}" y="${f2(m.y)}" dy="0.32em" text-anchor="${right ? 'start' : 'end'}">` +
+            `${esc(name)}<tspan class="marker-speed"> ${m.speed === null ? '' : esc(fmtSpeed(m.speed))}</tspan></text>` : '') + '</a>';
+      });
+      out.push(`<g class="markers">${mk.join('')}</g>`);
+    }
+    // Redrawn only when something changed, and a focused marker keeps the focus (keyboard users step through them).
+    const html = out.join('');
+    if (html !== map.html) {
+      const focused = document.activeElement && svg.contains(document.activeElement) ? document.activeElement.closest('.marker') : null;
+      map.html = html;
+      svg.innerHTML = html;
+      const again = focused && svg.querySelector(`.marker[data-kvfv-id="${cssEscape(focused.dataset.kvfvId)}"]`);
+      if (again) again.focus({ preventScroll: true });
+    }
+    svg.dataset.markers = String(markers.length);
+    map.markers = markers;
+    $('map-legend').innerHTML = Object.entries(SPEED_CLASS).map(([k, label]) =>
+      `<span class="key key-speed m-${k}" data-speed-class="${k}"><svg viewBox="0 0 12 12" aria-hidden="true"><circle cx="6" cy="6" r="5"/></svg>` +
+      `${esc(label)} <b>${fmtInt(counts[k])}</b></span>`).join('') +
+      '<span class="key key-road">Road (cameras in km order)</span>';
+    const unregistered = [...map.rows.keys()].filter((id) => !registry.byId.has(id)).length;
+    $('map-count').textContent = registry.loadedAt ?
+      `${fmtInt(markers.length)} of ${fmtInt(regs.length)} registered camera${regs.length === 1 ? '' : 's'} on the map` +
+      (unregistered ? ` · ${fmtInt(unregistered)} sending events but not registered` : '') : '';
+    const note = $('map-unplaced');
+    note.hidden = unplaced.length === 0;
+    note.innerHTML = unplaced.length ? `Registered without a position (not drawn): ` + unplaced.slice(0, 20).map((r) =>
+      `<a href="#/camera/${attr(encodeURIComponent(r.kvfv_id))}">${esc(cameraLabel(r.kvfv_id, r))}</a>`).join(', ') +
+      (unplaced.length > 20 ? ` and ${fmtInt(unplaced.length - 20)} more` : '') : '';
+    if (map.sel) showMapTip(map.sel);
+  }
+  function markerFigures(m) {
+    const parts = [m.speed === null ? 'no vehicles in the current 5 minutes' : `${fmtSpeed(m.speed)} km/h now`];
+    parts.push(m.limit === null ? 'no limit' : `limit ${m.limit} km/h`);
+    parts.push(SPEED_CLASS[m.cls].toLowerCase());
+    return parts.join(', ');
+  }
+  function showMapTip(id) {
+    const tip = $('map-tooltip');
+    const m = (map.markers || []).find((k) => k.p.r.kvfv_id === id);
+    if (!m) { tip.hidden = true; map.sel = null; return; }
+    map.sel = id;
+    const reg = m.reg, row = m.row;
+    const h = row && HEALTH[row.health];
+    const rows = [
+      ['Camera', esc(id)],
+      ['Road', reg.road ? esc(`${reg.road}${reg.direction ? ' · ' + reg.direction : ''}${typeof reg.km === 'number' ? ' · km ' + fmtKm(reg.km) : ''}`) : '—'],
+      ['Now (5 min)', m.speed === null ? '—' : `${fmtSpeed(m.speed)} km/h`],
+      ['Vehicles (5 min)', row ? fmtInt(row.current_count) : '—'],
+      ['Limit', m.limit === null ? 'none' : `${m.limit} km/h`],
+      ['Health', h ? esc(h.label) : row ? esc(row.health) : 'no events yet'],
+    ];
+    tip.innerHTML = `<div class="tt-title">${esc(placeName(reg) || id)}</div>` +
+      `<dl>${rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl>` +
+      `<div class="tt-status m-${m.cls}">${esc(SPEED_CLASS[m.cls])}</div>`;
+    tip.dataset.kvfvId = id;
+    tip.hidden = false;
+    const svg = $('map'), box = svg.getBoundingClientRect();
+    const W = svg.viewBox.baseVal.width || box.width, scale = box.width / W || 1;
+    const px = m.x * scale, py = m.y * scale, tw = tip.offsetWidth, th = tip.offsetHeight;
+    const left = clamp(px < box.width / 2 ? px + 18 : px - tw - 18, 0, Math.max(0, box.width - tw));
+    const top = clamp(py - th / 2, 0, Math.max(0, box.height - th));
+    tip.style.transform = `translate(${Math.round(left)}px, ${Math.round(top)}px)`;
+  }
+  function initMap() {
+    const svg = $('map');
+    const over = (e) => {
+      const a = e.target.closest && e.target.closest('.marker');
+      if (a) showMapTip(a.dataset.kvfvId);
+    };
+    const out = (e) => {
+      const a = e.target.closest && e.target.closest('.marker');
+      if (a && !(e.relatedTarget && a.contains(e.relatedTarget))) { map.sel = null; $('map-tooltip').hidden = true; }
+    };
+    svg.addEventListener('mouseover', over);
+    svg.addEventListener('focusin', over);
+    svg.addEventListener('mouseout', out);
+    svg.addEventListener('focusout', out);
+    let rto = 0;
+    new ResizeObserver(() => {
+      clearTimeout(rto);
+      rto = setTimeout(() => { if (state.view === 'map') renderMap(); }, 60);
+    }).observe($('map-wrap'));
   }
 
   // ================================================================ ingest view
@@ -1551,6 +2262,7 @@
 
   function init() {
     initFleet();
+    initMap();
     initCamera();
     $('pause-btn').addEventListener('click', togglePause);
     document.addEventListener('keydown', (e) => {
