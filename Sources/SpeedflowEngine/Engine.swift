@@ -148,10 +148,10 @@ public final class Engine: EventSink {
 
     /// Makes `events` durable and counted; returns once they are (or throws, having stored nothing).
     public func ingest(
-        _ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String? = nil
+        _ events: [CameraEvent], reports: [CameraReport], rejections: [RejectionTally], arrivalMs: Int64, writer: String? = nil
     ) async throws(IngestError) -> IngestOutcome {
-        guard !events.isEmpty || !reports.isEmpty else { return IngestOutcome() }
-        let record = EventRecord(arrivalMs: arrivalMs, events: events, writer: writer, reports: reports)
+        guard !events.isEmpty || !reports.isEmpty || !rejections.isEmpty else { return IngestOutcome() }
+        let record = EventRecord(arrivalMs: arrivalMs, events: events, writer: writer, reports: reports, rejections: rejections)
         let payload = record.encoded()
         let result = await withCheckedContinuation { (c: CheckedContinuation<Result<IngestOutcome, IngestError>, Never>) in
             let refused: IngestError? = queue.withLock { s in
