@@ -88,9 +88,11 @@ public final class Engine: EventSink {
     /// and bytes total.
     /// - Parameter excludingWriters: records written with these credentials are replayed as empty (their events
     ///   are not counted; the offset still advances). Returns how many events were excluded so.
+    /// - Parameter rejectionsFrom: rejection tallies of records that arrived before this 5-minute bucket are not
+    ///   counted (`rebuild` keeps the stored counts before its cut and recounts those from it).
     @discardableResult
     public func recover(
-        filter: (@Sendable (CameraEvent) -> Bool)? = nil, excludingWriters: Set<String> = [],
+        filter: (@Sendable (CameraEvent) -> Bool)? = nil, excludingWriters: Set<String> = [], rejectionsFrom: Int64 = .min,
         progress: ((_ done: UInt64, _ total: UInt64, _ events: Int) -> Void)? = nil
     ) throws -> Int {
         let start = aggregator.appliedOffset
@@ -108,7 +110,9 @@ public final class Engine: EventSink {
             if let writer = record.writer, excludingWriters.contains(writer) {
                 excluded += record.events.count
                 record.events = []
+                record.rejections = []
             }
+            if Bucket.index(ofTimestamp: record.arrivalMs) < rejectionsFrom { record.rejections = [] }
             if let filter { record.events.removeAll { !filter($0) } }
             events += record.events.count
             _ = try aggregator.apply(record, endOffset: endOffset.value)

@@ -76,6 +76,8 @@ struct RejectionCrashTests {
                 #expect(tallies == expected, "request \(next): the answer lists the rejections the body was built with")
                 acknowledged.merge(tallies) { $0.merging($1, uniquingKeysWith: +) }
                 next += 1
+                // Paced so that flushes (every 200 ms) land between kills: the store holds some, the log replays the rest.
+                try await Task.sleep(for: .milliseconds(10))
             case .unanswered:
                 unanswered.merge(expected) { $0.merging($1, uniquingKeysWith: +) }
                 try await Task.sleep(for: .milliseconds(50))
