@@ -49,6 +49,11 @@ public struct BucketTable: Sendable {
         public fileprivate(set) var duplicates: Int64 = 0
         public fileprivate(set) var rejected: Int64 = 0
         public fileprivate(set) var lastInFutureMs: Int64?
+        /// Rejections counted here and not yet in the store (taken by a snapshot or not), per 5-minute bucket of
+        /// arrival time and reason: what a query adds to the store's counts.
+        public fileprivate(set) var rejections: [Int64: [RejectionReason: Int64]] = [:]
+        /// The part of `rejections` the next snapshot takes.
+        fileprivate var pendingRejections: [Int64: [RejectionReason: Int64]] = [:]
         /// The last `recentSpeedCount` speeds (a ring; order does not matter for "all identical": a stuck sensor).
         public fileprivate(set) var recentSpeeds: [Double] = []
         public fileprivate(set) var buckets: [Int64: HotBucket] = [:]
@@ -131,12 +136,16 @@ public struct BucketTable: Sendable {
     public private(set) var committedOffset: UInt64
     private var dirty: Set<BucketKey> = []
     private var nextCameraId: Int64 = 1
+    /// Where the store already holds a camera's rejection counts, when that is beyond `committedOffset` for
+    /// some cameras (`StoreWriter.rejectionsStoredUpTo`): a replayed record's tallies are not counted again there.
+    private let rejectionsStoredUpTo: (@Sendable (String) -> UInt64)?
 
     /// A table over a store at `logOffset` that knows `cameras`.
     public init(
         policy: CommitPolicy, logOffset: UInt64, cameras records: [CameraRecord], lateGraceMs: Int64 = 300_000,
-        sequences: [Int64: CameraSequence] = [:]
+        sequences: [Int64: CameraSequence] = [:], rejectionsStoredUpTo: (@Sendable (String) -> UInt64)? = nil
     ) {
+        self.rejectionsStoredUpTo = rejectionsStoredUpTo
         self.policy = policy
         self.lateGraceMs = lateGraceMs
         self.appliedOffset = logOffset
@@ -177,6 +186,7 @@ public struct BucketTable: Sendable {
                 cameras[camera]?.dirty = true
             }
         }
+        if !record.rejections.isEmpty { tally(record, endOffset: endOffset) }
         var outcome = IngestOutcome()
         for event in record.events {
             if count(event, arrivalMs: record.arrivalMs, nowMs: nowMs) {
@@ -320,6 +330,32 @@ public struct BucketTable: Sendable {
         return id
     }
 
+    /// Counts a record's rejection tallies against their cameras (learning a camera that so far sent only
+    /// rejected events: health must see it), in the bucket of the record's arrival time.
+    private mutating func tally(_ record: EventRecord, endOffset: UInt64) {
+        let bucket = Bucket.index(ofTimestamp: record.arrivalMs)
+        for t in record.rejections where t.count > 0 {
+            // Already in the store's part for this camera (a sharded store's commit that landed in part).
+            if let storedUpTo = rejectionsStoredUpTo, endOffset <= storedUpTo(t.kvfvId) { continue }
+            let camera = cameraId(for: t.kvfvId)
+            cameras[camera]?.rejections[bucket, default: [:]][t.reason, default: 0] += t.count
+            cameras[camera]?.pendingRejections[bucket, default: [:]][t.reason, default: 0] += t.count
+            cameras[camera]?.dirty = true
+        }
+    }
+
+    /// Rejections counted in memory and not yet in the store, per camera (only `camera` when given), arrival
+    /// bucket in `range` and reason.
+    public func unflushedRejections(camera: Int64?, buckets range: Range<Int64>) -> [Int64: [Int64: [RejectionReason: Int64]]] {
+        var result: [Int64: [Int64: [RejectionReason: Int64]]] = [:]
+        let ids = camera.map { [$0] } ?? Array(cameras.keys)
+        for id in ids {
+            guard let held = cameras[id]?.rejections, !held.isEmpty else { continue }
+            for (bucket, counts) in held where range.contains(bucket) { result[id, default: [:]][bucket] = counts }
+        }
+        return result
+    }
+
     // MARK: - Cameras beyond their buckets
 
     /// Counts a rejection against its camera when the camera is known (for health: clock skew).
@@ -385,13 +421,20 @@ public struct BucketTable: Sendable {
             public var report: CameraReport?
             public var reportArrivalMs: Int64?
         }
+        /// Rejections counted since the previous snapshot, per camera and arrival bucket (added to the store's).
+        public struct Rejections: Sendable, Hashable {
+            public var key: BucketKey
+            public var counts: [RejectionReason: Int64]
+        }
         public var buckets: [Bucket] = []
         public var cameras: [CameraRecord] = []
         public var sequences: [Sequence] = []
+        /// In (camera, bucket) order.
+        public var rejections: [Rejections] = []
         public var logOffset: UInt64 = 0
         public var timeMs: Int64 = 0
 
-        public var isEmpty: Bool { buckets.isEmpty && cameras.isEmpty && sequences.isEmpty }
+        public var isEmpty: Bool { buckets.isEmpty && cameras.isEmpty && sequences.isEmpty && rejections.isEmpty }
         public var eventCount: Int { buckets.reduce(0) { $0 + $1.events.count } }
     }
 
@@ -415,6 +458,12 @@ public struct BucketTable: Sendable {
         for (id, camera) in cameras where camera.dirty {
             s.cameras.append(camera.record)
             cameras[id]?.dirty = false
+            if !camera.pendingRejections.isEmpty {
+                for (bucket, counts) in camera.pendingRejections {
+                    s.rejections.append(.init(key: BucketKey(camera: id, bucket: bucket), counts: counts))
+                }
+                cameras[id]?.pendingRejections = [:]
+            }
             guard !camera.dirtyChunks.isEmpty || camera.reportDirty else { continue }
             s.sequences.append(.init(
                 camera: id, chunks: camera.dirtyChunks.sorted().map { ($0, camera.sequence.ledger.chunk($0)) },
@@ -423,6 +472,7 @@ public struct BucketTable: Sendable {
             cameras[id]?.dirtyChunks = []
             cameras[id]?.reportDirty = false
         }
+        s.rejections.sort { ($0.key.camera, $0.key.bucket) < ($1.key.camera, $1.key.bucket) }
         return s
     }
 
@@ -439,6 +489,16 @@ public struct BucketTable: Sendable {
             guard let version = cameras[b.key.camera]?.buckets[b.key.bucket]?.persistedVersion else { continue }
             cameras[b.key.camera]?.buckets[b.key.bucket]?.persistedVersion = max(version, b.version)
         }
+        // In the store now: no longer added to it by queries.
+        for r in snapshot.rejections {
+            for (reason, n) in r.counts {
+                let left = (cameras[r.key.camera]?.rejections[r.key.bucket]?[reason] ?? 0) - n
+                cameras[r.key.camera]?.rejections[r.key.bucket]?[reason] = left > 0 ? left : nil
+            }
+            if cameras[r.key.camera]?.rejections[r.key.bucket]?.isEmpty == true {
+                cameras[r.key.camera]?.rejections[r.key.bucket] = nil
+            }
+        }
     }
 
     /// After a failed commit under `.overwrite`: everything in the snapshot is dirty again, so the next flush
@@ -454,6 +514,13 @@ public struct BucketTable: Sendable {
             }
         }
         for c in snapshot.cameras { cameras[c.id]?.dirty = true }
+        // Not in the store: taken again by the next snapshot (still in `rejections` for queries meanwhile).
+        for r in snapshot.rejections {
+            for (reason, n) in r.counts {
+                cameras[r.key.camera]?.pendingRejections[r.key.bucket, default: [:]][reason, default: 0] += n
+            }
+            cameras[r.key.camera]?.dirty = true
+        }
         for q in snapshot.sequences {
             cameras[q.camera]?.dirtyChunks.formUnion(q.chunks.map(\.key))
             if q.report != nil { cameras[q.camera]?.reportDirty = true }

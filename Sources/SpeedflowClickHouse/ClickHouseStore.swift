@@ -41,6 +41,8 @@ public final class ClickHouseStore: StoreWriter {
     /// Which buckets the store holds, per camera name (see `StoredBuckets`).
     private let stored = Mutex<[String: StoredBuckets]>([:])
     private let cachedSize = Mutex<(bytes: Int64, atMs: Int64)>((0, 0))
+    /// Each shard's newest marker as the last `logOffset()` found it (see `rejectionsStoredUpTo`).
+    let shardMarkers = Mutex<[UInt64]>([])
 
     public var commitPolicy: CommitPolicy { .appendDeltas }
 
@@ -64,6 +66,8 @@ public final class ClickHouseStore: StoreWriter {
     /// The lowest of the shards' newest markers: every shard holds everything before it.
     public func logOffset() throws -> UInt64 {
         var lowest = UInt64.max
+        var markers: [UInt64] = []
+        defer { shardMarkers.withLock { $0 = markers } }
         for shard in 0..<shardCount {
             try waitForInflightInserts(shard: shard)
             // The newest marker any reachable replica has (one that missed replication is behind, not wrong).
@@ -83,6 +87,7 @@ public final class ClickHouseStore: StoreWriter {
                 }
             }
             guard let best else { throw lastError ?? ClickHouseError(kind: .unreachable, message: "shard \(shard + 1) unreachable") }
+            markers.append(best)
             lowest = min(lowest, best)
         }
         return lowest == .max ? 0 : lowest
@@ -104,6 +109,15 @@ public final class ClickHouseStore: StoreWriter {
                 Thread.sleep(forTimeInterval: 0.05)
             }
         }
+    }
+
+    /// A shard can be ahead of the lowest marker (a commit that landed on it and not on another): the replay
+    /// from the lowest marker must not add its cameras' rejection counts again (they have no identities).
+    public func rejectionsStoredUpTo() throws -> (@Sendable (_ kvfvId: String) -> UInt64)? {
+        let markers = shardMarkers.withLock { $0 }
+        guard markers.count == shardCount, Set(markers).count > 1 else { return nil }
+        let topology = client.topology
+        return { name in markers[topology.shard(of: name)] }
     }
 
     public func cameras() throws -> [CameraRecord] {
@@ -173,6 +187,8 @@ public final class ClickHouseStore: StoreWriter {
                     let slot = try r.int64()
                     let version = try r.uint64()
                     let bytes = Array(try r.blob())
+                    // Rejection rows of arrivals on 1970-01-01 (only tests have those) share the day.
+                    if RejectionRows.isSlot(slot) { continue }
                     if let held = newest[name]?[slot], held.version >= version { continue }
                     newest[name, default: [:]][slot] = (version, bytes)
                 }
@@ -440,6 +456,16 @@ public final class ClickHouseStore: StoreWriter {
                     bytes: SequenceRows.encode(r, arrivalMs: q.reportArrivalMs ?? 0))
             }
         }
+        // Rejection counts too: added to the stored ones, so they must land exactly with the marker.
+        for r in commit.rejections {
+            guard let name = name(r.key.camera) else {
+                throw ClickHouseError(kind: .format, message: "rejections of camera #\(r.key.camera), which this store does not know")
+            }
+            guard RejectionRows.holds(bucket: r.key.bucket) else {
+                throw ClickHouseError(kind: .format, message: "rejections of camera \(name) in bucket \(r.key.bucket), before 1970")
+            }
+            RejectionRows.write(&deltaRows[topology.shard(of: name)], name: name, writer: writer, flush: commit.logOffset, r)
+        }
         var blocks = Blocks(shards: [], buckets: written)
         for s in 0..<shardCount {
             // The marker: this shard holds everything before `logOffset`. Last row of the same atomic block.
@@ -593,6 +619,43 @@ public final class ClickHouseStore: StoreWriter {
         return result
     }
 
+    // MARK: - Rejections
+
+    /// `WHERE` for the rejection rows of arrival buckets in `range` (clamped to what `RejectionRows` holds);
+    /// `nil`: none can be there.
+    private func rejectionFilter(_ range: Range<Int64>) -> String? {
+        let lower = max(range.lowerBound, 0), upper = min(range.upperBound, RejectionRows.bucketLimit)
+        guard lower < upper else { return nil }
+        // Slots descend as buckets ascend.
+        return "\(dayFilter(lower..<upper)) AND bucket >= \(RejectionRows.slot(of: upper - 1)) AND bucket <= \(RejectionRows.slot(of: lower))"
+    }
+
+    public func rejections(camera: Int64, buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
+        guard let name = name(of: camera), let filter = rejectionFilter(range) else { return [:] }
+        let out = try await client.query(
+            shard: client.topology.shard(of: name),
+            sql: "SELECT kvfv_id, bucket, writer, flush, state FROM \(db).bucket_delta WHERE kvfv_id = \(sqlString(name)) AND \(filter) FORMAT RowBinary")
+        var result: [Int64: [RejectionReason: Int64]] = [:]
+        try RejectionRows.read(out) { _, bucket, counts in result[bucket, default: [:]].merge(counts, uniquingKeysWith: +) }
+        return result
+    }
+
+    public func rejectionsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
+        guard let filter = rejectionFilter(range) else { return [:] }
+        var result: [Int64: [RejectionReason: Int64]] = [:]
+        for shard in 0..<shardCount {
+            let out = try await client.query(
+                shard: shard,
+                sql: "SELECT kvfv_id, bucket, writer, flush, state FROM \(db).bucket_delta WHERE kvfv_id != '' AND \(filter) FORMAT RowBinary")
+            let ids = names.withLock { $0.byName }
+            try RejectionRows.read(out) { name, _, counts in
+                guard let id = ids[name] else { return }
+                result[id, default: [:]].merge(counts, uniquingKeysWith: +)
+            }
+        }
+        return result
+    }
+
     // MARK: - Maintenance
 
     public func reset(fromBucket: Int64, logOffset: UInt64) throws {
@@ -732,5 +795,84 @@ enum SequenceRows {
             else { return nil }
             return (CameraReport(kvfvId: kvfvId, epoch: epoch, seq: seq, timeMs: time), arrival)
         }
+    }
+}
+
+/// Rejection counts in ClickHouse: rows of `bucket_delta` itself, so a commit's counts land in the same atomic
+/// block as its deltas and marker (ClickHouse inserts are atomic per block of one table). A row is one camera's
+/// counts added in one arrival bucket by one flush: `day` the arrival bucket's day (retention drops it with the
+/// day's partition), `bucket` a slot below every sequence slot (`slot(of:)`), `writer` and `flush` those of the
+/// commit — unique per flush like a delta, so a retried flush collapses (ReplacingMergeTree) and a read counts
+/// each (camera, slot, writer, flush) once, as it does deltas — the total in `events`, and the counts in
+/// `state` (version 1, then per reason its code and count). Bucket queries bound `bucket` from below and the
+/// sequence read skips these slots, so neither sees them.
+enum RejectionRows {
+    /// Arrival buckets `0 ..< bucketLimit` have slots (`bucketLimit` 5-minute buckets are ~10 million years).
+    static let bucketLimit: Int64 = 1 << 40
+    static let base: Int64 = -(1 << 62) - 1
+
+    static func holds(bucket: Int64) -> Bool { bucket >= 0 && bucket < bucketLimit }
+    static func slot(of bucket: Int64) -> Int64 { base - bucket }
+    static func bucket(ofSlot slot: Int64) -> Int64 { base - slot }
+    static func isSlot(_ slot: Int64) -> Bool { slot <= base && slot > base - bucketLimit }
+
+    static func write(
+        _ w: inout RowBinaryWriter, name: String, writer: String, flush: UInt64, _ r: StoreCommit.Rejections
+    ) {
+        let counts = r.counts.filter { $0.value > 0 }.sorted { $0.key.rawValue < $1.key.rawValue }
+        var bytes: [UInt8] = [1]
+        bytes.appendVarint(UInt64(counts.count))
+        for (reason, n) in counts {
+            bytes.appendString(reason.rawValue)
+            bytes.appendVarint(UInt64(n))
+        }
+        w.date(ms: r.key.bucket * Bucket.durationMs)
+        w.string(name)
+        w.int64(slot(of: r.key.bucket))
+        w.string(writer)
+        w.uint64(flush)
+        w.uint64(UInt64(counts.reduce(0) { $0 + $1.1 }))
+        w.float64(0)
+        w.float64(0)
+        w.float64(0)
+        w.blob(bytes)
+        w.uint64Array([])
+    }
+
+    /// Rows of `kvfv_id, bucket, writer, flush, state`: each (camera, slot, writer, flush) once (a retried flush
+    /// not collapsed yet repeats one), reason codes this version does not know skipped.
+    static func read(_ out: [UInt8], _ row: (_ name: String, _ bucket: Int64, _ counts: [RejectionReason: Int64]) -> Void) throws {
+        var r = RowBinaryReader(out)
+        var seen: Set<RowKey> = []
+        while !r.isAtEnd {
+            let name = try r.string()
+            let slot = try r.int64()
+            let key = RowKey(name: name, slot: slot, row: DeltaRowKey(writer: try r.string(), flush: try r.uint64()))
+            let blob = Array(try r.blob())
+            guard isSlot(slot), seen.insert(key).inserted else { continue }
+            guard let counts = decode(blob) else {
+                throw StoreError(.corrupt, "rejection counts of camera \(name) do not decode")
+            }
+            row(name, bucket(ofSlot: slot), counts)
+        }
+    }
+
+    static func decode(_ bytes: [UInt8]) -> [RejectionReason: Int64]? {
+        bytes.withUnsafeBytes { raw -> [RejectionReason: Int64]? in
+            var r = ByteReader(raw)
+            guard (try? r.byte()) == 1, let n = try? r.varint(), n <= UInt64(raw.count) else { return nil }
+            var counts: [RejectionReason: Int64] = [:]
+            for _ in 0..<n {
+                guard let code = try? r.string(), let count = try? r.nonNegative() else { return nil }
+                if let reason = RejectionReason(rawValue: code) { counts[reason, default: 0] += count }
+            }
+            return counts
+        }
+    }
+
+    struct RowKey: Hashable {
+        var name: String
+        var slot: Int64
+        var row: DeltaRowKey
     }
 }

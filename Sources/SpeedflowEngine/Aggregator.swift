@@ -31,6 +31,9 @@ public final class Aggregator: Sendable {
     let storeBacklog = Atomic<Int>(0)
     let flushDone = DispatchSemaphore(value: 0)
     let lastMaintenanceMs = Mutex<Int64>(0)
+    /// Commits started and ended (`store.commit` through `persisted`): a reader of rejection counts in memory and
+    /// in the store takes both only while none runs and none starts, so a flush never counts twice or not at all.
+    let commitCount = Mutex<(started: UInt64, ended: UInt64)>((0, 0))
     /// Where background flushes and integrity checks run: the running service's pool.
     let background = Mutex<NIOThreadPool>(NIOThreadPool.singleton)
     /// The role's own hourly retention after the store's: `serve` drops log segments the store has consumed.
@@ -59,10 +62,12 @@ public final class Aggregator: Sendable {
         try Self.checkStoreAtOpen(store, completeLog: completeLog, logger: logger)
         // The one place the store's commit policy is read: the table and the flush protocol carry it.
         let policy = store.commitPolicy
+        let offset = try store.logOffset()
         self.table = Mutex(
             BucketTable(
-                policy: policy, logOffset: try store.logOffset(), cameras: try store.cameras(),
-                lateGraceMs: configuration.lateGraceMs, sequences: try store.sequences(cameras: nil)))
+                policy: policy, logOffset: offset, cameras: try store.cameras(),
+                lateGraceMs: configuration.lateGraceMs, sequences: try store.sequences(cameras: nil),
+                rejectionsStoredUpTo: try store.rejectionsStoredUpTo()))
         self.flush = Mutex(FlushMachine(policy: policy, intervalMs: configuration.flushIntervalMs))
     }
 
@@ -227,11 +232,14 @@ public final class Aggregator: Sendable {
         c.sequences = snapshot.sequences.map {
             StoreCommit.Sequence(camera: $0.camera, chunks: $0.chunks, report: $0.report, reportArrivalMs: $0.reportArrivalMs)
         }
+        c.rejections = snapshot.rejections.map { StoreCommit.Rejections(key: $0.key, counts: $0.counts) }
         c.buckets = snapshot.buckets.map {
             StoreCommit.Bucket(
                 key: $0.key, state: $0.state, addedIds: $0.addedIds, replacesIds: $0.replacesIds,
                 delta: $0.delta, events: $0.events)
         }
+        commitCount.withLock { $0.started &+= 1 }
+        defer { commitCount.withLock { $0.ended &+= 1 } }
         try store.commit(c)
         let backlog = table.withLock { t in
             t.persisted(snapshot)

@@ -18,6 +18,12 @@ public protocol CameraView: Sendable {
     ) -> CameraRowPage
     /// The sequence state of the given cameras (those that have one): memory where this view counts, else the store.
     func sequences(_ cameras: [Int64]) throws -> [Int64: CameraSequence]
+    /// Rejection counts held in memory and not yet in the store (per camera, arrival bucket in `range`, reason;
+    /// only `camera` when given), together with `read` of the store, taken so that no flush falls between them
+    /// (see `CameraRejections.swift`; a view that counts nothing returns none and just reads).
+    func unflushedRejections<Stored: Sendable>(
+        camera: Int64?, buckets range: Range<Int64>, withStored read: () async throws -> Stored
+    ) async throws -> (unflushed: [Int64: [Int64: [RejectionReason: Int64]]], stored: Stored)
 }
 
 /// Which cameras `GET /kvfv` lists: those whose name starts with `prefix`, after `after` in name order, at most

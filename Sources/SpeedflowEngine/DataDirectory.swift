@@ -23,7 +23,9 @@ public enum DataDirectory {
     /// for records that have them), bucket states late counts (`BucketState` version 2), and the store the
     /// sequence ledgers (SQLite migration `v4-sequences`); nothing older is rewritten.
     /// 5: bucket states keep per-lane figures and the count of whole speeds per bin (`BucketState` version 3,
-    /// for over-the-limit counts); states written before stay as they are (lanes and whole counts unknown).
+    /// for over-the-limit counts); log records may carry per-camera rejection tallies (`EventRecord` version 5,
+    /// written only for records that have them) and the store keeps them (SQLite migration `v5-camera-rejection`);
+    /// states and records written before stay as they are (lanes and whole counts unknown).
     public static let currentFormat = 5
 
     public struct Error: Swift.Error, CustomStringConvertible {

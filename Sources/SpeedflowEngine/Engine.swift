@@ -88,9 +88,11 @@ public final class Engine: EventSink {
     /// and bytes total.
     /// - Parameter excludingWriters: records written with these credentials are replayed as empty (their events
     ///   are not counted; the offset still advances). Returns how many events were excluded so.
+    /// - Parameter rejectionsFrom: rejection tallies of records that arrived before this 5-minute bucket are not
+    ///   counted (`rebuild` keeps the stored counts before its cut and recounts those from it).
     @discardableResult
     public func recover(
-        filter: (@Sendable (CameraEvent) -> Bool)? = nil, excludingWriters: Set<String> = [],
+        filter: (@Sendable (CameraEvent) -> Bool)? = nil, excludingWriters: Set<String> = [], rejectionsFrom: Int64 = .min,
         progress: ((_ done: UInt64, _ total: UInt64, _ events: Int) -> Void)? = nil
     ) throws -> Int {
         let start = aggregator.appliedOffset
@@ -108,7 +110,9 @@ public final class Engine: EventSink {
             if let writer = record.writer, excludingWriters.contains(writer) {
                 excluded += record.events.count
                 record.events = []
+                record.rejections = []
             }
+            if Bucket.index(ofTimestamp: record.arrivalMs) < rejectionsFrom { record.rejections = [] }
             if let filter { record.events.removeAll { !filter($0) } }
             events += record.events.count
             _ = try aggregator.apply(record, endOffset: endOffset.value)
@@ -148,10 +152,10 @@ public final class Engine: EventSink {
 
     /// Makes `events` durable and counted; returns once they are (or throws, having stored nothing).
     public func ingest(
-        _ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String? = nil
+        _ events: [CameraEvent], reports: [CameraReport], rejections: [RejectionTally], arrivalMs: Int64, writer: String? = nil
     ) async throws(IngestError) -> IngestOutcome {
-        guard !events.isEmpty || !reports.isEmpty else { return IngestOutcome() }
-        let record = EventRecord(arrivalMs: arrivalMs, events: events, writer: writer, reports: reports)
+        guard !events.isEmpty || !reports.isEmpty || !rejections.isEmpty else { return IngestOutcome() }
+        let record = EventRecord(arrivalMs: arrivalMs, events: events, writer: writer, reports: reports, rejections: rejections)
         let payload = record.encoded()
         let result = await withCheckedContinuation { (c: CheckedContinuation<Result<IngestOutcome, IngestError>, Never>) in
             let refused: IngestError? = queue.withLock { s in

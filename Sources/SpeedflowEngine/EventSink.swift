@@ -8,14 +8,24 @@ public protocol EventSink: Sendable {
     /// Makes `events` durable (and, for a counting sink, counted) as one record attributed to `writer` (a
     /// credential id, or nil); returns once they are, or throws having stored nothing the client must not resend.
     /// `reports`: what cameras say they have recorded (`POST /kvfv/{id}/status`), durable with the events.
-    func ingest(_ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String?) async throws(IngestError) -> IngestOutcome
+    /// `rejections`: the request's rejections per camera and reason, durable with the events (a request whose
+    /// elements were all rejected makes a record of its tallies alone), counted per camera by arrival time.
+    func ingest(
+        _ events: [CameraEvent], reports: [CameraReport], rejections: [RejectionTally], arrivalMs: Int64, writer: String?
+    ) async throws(IngestError) -> IngestOutcome
     /// Events waiting to be made durable (for `/stats` and back-pressure).
     var queueDepth: Int { get }
 }
 
 extension EventSink {
+    public func ingest(
+        _ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String? = nil
+    ) async throws(IngestError) -> IngestOutcome {
+        try await ingest(events, reports: reports, rejections: [], arrivalMs: arrivalMs, writer: writer)
+    }
+
     public func ingest(_ events: [CameraEvent], arrivalMs: Int64, writer: String? = nil) async throws(IngestError) -> IngestOutcome {
-        try await ingest(events, reports: [], arrivalMs: arrivalMs, writer: writer)
+        try await ingest(events, reports: [], rejections: [], arrivalMs: arrivalMs, writer: writer)
     }
 }
 

@@ -30,7 +30,12 @@ public struct Intake: Sendable {
     /// Throws (recording nothing: the client retries, and is counted then) when the sink does not take them.
     /// `writer`: the credential id the request presented (recorded with the events in the log).
     public func ingest(_ batch: EventBatch, arrivalMs: Int64, writer: String? = nil) async throws(IngestError) -> IngestOutcome {
-        let outcome = batch.events.isEmpty ? IngestOutcome() : try await sink.ingest(batch.events, arrivalMs: arrivalMs, writer: writer)
+        // Rejections naming a camera go into the log with the events (alone, when every element was rejected).
+        let tallies = batch.rejectionTallies
+        let outcome =
+            batch.events.isEmpty && tallies.isEmpty
+            ? IngestOutcome()
+            : try await sink.ingest(batch.events, reports: [], rejections: tallies, arrivalMs: arrivalMs, writer: writer)
         // Statistics are kept by the requesting task, in parallel, not on the sink's thread.
         stats.record(outcome: outcome, latenessMs: batch.events.map { arrivalMs - $0.timestampMs }, nowMs: clock())
         record(rejectionsOf: batch, nowMs: arrivalMs)

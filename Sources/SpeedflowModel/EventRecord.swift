@@ -13,24 +13,35 @@ public struct EventRecord: Sendable, Hashable {
     /// What cameras reported they have recorded (`POST /kvfv/{id}/status`): travels through the log like events,
     /// so the backlog it implies is durable and ordered with them in every role.
     public var reports: [CameraReport]
+    /// The request's rejections of elements that named a valid camera (`RejectionTally`): durable with its
+    /// events, and counted per camera by arrival time wherever the record is applied.
+    public var rejections: [RejectionTally]
 
-    public init(arrivalMs: Int64, events: [CameraEvent], writer: String? = nil, reports: [CameraReport] = []) {
+    public init(
+        arrivalMs: Int64, events: [CameraEvent], writer: String? = nil, reports: [CameraReport] = [],
+        rejections: [RejectionTally] = []
+    ) {
         self.arrivalMs = arrivalMs
         self.events = events
         self.writer = writer
         self.reports = reports
+        self.rejections = rejections
     }
 
+    /// 5: rejection tallies follow the camera reports (per tally: camera, reason code as its stable
+    /// `RejectionReason.rawValue`, count). Written only when a record has tallies, so records without them keep
+    /// their version-3/4 bytes; a reason code this version does not know (a newer writer's) is skipped on read.
     /// 4: events may carry `seq` / `seq_epoch` (flags 16 / 32), and camera reports follow the events. Written
     /// only when a record has one of them, so a log without sequence numbers stays readable by version-3
     /// readers. 3: the writer (a string, empty for none) after the arrival time. 2: event time stored as
     /// lateness (arrival − time) only; 1 also stored the absolute time. Records of versions 2 and 3 are still
     /// read (a version-2 writer is `nil`); a log holds all of them after upgrades.
-    static let version: UInt8 = 4
+    static let version: UInt8 = 5
 
     public func encode(into out: inout [UInt8]) {
-        let sequenced = !reports.isEmpty || events.contains { $0.seq != nil }
-        out.append(sequenced ? Self.version : 3)
+        let tallied = !rejections.isEmpty
+        let sequenced = tallied || !reports.isEmpty || events.contains { $0.seq != nil }
+        out.append(tallied ? 5 : sequenced ? 4 : 3)
         out.appendVarint(zigzag: arrivalMs)
         out.appendString(writer ?? "")
         out.appendVarint(UInt64(events.count))
@@ -61,6 +72,13 @@ public struct EventRecord: Sendable, Hashable {
             out.appendVarint(UInt64(r.epoch))
             out.appendVarint(UInt64(r.seq))
             out.appendVarint(zigzag: arrivalMs - r.timeMs)
+        }
+        guard tallied else { return }
+        out.appendVarint(UInt64(rejections.count))
+        for t in rejections {
+            out.appendString(t.kvfvId)
+            out.appendString(t.reason.rawValue)
+            out.appendVarint(UInt64(max(0, t.count)))
         }
     }
 
@@ -122,7 +140,20 @@ public struct EventRecord: Sendable, Hashable {
                 reports.append(CameraReport(kvfvId: kvfv, epoch: epoch, seq: seq, timeMs: arrival &- (try r.zigzag())))
             }
         }
-        return EventRecord(arrivalMs: arrival, events: events, writer: writer, reports: reports)
+        var rejections: [RejectionTally] = []
+        if recordVersion >= 5 {
+            let count = try r.varint()
+            guard count <= UInt64(bytes.count) else { throw FormatError() }
+            for _ in 0..<count {
+                let kvfv = try r.string()
+                let code = try r.string()
+                let n = try r.nonNegative()
+                // A reason a newer writer knows and this version does not: not counted here, never an error.
+                guard let reason = RejectionReason(rawValue: code) else { continue }
+                rejections.append(RejectionTally(kvfvId: kvfv, reason: reason, count: n))
+            }
+        }
+        return EventRecord(arrivalMs: arrival, events: events, writer: writer, reports: reports, rejections: rejections)
     }
 }
 

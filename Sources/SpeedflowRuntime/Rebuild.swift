@@ -105,6 +105,7 @@ public enum Rebuild {
         let began = Date()
         let excluded = try engine.recover(
             filter: { $0.timestampMs >= cutoff && $0.speed >= minSpeed && $0.speed <= maxSpeed }, excludingWriters: excludingWriters,
+            rejectionsFrom: firstBucket,
             progress: { done, total, events in
                 let pct = total == 0 ? 100 : Double(done) * 100 / Double(total)
                 let rate = Double(events) / max(Date().timeIntervalSince(began), 0.001)

@@ -22,42 +22,50 @@ public final class KafkaEventSink: EventSink {
         self.maxPendingEvents = maxPendingEvents
     }
 
-    /// One message per camera, keyed by `kvfv_id`, each camera's events in request order.
+    /// One message per camera, keyed by `kvfv_id`, each camera's events in request order, with the camera's
+    /// reports and rejection tallies (a camera with only rejections gets a message of its tallies alone).
     func messages(
-        _ events: [CameraEvent], reports: [CameraReport] = [], arrivalMs: Int64, writer: String? = nil
+        _ events: [CameraEvent], reports: [CameraReport] = [], rejections: [RejectionTally] = [], arrivalMs: Int64,
+        writer: String? = nil
     ) -> [KafkaProducerMessage] {
         var order: [String] = []
+        var seen: Set<String> = []
         var byCamera: [String: [CameraEvent]] = [:]
         var reportsByCamera: [String: [CameraReport]] = [:]
+        var talliesByCamera: [String: [RejectionTally]] = [:]
         for e in events {
-            if byCamera[e.kvfvId] == nil { order.append(e.kvfvId) }
+            if seen.insert(e.kvfvId).inserted { order.append(e.kvfvId) }
             byCamera[e.kvfvId, default: []].append(e)
         }
         for r in reports {
-            if byCamera[r.kvfvId] == nil && reportsByCamera[r.kvfvId] == nil { order.append(r.kvfvId) }
+            if seen.insert(r.kvfvId).inserted { order.append(r.kvfvId) }
             reportsByCamera[r.kvfvId, default: []].append(r)
+        }
+        for t in rejections {
+            if seen.insert(t.kvfvId).inserted { order.append(t.kvfvId) }
+            talliesByCamera[t.kvfvId, default: []].append(t)
         }
         return order.map { camera in
             KafkaProducerMessage(
                 topic: topic, key: Array(camera.utf8),
                 value: EventRecord(
                     arrivalMs: arrivalMs, events: byCamera[camera] ?? [], writer: writer,
-                    reports: reportsByCamera[camera] ?? []
+                    reports: reportsByCamera[camera] ?? [], rejections: talliesByCamera[camera] ?? []
                 ).encoded())
         }
     }
 
     public func ingest(
-        _ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String? = nil
+        _ events: [CameraEvent], reports: [CameraReport], rejections: [RejectionTally], arrivalMs: Int64, writer: String? = nil
     ) async throws(IngestError) -> IngestOutcome {
-        guard !events.isEmpty || !reports.isEmpty else { return IngestOutcome() }
+        guard !events.isEmpty || !reports.isEmpty || !rejections.isEmpty else { return IngestOutcome() }
         let before = pending.add(events.count, ordering: .relaxed).oldValue
         defer { pending.subtract(events.count, ordering: .relaxed) }
         if before > 0 && before + events.count > maxPendingEvents {
             throw IngestError(.overloaded, "\(before) events are waiting for Kafka")
         }
         do {
-            try await producer.send(messages(events, reports: reports, arrivalMs: arrivalMs, writer: writer))
+            try await producer.send(messages(events, reports: reports, rejections: rejections, arrivalMs: arrivalMs, writer: writer))
         } catch {
             throw IngestError(.logFailure, "Kafka did not confirm delivery: \(error)")
         }

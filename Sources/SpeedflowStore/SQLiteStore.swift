@@ -142,6 +142,19 @@ public final class SQLiteStore: StoreWriter {
                     );
                     """)
         }
+        // Rejections per camera and 5-minute bucket of arrival time, by reason code: added to by each commit.
+        m.registerMigration("v5-camera-rejection") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE camera_rejection (
+                        camera INTEGER NOT NULL,
+                        bucket INTEGER NOT NULL,
+                        reason TEXT NOT NULL,
+                        count INTEGER NOT NULL,
+                        PRIMARY KEY (camera, bucket, reason)
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return m
     }
 
@@ -282,8 +295,56 @@ public final class SQLiteStore: StoreWriter {
                     try report.execute(arguments: [q.camera, r.epoch, r.seq, r.timeMs, q.reportArrivalMs ?? 0])
                 }
             }
+            let rejection = try db.cachedStatement(
+                sql: """
+                    INSERT INTO camera_rejection (camera, bucket, reason, count) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(camera, bucket, reason) DO UPDATE SET count = count + excluded.count
+                    """)
+            for r in commit.rejections {
+                for (reason, n) in r.counts where n > 0 {
+                    try rejection.execute(arguments: [r.key.camera, r.key.bucket, reason.rawValue, n])
+                }
+            }
             try db.execute(
                 sql: "UPDATE checkpoint SET log_offset = ? WHERE name = 'aggregator'", arguments: [Int64(commit.logOffset)])
+        }
+    }
+
+    public func rejections(camera: Int64, buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
+        guard !range.isEmpty else { return [:] }
+        return try await guarded("reading a camera's rejections") {
+            try await pool.read { db in
+                var result: [Int64: [RejectionReason: Int64]] = [:]
+                let rows = try Row.fetchCursor(
+                    db, sql: "SELECT bucket, reason, count FROM camera_rejection WHERE camera = ? AND bucket >= ? AND bucket < ?",
+                    arguments: [camera, range.lowerBound, range.upperBound])
+                while let row = try rows.next() {
+                    // A reason code a newer Speedflow wrote: not one this version can name.
+                    guard let reason = RejectionReason(rawValue: row[1]) else { continue }
+                    let bucket: Int64 = row[0], count: Int64 = row[2]
+                    result[bucket, default: [:]][reason, default: 0] += count
+                }
+                return result
+            }
+        }
+    }
+
+    public func rejectionsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
+        guard !range.isEmpty else { return [:] }
+        return try await guarded("reading the fleet's rejections") {
+            try await pool.read { db in
+                var result: [Int64: [RejectionReason: Int64]] = [:]
+                let rows = try Row.fetchCursor(
+                    db,
+                    sql: "SELECT camera, reason, sum(count) FROM camera_rejection WHERE bucket >= ? AND bucket < ? GROUP BY camera, reason",
+                    arguments: [range.lowerBound, range.upperBound])
+                while let row = try rows.next() {
+                    guard let reason = RejectionReason(rawValue: row[1]) else { continue }
+                    let camera: Int64 = row[0], count: Int64 = row[2]
+                    result[camera, default: [:]][reason, default: 0] += count
+                }
+                return result
+            }
         }
     }
 
@@ -371,6 +432,8 @@ public final class SQLiteStore: StoreWriter {
                 try Self.forgetSummaries(fromBucket: fromBucket, db)
                 try db.execute(sql: "DELETE FROM bucket WHERE bucket >= ?", arguments: [fromBucket])
                 try db.execute(sql: "DELETE FROM dedup_chunk WHERE bucket >= ?", arguments: [fromBucket])
+                // Arrival buckets: the replay that follows counts the rejections of records arriving from then on.
+                try db.execute(sql: "DELETE FROM camera_rejection WHERE bucket >= ?", arguments: [fromBucket])
                 // The ledger cannot be cut by time: the replay that follows rebuilds it from the log.
                 try db.execute(sql: "DELETE FROM sequence_chunk")
                 try db.execute(sql: "DELETE FROM camera_report")

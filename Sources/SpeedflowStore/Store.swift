@@ -47,8 +47,23 @@ public struct StoreCommit: Sendable {
         }
     }
 
+    /// Rejections counted since the previous commit, per camera and 5-minute bucket of arrival time: added to
+    /// the stored counts (not replacing them), in the same atomic commit as the log offset, so a replay from that
+    /// offset counts each record's rejections exactly once.
+    public struct Rejections: Sendable, Hashable {
+        public var key: BucketKey
+        public var counts: [RejectionReason: Int64]
+
+        public init(key: BucketKey, counts: [RejectionReason: Int64]) {
+            self.key = key
+            self.counts = counts
+        }
+    }
+
     public var buckets: [Bucket] = []
     public var cameras: [CameraRecord] = []
+    /// In (camera, bucket) order, for cameras that are in `cameras` (or already stored).
+    public var rejections: [Rejections] = []
     /// Sequence state changed by this commit, for cameras that are in `cameras` (or already stored).
     public var sequences: [Sequence] = []
     /// Everything in the log before this offset is reflected by the store after this commit.
@@ -82,6 +97,12 @@ public protocol StoreReader: Sendable {
     func statesByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]]
     /// `countsByCamera` for the given cameras only (a page of the fleet view): work in proportion to them.
     func countsByCamera(_ cameras: [Int64], buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]]
+    /// Rejection counts of `camera` per 5-minute bucket of arrival time in `range`, by reason; buckets without
+    /// any are absent.
+    func rejections(camera: Int64, buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]]
+    /// Rejection counts of every camera summed over the arrival buckets in `range`, by reason; cameras without
+    /// any are absent.
+    func rejectionsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]]
     /// Bytes on disk.
     func sizeInBytes() -> Int64
     /// Checks the whole store for damage (SQLite: `PRAGMA quick_check`, and with `summaries` every camera-day
@@ -105,6 +126,12 @@ public protocol StoreWriter: StoreReader {
     /// trip answers them in one. Keys the store does not have are absent from the answer.
     func loadBuckets(_ keys: [BucketKey]) throws -> [BucketKey: StoredBucket]
     func commit(_ commit: StoreCommit) throws
+    /// For a store whose parts can stand at different log offsets (ClickHouse: each shard its own marker; a
+    /// commit may land on one shard and not the other), the offset up to which a camera's additive rows
+    /// (rejection counts, which have no identities to deduplicate a replay by) are stored, as of the last
+    /// `logOffset()`; `nil` (the default): `logOffset()` for every camera. A replay does not count again the
+    /// rejections of records a camera's part already holds.
+    func rejectionsStoredUpTo() throws -> (@Sendable (_ kvfvId: String) -> UInt64)?
     /// Forgets buckets numbered `fromBucket` or later and sets the offset, atomically (for `rebuild`).
     func reset(fromBucket: Int64, logOffset: UInt64) throws
     /// Drops dedup identities of buckets before `bucket`: events that old are rejected as too late anyway.
@@ -144,6 +171,7 @@ extension StoreWriter {
         }
         return found
     }
+    public func rejectionsStoredUpTo() throws -> (@Sendable (_ kvfvId: String) -> UInt64)? { nil }
     public func maintain(nowMs: Int64) throws -> String? { nil }
     public func quarantine(reason: String) throws -> String? { nil }
 }

@@ -44,8 +44,15 @@ struct LogIntegrityTests {
             #expect(late >= 0 && late <= w["count"] as? Int ?? 0)
             #expect((w["revised_at"] is NSNull) == (late == 0))
             #expect(w["complete"] is NSNull && w["missing"] is NSNull)
+            // Issue #13's fields: the flow follows the count; no registered limit, so no compliance; a pace iff passes.
+            let count = w["count"] as? Int ?? -1
+            let length = (Timestamp.parse(w["end"] as? String ?? "") ?? 0) - (Timestamp.parse(w["start"] as? String ?? "") ?? 0)
+            #expect(w["flow_rate"] as? Double == Double(count) * 3_600_000 / Double(length))
+            #expect((w["pace_from"] is NSNull) == (count == 0) && (w["pace_share"] is NSNull) == (count == 0))
+            let compliance = ["speed_limit", "checked_count", "over_limit", "over_limit_share", "over_limit_10", "over_limit_10_share", "over_limit_20", "over_limit_20_share"]
+            #expect(compliance.allSatisfy { w[$0] is NSNull })
             var old = w
-            for key in ["late_count", "revised_at", "complete", "missing"] { old[key] = nil }
+            for key in ["late_count", "revised_at", "complete", "missing", "flow_rate", "pace_from", "pace_to", "pace_share"] + compliance { old[key] = nil }
             return old
         }
         return result as NSDictionary
@@ -255,7 +262,7 @@ struct LogIntegrityTests {
                 #expect(a == b, "\(camera) \(interval) differs from what a01ce8f answered")
             }
         }
-        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "4\n")
+        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "5\n")
         let backups = try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory.appendingPathComponent("backups").path)
         #expect(backups.count == 1 && backups[0].hasPrefix("format-1-"))
         let backup = server.dataDirectory.appendingPathComponent("backups/\(backups[0])")
@@ -290,7 +297,7 @@ struct LogIntegrityTests {
                 #expect(a == b, "\(camera) \(interval) differs from what 4de73e9 answered")
             }
         }
-        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "4\n")
+        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "5\n")
         let backups = try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory.appendingPathComponent("backups").path)
         #expect(backups.count == 1 && backups[0].hasPrefix("format-2-"))
         // New (version-3) records after the old ones in the same segment; after kill -9 both are replayed.
@@ -328,7 +335,7 @@ struct LogIntegrityTests {
                         "\(camera) \(interval) differs from what 8689e53 answered")
             }
         }
-        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "4\n")
+        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "5\n")
         let backups = try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory.appendingPathComponent("backups").path)
         #expect(backups.count == 1 && backups[0].hasPrefix("format-3-"))
         // Numbered passes (version-4 records) after the old ones in the same segment, and a status report; after

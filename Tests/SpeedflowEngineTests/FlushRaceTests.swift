@@ -39,6 +39,13 @@ final class OverlapDetectingStore: StoreWriter {
     func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
         try await inner.countsByCamera(buckets: range)
     }
+    func rejections(camera: Int64, buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
+        try await inner.rejections(camera: camera, buckets: range)
+    }
+    func rejectionsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
+        try await inner.rejectionsByCamera(buckets: range)
+    }
+    func rejectionsStoredUpTo() throws -> (@Sendable (_ kvfvId: String) -> UInt64)? { try inner.rejectionsStoredUpTo() }
     func reset(fromBucket: Int64, logOffset: UInt64) throws { try inner.reset(fromBucket: fromBucket, logOffset: logOffset) }
     func pruneIdentities(before bucket: Int64) throws -> Int { try inner.pruneIdentities(before: bucket) }
     func sizeInBytes() -> Int64 { inner.sizeInBytes() }

@@ -86,7 +86,7 @@ struct EventRecordTests {
     @Test("An unknown version or an absurd event count throws")
     func badHeader() throws {
         var bytes = EventRecord(arrivalMs: 5, events: [CameraEvent(kvfvId: "KV1", timestampMs: 1, speed: 50)]).encoded()
-        for version: UInt8 in [0, 1, 5, 255] {
+        for version: UInt8 in [0, 1, 6, 255] {
             bytes[0] = version
             #expect(throws: EventRecord.FormatError.self) { try decodeRecord(bytes) }
         }

@@ -208,6 +208,13 @@ final class FlakyStore: StoreWriter {
     func countsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: Int64]] {
         try await base.countsByCamera(buckets: range)
     }
+    func rejections(camera: Int64, buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
+        try await base.rejections(camera: camera, buckets: range)
+    }
+    func rejectionsByCamera(buckets range: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
+        try await base.rejectionsByCamera(buckets: range)
+    }
+    func rejectionsStoredUpTo() throws -> (@Sendable (_ kvfvId: String) -> UInt64)? { try base.rejectionsStoredUpTo() }
     func reset(fromBucket: Int64, logOffset: UInt64) throws { try base.reset(fromBucket: fromBucket, logOffset: logOffset) }
     func pruneIdentities(before bucket: Int64) throws -> Int { try base.pruneIdentities(before: bucket) }
     func sizeInBytes() -> Int64 { base.sizeInBytes() }

@@ -17,7 +17,9 @@ final class RecordingSink: EventSink {
 
     let writers = Mutex<[String?]>([])
 
-    func ingest(_ events: [CameraEvent], reports: [CameraReport], arrivalMs: Int64, writer: String?) async throws(IngestError) -> IngestOutcome {
+    func ingest(
+        _ events: [CameraEvent], reports: [CameraReport], rejections: [RejectionTally], arrivalMs: Int64, writer: String?
+    ) async throws(IngestError) -> IngestOutcome {
         if refuse.load(ordering: .relaxed) { throw IngestError(.overloaded, "test") }
         self.events.withLock { $0 += events }
         writers.withLock { $0.append(writer) }

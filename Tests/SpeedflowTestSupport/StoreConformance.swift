@@ -47,6 +47,7 @@ public enum StoreContract: String, CaseIterable, Sendable, CustomTestStringConve
     case compactionReplacesIdentities
     case commitPolicy
     case sequencesLandWithTheCommit
+    case rejectionsAddUpWithTheCommit
 
     public var testDescription: String {
         switch self {
@@ -65,6 +66,8 @@ public enum StoreContract: String, CaseIterable, Sendable, CustomTestStringConve
             "a bucket over many flushes reads back each identity once; replacesIds replaces its chunks with the whole set"
         case .sequencesLandWithTheCommit:
             "sequence ledger chunks and camera reports land with the commit; a newer chunk replaces the older; nothing else sees them"
+        case .rejectionsAddUpWithTheCommit:
+            "rejection counts land with the commit and add up per camera, arrival bucket and reason (a verbatim retry of a delta store's commit once); reads by camera and by range; figures untouched"
         case .commitPolicy:
             "delta stores merge deltas, keep raw events and count a commit retried verbatim once; overwrite stores need no deltas"
         }
@@ -114,6 +117,62 @@ public enum StoreContract: String, CaseIterable, Sendable, CustomTestStringConve
             }
             // The figures are untouched by ledger rows.
             try await w.expectHeld(by: store, sourceLocation: sourceLocation)
+
+        case .rejectionsAddUpWithTheCommit:
+            try w.commit(store, [("KVA", 0, [50]), ("KVB", 0, [60])])
+            let a = try w.id("KVA"), b = try w.id("KVB")
+            #expect(try await store.rejectionsByCamera(buckets: w.day0..<(w.day0 + 600)).isEmpty, sourceLocation: sourceLocation)
+            var first = StoreCommit(logOffset: w.offset + 10, timeMs: w.day0Ms + 86_400_000)
+            first.rejections = [
+                StoreCommit.Rejections(key: BucketKey(camera: a, bucket: w.day0 + 3), counts: [.inFuture: 2, .tooLate: 1]),
+                StoreCommit.Rejections(key: BucketKey(camera: b, bucket: w.day0 + 300), counts: [.speedOutOfRange: 5]),
+            ]
+            try store.commit(first)
+            w.offset += 10
+            var later = StoreCommit(logOffset: w.offset + 10, timeMs: w.day0Ms + 86_400_000 + 1000)
+            later.rejections = [
+                StoreCommit.Rejections(key: BucketKey(camera: a, bucket: w.day0 + 3), counts: [.inFuture: 4]),
+                StoreCommit.Rejections(key: BucketKey(camera: a, bucket: w.day0 + 4), counts: [.missingField: 1]),
+            ]
+            try store.commit(later)
+            // A delta store's failed commit is retried verbatim and may have landed: it counts once.
+            if store.commitPolicy == .appendDeltas { try store.commit(later) }
+            w.offset += 10
+            for reader in [store, try subject.open()] {
+                let ids = Dictionary(uniqueKeysWithValues: try reader.cameras().map { ($0.kvfvId, $0.id) })
+                let ra = try #require(ids["KVA"]), rb = try #require(ids["KVB"])
+                #expect(try reader.logOffset() == w.offset, sourceLocation: sourceLocation)
+                #expect(
+                    try await reader.rejections(camera: ra, buckets: w.day0..<(w.day0 + 288))
+                        == [w.day0 + 3: [.inFuture: 6, .tooLate: 1], w.day0 + 4: [.missingField: 1]], sourceLocation: sourceLocation)
+                #expect(
+                    try await reader.rejections(camera: ra, buckets: (w.day0 + 4)..<(w.day0 + 5)) == [w.day0 + 4: [.missingField: 1]],
+                    sourceLocation: sourceLocation)
+                #expect(try await reader.rejections(camera: ra, buckets: (w.day0 + 5)..<(w.day0 + 600)).isEmpty, sourceLocation: sourceLocation)
+                #expect(
+                    try await reader.rejections(camera: rb, buckets: w.day0..<(w.day0 + 600)) == [w.day0 + 300: [.speedOutOfRange: 5]],
+                    sourceLocation: sourceLocation)
+                #expect(try await reader.rejections(camera: 999, buckets: w.day0..<(w.day0 + 600)).isEmpty, sourceLocation: sourceLocation)
+                #expect(
+                    try await reader.rejectionsByCamera(buckets: w.day0..<(w.day0 + 600))
+                        == [ra: [.inFuture: 6, .tooLate: 1, .missingField: 1], rb: [.speedOutOfRange: 5]], sourceLocation: sourceLocation)
+                #expect(
+                    try await reader.rejectionsByCamera(buckets: (w.day0 + 4)..<(w.day0 + 301))
+                        == [ra: [.missingField: 1], rb: [.speedOutOfRange: 5]], sourceLocation: sourceLocation)
+                #expect(try await reader.rejectionsByCamera(buckets: (w.day0 + 5)..<(w.day0 + 5)).isEmpty, sourceLocation: sourceLocation)
+                // Nothing else sees them: sequence state and figures are untouched.
+                #expect(try reader.sequences(cameras: nil).isEmpty, sourceLocation: sourceLocation)
+            }
+            try await w.expectHeld(by: store, sourceLocation: sourceLocation)
+            if subject.resets {
+                // A rebuild's reset forgets the rejection counts of arrival buckets from the cut (the replay recounts them).
+                try store.reset(fromBucket: w.day0 + 4, logOffset: 1)
+                w.forget(from: w.day0 + 4, offset: 1)
+                #expect(
+                    try await store.rejections(camera: a, buckets: w.day0..<(w.day0 + 288)) == [w.day0 + 3: [.inFuture: 6, .tooLate: 1]],
+                    sourceLocation: sourceLocation)
+                #expect(try await store.rejections(camera: b, buckets: w.day0..<(w.day0 + 600)).isEmpty, sourceLocation: sourceLocation)
+            }
 
         case .newStoreIsEmpty:
             #expect(try store.logOffset() == 0)
