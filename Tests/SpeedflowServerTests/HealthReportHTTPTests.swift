@@ -69,6 +69,19 @@ struct HealthReportHTTPTests {
             let lane = try await days("HLANE")
             #expect(lane[2]["status"] as? String == "unknown_lane" && lane[2]["unknown_lane_count"] as? Int == 20)
 
+            // A skewed clock: 30 passes and 8 events stamped an hour ahead (in_future, rejected and counted durably
+            // against the camera by arrival time), 2 with an impossible speed.
+            var skewed = (0..<30).map { Self.event("HSKEW", max(today, now - 60_000 - Int64($0) * 1000), 70 + Double($0), n: $0) }
+            skewed += (0..<8).map { Self.event("HSKEW", now + 3_600_000, 70, n: 100 + $0) }
+            skewed += (0..<2).map { Self.event("HSKEW", now - 1000, 900, n: 200 + $0) }
+            let r = try await RegistryHTTPTests.call(
+                client, .post, "/events", token: f.admin, body: skewed.joined(separator: "\n"), headers: [.contentType: "application/x-ndjson"])
+            #expect(r.status == .ok && r.json["accepted"] as? Int == 30)
+            let skew = try #require(try await days("HSKEW").last)
+            #expect(skew["status"] as? String == "clock_skew" && skew["reasons"] as? [String] == ["clock_skew", "high_rejection"])
+            #expect(skew["rejected"] as? Int == 10 && (skew["rejected_by_reason"] as? [String: Int]) == ["in_future": 8, "speed_out_of_range": 2])
+            #expect(isClose(skew["rejection_share"] as? Double, 10.0 / 40.0))
+
             // Bad requests.
             for (query, reason) in [("from=2026-13-01", "invalid_date"), ("tz=Mars/Olympus", "invalid_tz"), ("from=2020-01-01&to=2022-01-01", "too_many_days")] {
                 let a = try await RegistryHTTPTests.call(client, .get, "/kvfv/HSTUCK/health?\(query)", token: f.reader)
