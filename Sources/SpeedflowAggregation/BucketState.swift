@@ -26,6 +26,10 @@ public struct BucketState: Sendable, Hashable {
     public private(set) var revisedAtMs: Int64 = 0
     /// The same figures per lane (`LaneStates`): every statistic of a window exists per lane too.
     public private(set) var lanes = LaneStates()
+    /// A state whose per-lane figures were left out (`decode(_:lanes: false)`, `mergeFigures`): its camera figures
+    /// are whole, its lanes unknown. Only query paths that answer the camera's figures make such states; they are
+    /// never stored.
+    public private(set) var lanesOmitted = false
 
     public init() {}
 
@@ -47,7 +51,7 @@ public struct BucketState: Sendable, Hashable {
     public mutating func add(_ speed: Double, lane: Int? = nil, sequenced isSequenced: Bool = false, lateArrivalMs: Int64? = nil) -> Bool {
         guard Self.isRepresentable(speed) else { return false }
         let key = LaneStates.key(lane)
-        if key != 0 || !lanes.keys.isEmpty {
+        if !lanesOmitted && (key != 0 || !lanes.keys.isEmpty) {
             // Out of `self` while it changes (the owner's figures seed the first lane of a split).
             var l = lanes
             lanes = LaneStates()
@@ -79,6 +83,11 @@ public struct BucketState: Sendable, Hashable {
         }
     }
 
+    private mutating func omitLanes() {
+        lanes = LaneStates()
+        lanesOmitted = true
+    }
+
     /// These figures without the per-lane ones (what a lane's own state is).
     var withoutLanes: BucketState {
         var s = self
@@ -88,6 +97,7 @@ public struct BucketState: Sendable, Hashable {
 
     /// The figures of one lane group (`LaneStates.key`: 1…16, or 0 for the passes without a known lane).
     public func lane(_ key: UInt8) -> BucketState {
+        assert(!lanesOmitted, "the lanes of this state were not decoded")
         if let sole = lanes.soleKey { return sole == key && count > 0 ? withoutLanes : BucketState() }
         guard let i = lanes.keys.firstIndex(of: key) else { return BucketState() }
         return lanes.states[i]
@@ -101,12 +111,27 @@ public struct BucketState: Sendable, Hashable {
 
     /// Merges another state into this one (Chan et al. for mean and M2), lanes lane by lane.
     public mutating func merge(_ other: BucketState) {
+        merge(other, lanes: !lanesOmitted && !other.lanesOmitted)
+    }
+
+    /// Merges another state's figures into this one and leaves the lanes out (`lanesOmitted`): for a query that
+    /// answers the camera's figures, where merging every lane would be wasted work.
+    public mutating func mergeFigures(_ other: BucketState) {
+        merge(other, lanes: false)
+    }
+
+    private mutating func merge(_ other: BucketState, lanes withLanes: Bool) {
         guard other.count > 0 else { return }
         guard count > 0 else {
             self = other
+            if !withLanes { omitLanes() }
             return
         }
-        lanes = LaneStates.merged(self, other)
+        if withLanes {
+            lanes = LaneStates.merged(self, other)
+        } else {
+            omitLanes()
+        }
         sequenced += other.sequenced
         lateCount += other.lateCount
         revisedAtMs = Swift.max(revisedAtMs, other.revisedAtMs)
@@ -148,7 +173,8 @@ extension BucketState {
     /// Persisted form: fixed doubles then the sparse histogram (see `SpeedHistogram.encode`). Version 2 added
     /// `sequenced`, `lateCount` and `revisedAtMs`; version 3, written for every state whose whole counts are known,
     /// adds a flags byte (bit 0: whole counts known), the histogram's whole counts and the lanes (`LaneStates`:
-    /// the lane keys, then with two or more lanes each lane's state, itself version 3 without lanes). A state
+    /// the lane keys, then with two or more lanes the byte length of the lanes' states and each lane's state, itself
+    /// version 3 without lanes). A state
     /// decoded from version 1 or 2 keeps that encoding until a pass with a lane joins it (its whole counts and
     /// lanes are unknown, not zero).
     public func encode(into out: inout [UInt8]) {
@@ -171,9 +197,16 @@ extension BucketState {
         guard version >= 3 else { return }
         out.append(histogram.wholeKnown ? 1 : 0)  // flags: bit 0, whole counts known
         histogram.encodeWholeCounts(into: &out)
+        assert(!lanesOmitted, "a state without its lanes is never stored")
         out.appendVarint(UInt64(lanes.keys.count))
         out.append(contentsOf: lanes.keys)
-        for lane in lanes.states { lane.encode(into: &out, asLane: true) }
+        guard !lanes.states.isEmpty else { return }
+        // The lanes' states, after their length: a reader that needs only the camera's figures skips them.
+        var nested: [UInt8] = []
+        nested.reserveCapacity(lanes.states.count * 160)
+        for lane in lanes.states { lane.encode(into: &nested, asLane: true) }
+        out.appendVarint(UInt64(nested.count))
+        out.append(contentsOf: nested)
     }
 
     public func encoded() -> [UInt8] {
@@ -183,14 +216,16 @@ extension BucketState {
         return out
     }
 
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(EventRecord.FormatError) -> BucketState {
+    /// Decodes a stored state; with `lanes: false` the per-lane states are skipped (`lanesOmitted`): for queries
+    /// of the camera's figures only, which then read a bucket at the cost of a state without lanes.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, lanes: Bool = true) throws(EventRecord.FormatError) -> BucketState {
         var r = ByteReader(bytes)
-        let s = try decode(&r, nested: false)
+        let s = try decode(&r, nested: false, lanes: lanes)
         guard r.isAtEnd, s.isWellFormed else { throw EventRecord.FormatError() }
         return s
     }
 
-    private static func decode(_ r: inout ByteReader, nested: Bool) throws(EventRecord.FormatError) -> BucketState {
+    private static func decode(_ r: inout ByteReader, nested: Bool, lanes withLanes: Bool = true) throws(EventRecord.FormatError) -> BucketState {
         var s = BucketState()
         let version = try r.peekByte()
         s.count = try readHeader(&r)
@@ -223,7 +258,16 @@ extension BucketState {
         guard laneCount <= UInt64(LaneStates.maxKey) + 1, !nested || laneCount == 0 else { throw EventRecord.FormatError() }
         for _ in 0..<laneCount { s.lanes.keys.append(try r.byte()) }
         if laneCount >= 2 {
-            for _ in 0..<laneCount { s.lanes.states.append(try decode(&r, nested: true)) }
+            let length = try r.varint()
+            guard length <= UInt64(r.remaining) else { throw EventRecord.FormatError() }
+            let end = r.position + Int(length)
+            if withLanes {
+                for _ in 0..<laneCount { s.lanes.states.append(try decode(&r, nested: true)) }
+                guard r.position == end else { throw EventRecord.FormatError() }
+            } else {
+                try r.skip(Int(length))
+                s.omitLanes()
+            }
         }
         return s
     }
@@ -233,7 +277,7 @@ extension BucketState {
     public var isWellFormed: Bool {
         guard sum.isFinite, sumInverse.isFinite, mean.isFinite, m2.isFinite, count >= 0 else { return false }
         guard (0...count).contains(sequenced), (0...count).contains(lateCount) else { return false }
-        guard histogram.wholeCountsConsistent, lanes.isWellFormed(total: count) else { return false }
+        guard histogram.wholeCountsConsistent, lanesOmitted || lanes.isWellFormed(total: count) else { return false }
         if count == 0 { return sum == 0 && sumInverse == 0 }
         return min.isFinite && max.isFinite && min > 0 && min <= max && sum > 0 && sumInverse > 0
     }

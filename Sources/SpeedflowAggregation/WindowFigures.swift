@@ -118,7 +118,8 @@ public struct WindowFigures: Sendable {
             guard windows[w].buckets.contains(bucket) else { continue }
             let state = group == .camera ? stored : group.passes(of: stored)
             guard state.count > 0 else { continue }
-            result[w].state.merge(state)
+            // A window's figures only: merging every lane of every bucket would be wasted work.
+            result[w].state.mergeFigures(state)
             if let limitAt, result[w].compliance != nil {
                 result[w].compliance!.add(state, limit: limitAt(Bucket.start(ofIndex: bucket)))
             }

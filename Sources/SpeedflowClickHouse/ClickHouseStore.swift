@@ -489,7 +489,7 @@ public final class ClickHouseStore: StoreWriter {
 
     /// Rows ordered by (bucket, writer, flush), merged per bucket; a row repeated (a retried flush whose first
     /// attempt landed, not yet collapsed by ReplacingMergeTree — which is why no `FINAL` is needed) counts once.
-    private func mergeRows(_ out: [UInt8]) throws -> [(bucket: Int64, state: BucketState)] {
+    private func mergeRows(_ out: [UInt8], lanes: Bool = true) throws -> [(bucket: Int64, state: BucketState)] {
         var r = RowBinaryReader(out)
         var result: [(bucket: Int64, state: BucketState)] = []
         var previous: (bucket: Int64, row: DeltaRowKey)?
@@ -499,7 +499,7 @@ public final class ClickHouseStore: StoreWriter {
             let blob = try r.blob()
             if let previous, previous.bucket == bucket, previous.row == row { continue }
             previous = (bucket, row)
-            let state = try blob.withUnsafeBytes { try BucketState.decode($0) }
+            let state = try blob.withUnsafeBytes { try BucketState.decode($0, lanes: lanes) }
             if let last = result.last, last.bucket == bucket {
                 result[result.count - 1].state.merge(state)
             } else {
@@ -509,7 +509,7 @@ public final class ClickHouseStore: StoreWriter {
         return result
     }
 
-    public func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)] {
+    public func readStates(camera: Int64, buckets range: Range<Int64>, lanes: Bool) async throws -> [(bucket: Int64, state: BucketState)] {
         guard let name = name(of: camera), !range.isEmpty else { return [] }
         let out = try await client.query(
             shard: client.topology.shard(of: name),
@@ -519,7 +519,7 @@ public final class ClickHouseStore: StoreWriter {
                 AND bucket >= \(range.lowerBound) AND bucket < \(range.upperBound)
                 ORDER BY bucket, writer, flush FORMAT RowBinary
                 """)
-        return try mergeRows(out)
+        return try mergeRows(out, lanes: lanes)
     }
 
     /// The `day` bound of a bucket range: ClickHouse skips other day partitions instead of looking a camera up in
@@ -575,10 +575,11 @@ public final class ClickHouseStore: StoreWriter {
             var i = 0
             while i < rows.count {
                 let first = rows[i]
-                var state = try first.blob.withUnsafeBytes { try BucketState.decode($0) }
+                // The fleet view reads the current window's figures only.
+                var state = try first.blob.withUnsafeBytes { try BucketState.decode($0, lanes: false) }
                 var j = i + 1
                 while j < rows.count, rows[j].name == first.name, rows[j].bucket == first.bucket {
-                    if rows[j].row != rows[j - 1].row { state.merge(try rows[j].blob.withUnsafeBytes { try BucketState.decode($0) }) }
+                    if rows[j].row != rows[j - 1].row { state.merge(try rows[j].blob.withUnsafeBytes { try BucketState.decode($0, lanes: false) }) }
                     j += 1
                 }
                 if let id = ids[first.name] { result[id, default: [:]][first.bucket] = state }

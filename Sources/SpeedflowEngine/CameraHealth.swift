@@ -75,15 +75,16 @@ public struct DayHealth: Sendable {
     /// Passes outside the registered lanes (no lane, lane 0, or above the registered count).
     public var unknownLaneCount: Int64
 
-    /// Assesses one day from its figures. `elapsed` is the share of the day passed (1 for a whole day).
+    /// Assesses one day from its figures. `elapsedMs`: how much of the day had passed; `unknownLaneCount`: the
+    /// passes outside the registered lanes (`nil`: the camera has no registered lane count).
     public static func assess(
         window: Window, date: String, state: BucketState, rejections: [RejectionReason: Int64], missing: Int64?,
-        expectedDaily: Int?, registeredLanes: Int?, elapsedMs: Int64, rules: Rules = Rules()
+        expectedDaily: Int?, unknownLaneCount: Int64?, elapsedMs: Int64, rules: Rules = Rules()
     ) -> DayHealth {
         let length = max(1, window.endMs - window.startMs)
         let partial = elapsedMs < length
         let elapsed = Double(max(0, min(elapsedMs, length))) / Double(length)
-        let unknown = registeredLanes == nil ? 0 : LaneGroup.unknown(registeredLanes: registeredLanes).passes(of: state).count
+        let unknown = unknownLaneCount ?? 0
         let rejected = rejections.values.reduce(0, +)
         let sent = state.count + rejected
         let inFuture = rejections[.inFuture] ?? 0
@@ -106,7 +107,7 @@ public struct DayHealth: Sendable {
         if let m = missing, m > rules.backlogMinimum, Double(m) > rules.backlogShare * Double(state.count) {
             reasons.append(.backlog)
         }
-        if registeredLanes != nil, state.count > 0, Double(unknown) > rules.unknownLaneShare * Double(state.count) {
+        if unknownLaneCount != nil, state.count > 0, Double(unknown) > rules.unknownLaneShare * Double(state.count) {
             reasons.append(.unknownLane)
         }
         return DayHealth(
@@ -168,8 +169,12 @@ extension CameraQueries {
         // A range wholly in the future has no day to assess yet.
         let days = end > fromMs ? try WindowPlanner.windows(fromMs: fromMs, toMs: end, interval: .oneDay, timeZone: zone) : []
         guard !days.isEmpty else { return view.hotStates(kvfvId: kvfvId, buckets: 0..<0).map { _ in [] } }
-        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: days) else { return nil }
+        let registeredLanes = info?.lanes
+        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: days, lanes: registeredLanes != nil) else { return nil }
         let figures = WindowFigures.fold(found.buckets, into: days)
+        let unknownLane = registeredLanes.map {
+            WindowFigures.fold(found.buckets, into: days, group: .unknown(registeredLanes: $0)).map(\.state.count)
+        }
         let completeness = try view.sequences([found.camera])[found.camera]?.completeness(of: days.map { ($0.startMs, $0.endMs) })
         let arrival = days[0].buckets.lowerBound..<days[days.count - 1].buckets.upperBound
         let rejections = try await self.rejections(kvfvId: kvfvId, buckets: arrival) ?? [:]
@@ -180,8 +185,8 @@ extension CameraQueries {
             }
             return DayHealth.assess(
                 window: day, date: LocalCalendar.date(day.startMs, in: zone), state: figures[i].state, rejections: tally,
-                missing: completeness?[i].missing, expectedDaily: info?.expectedDailyVolume, registeredLanes: info?.lanes,
-                elapsedMs: now - day.startMs, rules: rules)
+                missing: completeness?[i].missing, expectedDaily: info?.expectedDailyVolume,
+                unknownLaneCount: unknownLane?[i], elapsedMs: now - day.startMs, rules: rules)
         }
     }
 }

@@ -198,7 +198,8 @@ public struct CameraQueries: Sendable {
     public func windowReports(
         kvfvId: String, windows: [Window], groups: [LaneGroup], limitAt: ((Int64) -> Int?)? = nil
     ) async throws -> [[WindowReport]]? {
-        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: windows) else { return nil }
+        let lanes = groups.contains { $0 != .camera }
+        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: windows, lanes: lanes) else { return nil }
         let completeness = try view.sequences([found.camera])[found.camera]?.completeness(of: windows.map { ($0.startMs, $0.endMs) })
         return groups.map { group in
             let figures = WindowFigures.fold(found.buckets, into: windows, group: group, limitAt: limitAt)
@@ -221,19 +222,22 @@ public struct CameraQueries: Sendable {
     }
 
     func cameraWindowStates(kvfvId: String, windows: [Window]) async throws -> (camera: Int64, states: [BucketState])? {
-        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: windows) else { return nil }
+        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: windows, lanes: false) else { return nil }
         return (found.camera, WindowFigures.fold(found.buckets, into: windows).map(\.state))
     }
 
-    /// The camera's buckets under `windows`, ascending: memory first, then the store.
-    func cameraBuckets(kvfvId: String, windows: [Window]) async throws -> (camera: Int64, buckets: [(bucket: Int64, state: BucketState)])? {
+    /// The camera's buckets under `windows`, ascending: memory first, then the store (its lanes decoded only when
+    /// `lanes`; memory's states have theirs).
+    func cameraBuckets(
+        kvfvId: String, windows: [Window], lanes: Bool
+    ) async throws -> (camera: Int64, buckets: [(bucket: Int64, state: BucketState)])? {
         guard let first = windows.first, let last = windows.last else {
             return view.hotStates(kvfvId: kvfvId, buckets: 0..<0).map { ($0.camera, []) }
         }
         let range = first.buckets.lowerBound..<max(first.buckets.lowerBound, last.buckets.upperBound)
         guard let hot = view.hotStates(kvfvId: kvfvId, buckets: range) else { return nil }
         var byBucket = hot.states
-        for (bucket, state) in try await store.readStates(camera: hot.camera, buckets: range) where byBucket[bucket] == nil {
+        for (bucket, state) in try await store.readStates(camera: hot.camera, buckets: range, lanes: lanes) where byBucket[bucket] == nil {
             byBucket[bucket] = state
         }
         return (hot.camera, byBucket.sorted { $0.key < $1.key }.map { (bucket: $0.key, state: $0.value) })

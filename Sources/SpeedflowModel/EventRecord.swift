@@ -198,6 +198,15 @@ public struct ByteReader {
         return bytes[position]
     }
 
+    /// Bytes not yet read.
+    public var remaining: Int { max(0, bytes.count - position) }
+
+    /// Skips `n` bytes.
+    public mutating func skip(_ n: Int) throws(EventRecord.FormatError) {
+        guard n >= 0, n <= remaining else { throw EventRecord.FormatError() }
+        position += n
+    }
+
     /// The next byte, without consuming it.
     public func peekByte() throws(EventRecord.FormatError) -> UInt8 {
         guard position < bytes.count else { throw EventRecord.FormatError() }

@@ -156,9 +156,9 @@ extension SQLiteStore {
 
     static func dayName(_ day: Int64) -> String { String(Timestamp.format(day * 86_400_000).prefix(10)) }
 
-    static func decode(_ data: Data?, camera: Int64, bucket: Int64, _ db: Database) throws -> BucketState {
+    static func decode(_ data: Data?, camera: Int64, bucket: Int64, _ db: Database, lanes: Bool = true) throws -> BucketState {
         do {
-            return try (data ?? Data()).withUnsafeBytes { try BucketState.decode($0) }
+            return try (data ?? Data()).withUnsafeBytes { try BucketState.decode($0, lanes: lanes) }
         } catch {
             throw StoreError(
                 .corrupt,
@@ -185,7 +185,7 @@ extension SQLiteStore {
     /// Reads `camera`'s rows of the UTC days `days`, checks each day against its summary (rows, Σcount, digest),
     /// and returns the decoded states of the buckets in `wanted`, ascending.
     static func verifiedStates(
-        _ db: Database, camera: Int64, days: ClosedRange<Int64>, wanted: Range<Int64>
+        _ db: Database, camera: Int64, days: ClosedRange<Int64>, wanted: Range<Int64>, lanes: Bool = true
     ) throws -> [(bucket: Int64, state: BucketState)] {
         var expected: [Int64: DaySummary] = [:]
         let summaries = try Row.fetchCursor(
@@ -219,7 +219,7 @@ extension SQLiteStore {
             try row.withUnsafeData(atIndex: 1) { data in
                 let data = data ?? Data()
                 if wanted.contains(bucket) {
-                    let state = try decode(data, camera: camera, bucket: bucket, db)
+                    let state = try decode(data, camera: camera, bucket: bucket, db, lanes: lanes)
                     data.withUnsafeBytes { actual.add(camera: camera, bucket: bucket, state: $0, count: state.count) }
                     result.append((bucket, state))
                 } else {

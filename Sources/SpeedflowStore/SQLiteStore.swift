@@ -350,12 +350,12 @@ public final class SQLiteStore: StoreWriter {
 
     /// Reads the whole UTC days the range touches (one camera-day is 288 small rows) and checks each against its
     /// summary before returning only the buckets asked for.
-    public func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)] {
+    public func readStates(camera: Int64, buckets range: Range<Int64>, lanes: Bool) async throws -> [(bucket: Int64, state: BucketState)] {
         guard !range.isEmpty else { return [] }
         return try await guarded("reading a camera's buckets") {
             try await pool.read { db in
                 let days = range.lowerBound.floorDiv(Self.bucketsPerDay)...(range.upperBound - 1).floorDiv(Self.bucketsPerDay)
-                return try Self.verifiedStates(db, camera: camera, days: days, wanted: range)
+                return try Self.verifiedStates(db, camera: camera, days: days, wanted: range, lanes: lanes)
             }
         }
     }
@@ -372,7 +372,8 @@ public final class SQLiteStore: StoreWriter {
                 while let row = try rows.next() {
                     let camera: Int64 = row[0], bucket: Int64 = row[1]
                     result[camera, default: [:]][bucket] = try row.withUnsafeData(atIndex: 2) { data in
-                        try Self.decode(data, camera: camera, bucket: bucket, db)
+                        // The fleet view reads the current window's figures only.
+                        try Self.decode(data, camera: camera, bucket: bucket, db, lanes: false)
                     }
                 }
                 return result
@@ -402,7 +403,8 @@ public final class SQLiteStore: StoreWriter {
                 while let row = try rows.next() {
                     let camera: Int64 = row[0], bucket: Int64 = row[1]
                     result[camera, default: [:]][bucket] = try row.withUnsafeData(atIndex: 2) { data in
-                        try Self.decode(data, camera: camera, bucket: bucket, db)
+                        // The fleet view reads the current window's figures only.
+                        try Self.decode(data, camera: camera, bucket: bucket, db, lanes: false)
                     }
                 }
                 return result

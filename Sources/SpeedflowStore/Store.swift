@@ -86,8 +86,10 @@ public protocol StoreReader: Sendable {
     /// The sequence state (ledger and newest report) of the given cameras, or of every camera that has one when
     /// `cameras` is `nil`; cameras without any are absent.
     func sequences(cameras: [Int64]?) throws -> [Int64: CameraSequence]
-    /// Aggregates of `camera` for bucket numbers in `range`, ascending; absent buckets are omitted.
-    func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)]
+    /// Aggregates of `camera` for bucket numbers in `range`, ascending; absent buckets are omitted. With
+    /// `lanes: false` the per-lane states are not decoded (`BucketState.lanesOmitted`): a query of the camera's
+    /// figures reads each bucket at the cost it had before lanes were kept.
+    func readStates(camera: Int64, buckets range: Range<Int64>, lanes: Bool) async throws -> [(bucket: Int64, state: BucketState)]
     /// Aggregates of every camera for bucket numbers in `range` (for the fleet view: the current window).
     func statesByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]]
     /// Event counts of every camera per bucket in `range` (for the fleet view: last hour, today), without
@@ -212,4 +214,11 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         "stop the server and run `speedflow rebuild` (it moves the damaged store aside, recomputes every bucket the log still covers and keeps the older days that still verify), or restore store.sqlite from a backup"
 
     public var description: String { "\(reason): \(message)" }
+}
+
+extension StoreReader {
+    /// Aggregates of `camera` for bucket numbers in `range` with their lanes.
+    public func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)] {
+        try await readStates(camera: camera, buckets: range, lanes: true)
+    }
 }

@@ -93,6 +93,27 @@ import SpeedflowTestSupport
         expectMatches(try BucketState.decode(merged.encoded()), passes)
     }
 
+    @Test func aQueryOfTheCameraReadsTheFiguresWithoutDecodingLanes() throws {
+        var rng = SeededRandom(seed: 11)
+        let passes = Self.passes(300, rng: &rng)
+        var full = BucketState()
+        for p in passes { full.add(p.speed, lane: p.lane) }
+        let bytes = full.encoded()
+        let figures = try bytes.withUnsafeBytes { try BucketState.decode($0, lanes: false) }
+        #expect(figures.lanesOmitted && !full.lanesOmitted)
+        #expect(figures.count == full.count && figures.sum == full.sum && figures.histogram == full.histogram && figures.m2 == full.m2)
+        // Merging figures only: the same camera figures as a full merge, lanes left out.
+        var a = full, b = full
+        a.merge(full)
+        b.mergeFigures(figures)
+        #expect(b.lanesOmitted && b.count == a.count && b.sum == a.sum && b.histogram == a.histogram && b.mean == a.mean)
+        // A lane section whose length runs past the end is refused, with or without lanes.
+        var cut = bytes
+        cut.removeLast()
+        #expect(throws: EventRecord.FormatError.self) { try BucketState.decode(cut) }
+        #expect(throws: EventRecord.FormatError.self) { try cut.withUnsafeBytes { try BucketState.decode($0, lanes: false) } }
+    }
+
     @Test func aCameraWithoutLanesOrWithOneStoresNoLaneStates() throws {
         var none = BucketState(), one = BucketState()
         for v in [50.5, 61.0, 72.25] {

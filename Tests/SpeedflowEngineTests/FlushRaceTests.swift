@@ -30,8 +30,8 @@ final class OverlapDetectingStore: StoreWriter {
         offsets.withLock { $0.append(commit.logOffset) }
         try inner.commit(commit)
     }
-    func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)] {
-        try await inner.readStates(camera: camera, buckets: range)
+    func readStates(camera: Int64, buckets range: Range<Int64>, lanes: Bool) async throws -> [(bucket: Int64, state: BucketState)] {
+        try await inner.readStates(camera: camera, buckets: range, lanes: lanes)
     }
     func statesByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
         try await inner.statesByCamera(buckets: range)

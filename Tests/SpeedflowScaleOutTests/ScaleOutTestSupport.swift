@@ -199,8 +199,8 @@ final class FlakyStore: StoreWriter {
         return try base.loadBucket(key)
     }
     func commit(_ commit: StoreCommit) throws { try base.commit(commit) }
-    func readStates(camera: Int64, buckets range: Range<Int64>) async throws -> [(bucket: Int64, state: BucketState)] {
-        try await base.readStates(camera: camera, buckets: range)
+    func readStates(camera: Int64, buckets range: Range<Int64>, lanes: Bool) async throws -> [(bucket: Int64, state: BucketState)] {
+        try await base.readStates(camera: camera, buckets: range, lanes: lanes)
     }
     func statesByCamera(buckets range: Range<Int64>) async throws -> [Int64: [Int64: BucketState]] {
         try await base.statesByCamera(buckets: range)

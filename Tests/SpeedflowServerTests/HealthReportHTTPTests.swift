@@ -191,7 +191,7 @@ struct HealthReportHTTPTests {
         ) -> [String] {
             DayHealth.assess(
                 window: day, date: "1970-01-01", state: s, rejections: rejections, missing: missing, expectedDaily: expected,
-                registeredLanes: lanes, elapsedMs: elapsed
+                unknownLaneCount: lanes.map { LaneGroup.unknown(registeredLanes: $0).passes(of: s).count }, elapsedMs: elapsed
             ).reasons.map(\.rawValue)
         }
         let varied = state((0..<100).map { 50 + Double($0) / 10 })
