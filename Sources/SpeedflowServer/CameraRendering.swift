@@ -55,12 +55,9 @@ enum CameraRendering {
         json.raw(",\"today\":{\"status\":")
         let reasons = today(c, info: info, nowMs: nowMs)
         json.string(reasons.first?.rawValue ?? "ok")
-        json.raw(",\"reasons\":[")
-        for (i, r) in reasons.enumerated() {
-            if i > 0 { json.raw(",") }
-            json.string(r.rawValue)
-        }
-        json.raw("]}}")
+        json.raw(",\"reasons\":")
+        json.strings(reasons.map(\.rawValue))
+        json.raw("}}")
     }
 
     /// Today's health so far (the UTC day), by the daily rules (`DayHealth.Rules`) over what the fleet list has at

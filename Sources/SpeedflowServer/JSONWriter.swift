@@ -50,6 +50,17 @@ struct JSONWriter {
         raw(v ? "true" : "false")
     }
 
+    /// An array of strings, or `null`.
+    mutating func strings(_ values: [String]?) {
+        guard let values else { return raw("null") }
+        raw("[")
+        for (i, v) in values.enumerated() {
+            if i > 0 { raw(",") }
+            string(v)
+        }
+        raw("]")
+    }
+
     mutating func string(_ s: String?) {
         guard let s else { return raw("null") }
         bytes.append(34)

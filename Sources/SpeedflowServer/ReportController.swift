@@ -106,12 +106,9 @@ struct ReportController: Sendable {
         json.bool(d.partial)
         json.raw(",\"status\":")
         json.string(d.status)
-        json.raw(",\"reasons\":[")
-        for (i, r) in d.reasons.enumerated() {
-            if i > 0 { json.raw(",") }
-            json.string(r.rawValue)
-        }
-        json.raw("],\"count\":")
+        json.raw(",\"reasons\":")
+        json.strings(d.reasons.map(\.rawValue))
+        json.raw(",\"count\":")
         json.number(d.state.count)
         json.raw(",\"expected\":")
         json.number(d.expected)
@@ -300,17 +297,7 @@ struct ReportRow {
             case .text(let v): json.string(v)
             case .int(let v): json.number(v)
             case .double(let v): json.number(v)
-            case .list(let v):
-                guard let v else {
-                    json.raw("null")
-                    continue
-                }
-                json.raw("[")
-                for (j, r) in v.enumerated() {
-                    if j > 0 { json.raw(",") }
-                    json.string(r)
-                }
-                json.raw("]")
+            case .list(let v): json.strings(v)
             }
         }
         json.raw("}")
