@@ -217,7 +217,7 @@ struct ReportController: Sendable {
         let answered = try await queries.windowReports(kvfvId: id, windows: [window], groups: groups, limitAt: QueryController.limits(info))
         let days = try await queries.health(kvfvId: id, fromMs: window.startMs, toMs: window.endMs, zone: zone.zone, info: info) ?? []
         let worst = days.compactMap { $0.reasons.first }.min()
-        let status = answered == nil ? "down" : (worst?.rawValue ?? (days.isEmpty ? "ok" : "ok"))
+        let status = answered == nil ? "down" : (worst?.rawValue ?? "ok")
         let reasons = Set(days.flatMap(\.reasons)).sorted().map(\.rawValue)
         let notOk = days.count { !$0.reasons.isEmpty }
         let empty = WindowReport(window: window, state: BucketState())
