@@ -125,6 +125,7 @@ public enum Roles {
         _ node: HTTPNode, server: ServerConfiguration, auth: AuthConfiguration, dataDir: String, _ o: Observability,
         banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
     ) async throws {
+        MemoryTuning.keepFreedMemory()
         var (access, authServices) = try auth.resolve(host: server.host, dataDir: dataDir, secure: server.tls != nil, logger: o.logger)
         access.clientCertificates = server.tls?.clientCAFile != nil
         // On SIGTERM the drain service (listed last, so it stops first) answers every request 503 shutting_down
