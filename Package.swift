@@ -35,6 +35,9 @@ let package = Package(
     targets: [
         // Event, identity, validation, reason codes, body decoding (gzip via zlib). No IO.
         .target(name: "SpeedflowModel", dependencies: ["CZlib"], swiftSettings: strict),
+        // MQTT 3.1.1 and 5 packets: a strict codec with no dependencies (Codec/, which scripts/fuzz-mqtt compiles on its
+        // own) and the NIO frame decoder that feeds it.
+        .target(name: "SpeedflowMQTT", dependencies: [.product(name: "NIOCore", package: "swift-nio")], swiftSettings: strict),
         // Bucket state, merge, windows, percentiles. No IO, pure.
         .target(name: "SpeedflowAggregation", dependencies: ["SpeedflowModel"], swiftSettings: strict),
         // zlib, for CRC-32 of log records (Debian: zlib1g-dev).
@@ -170,6 +173,7 @@ let package = Package(
         ], path: "bench/Sources/speedflow-bench", swiftSettings: strict),
 
         .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel", "SpeedflowTestSupport"]),
+        .testTarget(name: "SpeedflowMQTTTests", dependencies: ["SpeedflowMQTT", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowAuthTests", dependencies: ["SpeedflowAuth", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowRegistryTests", dependencies: ["SpeedflowRegistry", "SpeedflowModel", "SpeedflowTestSupport"]),
