@@ -101,9 +101,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
-        // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets.
+        // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets; the MQTT listener (MQTT/), which
+        // ingests through the same handler.
         .target(name: "SpeedflowServer", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine", "SpeedflowStore", "SpeedflowAuth", "SpeedflowRegistry",
+            "SpeedflowMQTT",
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -211,7 +214,7 @@ let package = Package(
         ]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
             "SpeedflowServer", "SpeedflowAuth", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
-            "SpeedflowRegistry", "SpeedflowTestSupport",
+            "SpeedflowRegistry", "SpeedflowTestSupport", "SpeedflowMQTT",
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "CompressNIO", package: "compress-nio"),
