@@ -33,9 +33,11 @@ struct MQTTIngestTests {
     }
 
     static func lastMQTTPort(_ log: String) -> Int? {
-        let marker = "speedflow MQTT listening on mqtt://127.0.0.1:"
+        let marker = "speedflow MQTT listening on mqtt"
         guard let range = log.range(of: marker, options: .backwards) else { return nil }
-        return Int(log[range.upperBound...].prefix { $0.isNumber })
+        let rest = log[range.upperBound...].drop { $0 == "s" }
+        guard rest.hasPrefix("://127.0.0.1:") else { return nil }
+        return Int(rest.dropFirst("://127.0.0.1:".count).prefix { $0.isNumber })
     }
 
     /// Runs a client to completion (killed after `timeout`): exit status, stdout and stderr together.
@@ -374,5 +376,30 @@ struct MQTTIngestTests {
         #expect(acked.batches.withLock { $0.count } == batches.count)
         print("MQTT kill -9 test: \(kills) kills, \(acked.failures.withLock { $0 }) failed attempts retried")
         try await Self.expectWindows(server.url, camera: "MQK", from: base, truth: batches.flatMap { $0 })
+    }
+
+    @Test("TLS with the HTTP certificate (mqtts): under mutual TLS with --auth required a camera certificate publishes for its camera without a password, attributed to the certificate; no client certificate, no connection")
+    func mutualTLS() async throws {
+        let pki = try await TLSTests.pki()
+        defer { pki.remove() }
+        try TLSTests.install("server", in: pki)
+        let server = try SpeedflowProcess(extraArguments: TLSTests.tlsArguments(pki, clientCA: true, extra: ["--auth", "required", "--mqtt-port", "0"]))
+        defer { server.remove() }
+        try await server.start()
+        #expect(server.logTail(1 << 16).contains("speedflow MQTT listening on mqtts://127.0.0.1:"))
+        let port = try await Self.mqttPort(server)
+        let event = Self.events("KV00001", count: 1, first: 0, base: Self.base())[0]
+        let tls = ["--cafile", pki.certificate("ca")]
+        let camera = tls + ["--cert", pki.certificate("camera"), "--key", pki.key("camera")]
+        for version in ["mqttv311", "mqttv5"] {
+            let r = try await Self.publish(port: port, camera + ["-V", version, "-q", "1", "-t", "speedflow/v1/events/KV00001", "-m", event.json])
+            #expect(r.status == 0, "\(version): \(r.output)")
+        }
+        let refused = try await Self.publish(port: port, tls + ["-q", "1", "-t", "speedflow/v1/events/KV00001", "-m", event.json])
+        #expect(refused.status != 0, "\(refused.output)")
+        server.stop()
+        let data = server.dataDirectory.path
+        let writes = try await offCooperativePool { try SpeedflowProcess.run(["log", "writes", "--data-dir", data]) }
+        #expect(writes.output.contains("cert:"), "\(writes.output)")
     }
 }
