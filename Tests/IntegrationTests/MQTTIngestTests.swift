@@ -6,10 +6,6 @@ import SpeedflowTestSupport
 import Synchronization
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// MQTT ingest end to end: the real binary with `--mqtt-port`, driven by clients nobody here wrote —
 /// `mosquitto_pub` (Debian mosquitto-clients, libmosquitto) and Eclipse Paho for Python (Debian python3-paho-mqtt)
 /// — in MQTT 3.1.1 and 5. What is acknowledged is queried back at once and must be exact.
@@ -40,34 +36,10 @@ struct MQTTIngestTests {
         return Int(rest.dropFirst("://127.0.0.1:".count).prefix { $0.isNumber })
     }
 
-    /// Runs a client to completion (killed after `timeout`): exit status, stdout and stderr together.
-    static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil, timeout: TimeInterval = 60) async throws -> (status: Int32, output: String) {
-        try await offCooperativePool {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = arguments
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            let input = Pipe()
-            p.standardInput = input
-            try p.run()
-            if let stdin { input.fileHandleForWriting.write(stdin) }
-            try input.fileHandleForWriting.close()
-            let deadline = Date().addingTimeInterval(timeout)
-            nonisolated(unsafe) var data = Data()
-            let readQueue = DispatchQueue(label: "mqtt-test-read")
-            let done = DispatchSemaphore(value: 0)
-            readQueue.async {
-                data = out.fileHandleForReading.readDataToEndOfFile()
-                done.signal()
-            }
-            while p.isRunning && Date() < deadline { usleep(10_000) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-            done.wait()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+    /// Runs a client to completion (killed after `timeout` seconds): exit status, stdout and stderr together.
+    static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil, timeout: Int = 60) async throws -> (status: Int32, output: String) {
+        let r = try await offCooperativePool { try ChildProcess.run(executable, arguments, input: stdin, timeout: .seconds(timeout)) }
+        return (r.status, r.stdout + r.stderr)
     }
 
     /// `mosquitto_pub -h 127.0.0.1 -p PORT ARGUMENTS…` (exit 0 for QoS 1 only once every message was acknowledged).

@@ -42,19 +42,8 @@ struct MQTTListenerTests {
             configuration: configuration, intake: engine.intake, server: ServerConfiguration(port: 0), access: .off, tls: nil, logger: logger,
             drainTimeout: .seconds(5), onListening: { port in bound.withLock { $0 = port } })
         let group = ServiceGroup(configuration: .init(services: [.init(service: listener)], logger: logger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            try await waitUntil("the MQTT listener listens", timeout: .seconds(30)) { bound.withLock { $0 } != nil }
-            let server = Server(engine: engine, port: bound.withLock { $0 }!, listener: listener, group: group)
-            do {
-                try await body(server)
-            } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+        try await withRunningGroup(group, until: "the MQTT listener listens", ready: { bound.withLock { $0 } != nil }) {
+            try await body(Server(engine: engine, port: bound.withLock { $0 }!, listener: listener, group: group))
         }
     }
 
