@@ -35,6 +35,9 @@ let package = Package(
     targets: [
         // Event, identity, validation, reason codes, body decoding (gzip via zlib). No IO.
         .target(name: "SpeedflowModel", dependencies: ["CZlib"], swiftSettings: strict),
+        // MQTT 3.1.1 and 5 packets: a strict codec with no dependencies (Codec/, which scripts/fuzz-mqtt compiles on its
+        // own) and the NIO frame decoder that feeds it.
+        .target(name: "SpeedflowMQTT", dependencies: [.product(name: "NIOCore", package: "swift-nio")], swiftSettings: strict),
         // Bucket state, merge, windows, percentiles. No IO, pure.
         .target(name: "SpeedflowAggregation", dependencies: ["SpeedflowModel"], swiftSettings: strict),
         // zlib, for CRC-32 of log records (Debian: zlib1g-dev).
@@ -98,9 +101,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
-        // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets.
+        // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets; the MQTT listener (MQTT/), which
+        // ingests through the same handler.
         .target(name: "SpeedflowServer", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine", "SpeedflowStore", "SpeedflowAuth", "SpeedflowRegistry",
+            "SpeedflowMQTT",
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -170,6 +176,7 @@ let package = Package(
         ], path: "bench/Sources/speedflow-bench", swiftSettings: strict),
 
         .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel", "SpeedflowTestSupport"]),
+        .testTarget(name: "SpeedflowMQTTTests", dependencies: ["SpeedflowMQTT", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowAuthTests", dependencies: ["SpeedflowAuth", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowRegistryTests", dependencies: ["SpeedflowRegistry", "SpeedflowModel", "SpeedflowTestSupport"]),
@@ -207,7 +214,7 @@ let package = Package(
         ]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
             "SpeedflowServer", "SpeedflowAuth", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
-            "SpeedflowRegistry", "SpeedflowTestSupport",
+            "SpeedflowRegistry", "SpeedflowTestSupport", "SpeedflowMQTT",
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "CompressNIO", package: "compress-nio"),

@@ -59,6 +59,8 @@ public struct ServeConfiguration: Sendable {
     public var registry = RegistryConfiguration()
     /// A PostgreSQL table read into the same engine, if any.
     public var postgresSource: PostgresSourceConfiguration?
+    /// The MQTT listener (`--mqtt-port`), if any. Default: none.
+    public var mqtt: MQTTConfiguration?
 
     public init() {}
 }
@@ -98,7 +100,8 @@ public enum Roles {
         }
         try await runHTTP(
             .serve(engine, registry: registry), server: c.server, auth: c.auth, dataDir: c.dataDir, o,
-            banner: { "speedflow listening on \(c.server.scheme)://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services)
+            banner: { "speedflow listening on \(c.server.scheme)://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services,
+            mqtt: c.mqtt)
     }
 
     /// Runs `api` until SIGTERM/SIGINT.
@@ -120,10 +123,12 @@ public enum Roles {
 
     /// Runs an HTTP role until SIGTERM/SIGINT: the role's `services` (the engine, then sources), and the HTTP
     /// server listed after them so it stops first (intake ends before the engine drains). `banner` gets the
-    /// bound port and is printed on stdout once the server listens.
+    /// bound port and is printed on stdout once the server listens. With `mqtt` (and an intake), the MQTT listener
+    /// runs beside HTTP on the same host, credentials and TLS, and prints its own line once it listens.
     public static func runHTTP(
         _ node: HTTPNode, server: ServerConfiguration, auth: AuthConfiguration, dataDir: String, _ o: Observability,
-        banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = [],
+        mqtt: MQTTConfiguration? = nil
     ) async throws {
         MemoryTuning.keepFreedMemory()
         var (access, authServices) = try auth.resolve(host: server.host, dataDir: dataDir, secure: server.tls != nil, logger: o.logger)
@@ -138,9 +143,18 @@ public enum Roles {
             onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
         // The reloader (SIGHUP, file changes) before the server, so it stops after it.
         let reloader: [ServiceGroupConfiguration.ServiceConfiguration] = tls.map { [.init(service: $0)] } ?? []
+        // After the engine and the reloader, so it stops before them (finishing its PUBLISHes in flight).
+        var listeners: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let mqtt, let intake = node.intake {
+            let url = "\(server.tls == nil ? "mqtt" : "mqtts")://\(server.host)"
+            let listener = MQTTListener(
+                configuration: mqtt, intake: intake, server: server, access: access, tls: tls, logger: o.logger,
+                onListening: { port in FileHandle.standardOutput.write(Data("speedflow MQTT listening on \(url):\(port)\n".utf8)) })
+            listeners.append(.init(service: listener))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: authServices + services + reloader + [.init(service: app), .init(service: DrainService(gate: drain))],
+                services: authServices + services + reloader + listeners + [.init(service: app), .init(service: DrainService(gate: drain))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: o.logger))
         try await group.run()
     }
