@@ -79,9 +79,13 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Small files several processes change and follow (credentials, camera registry): a lock file, atomic
+        // replacement, a fingerprint to notice new versions. POSIX only.
+        .target(name: "SpeedflowFiles", swiftSettings: strict),
         // Credentials (tokens with roles camera/reader/admin, stored as SHA-256), the credentials file every node
         // follows, the audit log. No HTTP.
         .target(name: "SpeedflowAuth", dependencies: [
+            "SpeedflowFiles",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -89,7 +93,7 @@ let package = Package(
         // The camera registry: name, road, position, speed limits with their history, lanes, time zone, expected
         // volume per camera; the file every node follows; CSV/GeoJSON import and export. No HTTP.
         .target(name: "SpeedflowRegistry", dependencies: [
-            "SpeedflowModel",
+            "SpeedflowModel", "SpeedflowFiles",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
