@@ -32,6 +32,7 @@ public struct Observability: Sendable {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultValueHistogramBuckets = IngestStats.latenessBounds
         MetricsSystem.bootstrap(factory)
+        OperationalMetrics.registerLazyCounters()
         return Observability(logger: logger, registry: registry)
     }
 
@@ -137,9 +138,11 @@ public enum Roles {
             onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
         // The reloader (SIGHUP, file changes) before the server, so it stops after it.
         let reloader: [ServiceGroupConfiguration.ServiceConfiguration] = tls.map { [.init(service: $0)] } ?? []
+        // Disk and camera-health gauges for /metrics, first so they are refreshed until the end.
+        let gauges: ServiceGroupConfiguration.ServiceConfiguration = .init(service: OperationalMetrics(dataDir: dataDir, queries: node.queries))
         let group = ServiceGroup(
             configuration: .init(
-                services: authServices + services + reloader + [.init(service: app), .init(service: DrainService(gate: drain))],
+                services: [gauges] + authServices + services + reloader + [.init(service: app), .init(service: DrainService(gate: drain))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: o.logger))
         try await group.run()
     }

@@ -119,9 +119,10 @@ extension Roles {
             onServerRunning: { channel in
                 FileHandle.standardOutput.write(Data("speedflow aggregate listening on http://\(c.server.host):\(channel.localAddress?.port ?? 0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))\n".utf8))
             }, logger: logger)
+        let gauges: ServiceGroupConfiguration.ServiceConfiguration = .init(service: OperationalMetrics(dataDir: c.dataDir, queries: nil))
         let group = ServiceGroup(
             configuration: .init(
-                services: authServices + [.init(service: service), .init(service: app)],
+                services: [gauges] + authServices + [.init(service: service), .init(service: app)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
