@@ -5,9 +5,16 @@
   check-ops.py dashboard DASHBOARD             the Grafana JSON is well formed: ids, grid, data source, queries
   check-ops.py metrics SCRAPE RULES DASHBOARD  every metric the rules and the dashboard use is in SCRAPE (a real
                                                /metrics answer), or one of EXTERNAL (not Speedflow's)
+  check-ops.py units DIR                       the systemd units in DIR agree: the roles' template has serve's
+                                               [Service] settings, every instance has its env file
+  check-ops.py settings BIN DIR...             every SPEEDFLOW_* variable of the env files in DIR... (also those
+                                               commented out) exists in `BIN <role> --help`
 """
+import glob
 import json
+import os
 import re
+import subprocess
 import sys
 
 import yaml
@@ -155,6 +162,83 @@ def metrics(scrape_path, rules_path, dashboard_path):
           % (len(own), ", ".join(sorted(n for n in seen if n in EXTERNAL))))
 
 
+def unit_service_settings(path):
+    """The [Service] key=value lines of a unit, comments left out."""
+    section, out = None, []
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def units(directory):
+    serve = unit_service_settings(os.path.join(directory, "speedflow.service"))
+    template = unit_service_settings(os.path.join(directory, "speedflow@.service"))
+    if "ExecStart=/usr/bin/speedflow serve" not in serve or "ExecStart=/usr/bin/speedflow %i" not in template:
+        fail("speedflow.service must run `speedflow serve`, speedflow@.service `speedflow %i`")
+    own = ("ExecStart=", "EnvironmentFile=")
+    a = [l for l in serve if not l.startswith(own)]
+    b = [l for l in template if not l.startswith(own)]
+    if a != b:
+        fail("speedflow@.service's [Service] settings differ from speedflow.service's:\n  only serve: %s\n  only roles: %s"
+             % (sorted(set(a) - set(b)), sorted(set(b) - set(a))))
+    for key in ("Type=notify", "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/speedflow",
+                "PrivateTmp=yes", "ProtectHome=yes", "CapabilityBoundingSet=", "Restart=on-failure", "User=speedflow"):
+        if key not in a:
+            fail("the units must set %s" % key)
+    if not any(l.startswith("WatchdogSec=") for l in a) or not any(l.startswith("LimitNOFILE=") for l in a):
+        fail("the units must set WatchdogSec= and LimitNOFILE=")
+    for role in ("ingest", "aggregate", "api"):
+        if not os.path.exists(os.path.join(directory, role + ".env")):
+            fail("speedflow@%s.service has no %s.env" % (role, role))
+    print("check-ops: units: speedflow.service and speedflow@.service share %d [Service] settings" % len(a))
+
+
+class Help:
+    """What `BIN <role> --help` offers: its options, and the SPEEDFLOW_* variables it names."""
+
+    def __init__(self, binary, role):
+        text = subprocess.run([binary, role, "--help"], check=True, capture_output=True, text=True).stdout
+        self.role = role
+        self.options = set(re.findall(r"^\s+(?:-[A-Za-z], )?--([a-z0-9][a-z0-9-]*)", text, re.M))
+        self.named = set(re.findall(r"SPEEDFLOW_[A-Z0-9_]+", text))
+        if "data-dir" not in self.options:
+            fail("`%s %s --help` lists no --data-dir: not the help of a role" % (binary, role))
+
+    def has_env(self, name):
+        # `speedflow --help`: every option can be set by SPEEDFLOW_<OPTION>; some help texts name theirs.
+        return name in self.named or name[len("SPEEDFLOW_"):].lower().replace("_", "-") in self.options
+
+
+def settings(binary, *directories):
+    helps = {}
+
+    def help_of(role):
+        if role not in helps:
+            helps[role] = Help(binary, role)
+        return helps[role]
+
+    problems = []
+    checked = 0
+    for directory in directories:
+        for path in sorted(glob.glob(os.path.join(directory, "*.env"))):
+            name = os.path.basename(path)[:-len(".env")]
+            h = help_of("serve" if name == "speedflow" else name)
+            for line in open(path):
+                m = re.match(r"\s*#?\s*(SPEEDFLOW_[A-Z0-9_]+)=", line)
+                if m:
+                    checked += 1
+                    if not h.has_env(m.group(1)):
+                        problems.append("%s: %s is no option of `speedflow %s`" % (path, m.group(1), h.role))
+    if problems:
+        fail("\n  ".join(["settings that the binary does not know:"] + problems))
+    print("check-ops: %d settings agree with %s" % (checked, ", ".join(
+        "`speedflow %s --help`" % r for r in sorted(helps))))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"alerts-tested": alerts_tested, "dashboard": dashboard, "metrics": metrics}[command](*args)
+    {"alerts-tested": alerts_tested, "dashboard": dashboard, "metrics": metrics, "units": units, "settings": settings}[command](*args)
