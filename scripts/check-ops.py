@@ -7,8 +7,9 @@
                                                /metrics answer), or one of EXTERNAL (not Speedflow's)
   check-ops.py units DIR                       the systemd units in DIR agree: the roles' template has serve's
                                                [Service] settings, every instance has its env file
-  check-ops.py settings BIN DIR...             every SPEEDFLOW_* variable of the env files in DIR... (also those
-                                               commented out) exists in `BIN <role> --help`
+  check-ops.py settings BIN DIR...             every flag and SPEEDFLOW_* variable the Kubernetes manifests and
+                                               the env files in DIR... pass exists in `BIN <role> --help`;
+                                               probes, ports, resources and mounted paths of the manifests agree
 """
 import glob
 import json
@@ -233,10 +234,97 @@ def settings(binary, *directories):
                     checked += 1
                     if not h.has_env(m.group(1)):
                         problems.append("%s: %s is no option of `speedflow %s`" % (path, m.group(1), h.role))
+        docs = [(path, doc) for path in sorted(glob.glob(os.path.join(directory, "*.yaml")))
+                for doc in yaml.safe_load_all(open(path)) if doc]
+        for path, doc in docs:
+            if doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet"):
+                checked += k8s_workload(path, doc, help_of, problems)
+        checked += k8s_wiring(directory, docs, problems)
     if problems:
-        fail("\n  ".join(["settings that the binary does not know:"] + problems))
-    print("check-ops: %d settings agree with %s" % (checked, ", ".join(
+        fail("\n  ".join(["the settings, the manifests and the binary disagree:"] + problems))
+    print("check-ops: %d settings (flags, SPEEDFLOW_* variables, probes, ports, mounts) agree with %s" % (checked, ", ".join(
         "`speedflow %s --help`" % r for r in sorted(helps))))
+
+
+def k8s_workload(path, doc, help_of, problems):
+    """A workload's containers: the role's flags and variables, port, probes, resources, and where its files are."""
+    where = "%s: %s %s" % (path, doc["kind"], doc["metadata"]["name"])
+    spec = doc["spec"]["template"]["spec"]
+    checked = 0
+    for c in spec["containers"]:
+        args = c.get("args") or []
+        if c.get("command") != ["/usr/bin/speedflow"] or not args:
+            problems.append("%s: run /usr/bin/speedflow with the role as the first argument" % where)
+            continue
+        h = help_of(args[0])
+        for a in args[1:]:
+            if a.startswith("--"):
+                checked += 1
+                if a[2:].split("=")[0] not in h.options:
+                    problems.append("%s: %s is no option of `speedflow %s`" % (where, a, h.role))
+        env = {}
+        for e in c.get("env", []):
+            checked += 1
+            env[e["name"]] = e.get("value")
+            if e["name"].startswith("SPEEDFLOW_") and not h.has_env(e["name"]):
+                problems.append("%s: %s is no option of `speedflow %s`" % (where, e["name"], h.role))
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        if str(ports.get("http")) != env.get("SPEEDFLOW_PORT"):
+            problems.append("%s: containerPort http (%s) is not SPEEDFLOW_PORT (%s)" % (where, ports.get("http"), env.get("SPEEDFLOW_PORT")))
+        if env.get("SPEEDFLOW_HOST") != "0.0.0.0":
+            problems.append("%s: SPEEDFLOW_HOST must be 0.0.0.0 (the default 127.0.0.1 is unreachable from the probes)" % where)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            get = c.get(probe, {}).get("httpGet", {})
+            checked += 1
+            if get.get("path") != "/health" or get.get("port") not in ports:
+                problems.append("%s: %s must GET /health on a named container port" % (where, probe))
+        res = c.get("resources", {})
+        if not res.get("requests", {}).get("cpu") or not res.get("requests", {}).get("memory") or not res.get("limits", {}).get("memory"):
+            problems.append("%s: needs cpu and memory requests and a memory limit" % where)
+        mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
+        for name, value in env.items():
+            if name == "SPEEDFLOW_DATA_DIR" or name.endswith("_FILE") or name in ("SPEEDFLOW_CREDENTIALS", "SPEEDFLOW_REGISTRY"):
+                checked += 1
+                if not any(value == m or value.startswith(m.rstrip("/") + "/") for m in mounts):
+                    problems.append("%s: %s=%s is on no mounted volume (the root file system is read-only)" % (where, name, value))
+        volumes = {v["name"] for v in spec.get("volumes", [])}
+        for m in c.get("volumeMounts", []):
+            if m["name"] not in volumes:
+                problems.append("%s: mount %s names no volume" % (where, m["name"]))
+    return checked
+
+def k8s_wiring(directory, docs, problems):
+    """Services reach pods (selector, named target port), workloads select their own pods, the kustomization lists
+    every file and names the image the containers use."""
+    checked = 0
+    workloads = [(p, d) for p, d in docs if d.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")]
+    for path, d in workloads:
+        labels = d["spec"]["template"]["metadata"].get("labels", {})
+        if any(labels.get(k) != v for k, v in d["spec"]["selector"]["matchLabels"].items()):
+            problems.append("%s: %s's selector does not match its pod labels" % (path, d["metadata"]["name"]))
+    for path, svc in ((p, d) for p, d in docs if d.get("kind") == "Service"):
+        checked += 1
+        selector = svc["spec"].get("selector", {})
+        pods = [d["spec"]["template"] for _, d in workloads
+                if all(d["spec"]["template"]["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())]
+        if not pods:
+            problems.append("%s: Service %s selects no pods" % (path, svc["metadata"]["name"]))
+        names = {port.get("name") for pod in pods for c in pod["spec"]["containers"] for port in c.get("ports", [])}
+        for port in svc["spec"]["ports"]:
+            if port.get("targetPort") not in names:
+                problems.append("%s: Service %s targets port %r, which its pods do not name" % (path, svc["metadata"]["name"], port.get("targetPort")))
+    kustomization = os.path.join(directory, "kustomization.yaml")
+    if os.path.exists(kustomization):
+        k = yaml.safe_load(open(kustomization))
+        files = {os.path.basename(p) for p, _ in docs} - {"kustomization.yaml"}
+        if set(k.get("resources", [])) != files:
+            problems.append("%s: resources %s, files %s" % (kustomization, sorted(k.get("resources", [])), sorted(files)))
+        images = {i["name"] for i in k.get("images", [])}
+        for path, d in workloads:
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                if c["image"] not in images:
+                    problems.append("%s: image %s is not set by the kustomization" % (path, c["image"]))
+    return checked
 
 
 if __name__ == "__main__":
