@@ -93,6 +93,37 @@ struct SystemdNotifyTests {
         #expect(Self.waitForExit(server, timeout: 60) && server.terminationStatus == 0)
     }
 
+    @Test("ingest and aggregate (librdkafka's mock cluster): READY=1 once listening, WATCHDOG=1, STOPPING=1 and exit 0")
+    func scaleOutRolesNotify() throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let mockLog = dir.appendingPathComponent("mock.log")
+        let mock = try Self.start(["dev", "kafka-mock", "--brokers", "1"], environment: [:], log: mockLog)
+        defer { Self.stop(mock) }
+        var brokers: String?
+        for _ in 0..<3000 where brokers == nil {
+            let text = String(decoding: (try? Data(contentsOf: mockLog)) ?? Data(), as: UTF8.self)
+            brokers = text.split(separator: "\n").first { $0.hasPrefix("bootstrap: ") }.map { String($0.dropFirst("bootstrap: ".count)) }
+            if brokers == nil { usleep(20_000) }
+        }
+        let bootstrap = try #require(brokers, "no bootstrap line from the mock cluster")
+        for role in ["ingest", "aggregate"] {
+            let socket = try NotifySocket(path: dir.appendingPathComponent("\(role).sock").path)
+            let log = dir.appendingPathComponent("server.log")
+            let server = try Self.start(
+                [role, "--log", "kafka", "--brokers", bootstrap, "--data-dir", dir.appendingPathComponent(role).path,
+                 "--host", "127.0.0.1", "--port", "0"],
+                environment: ["NOTIFY_SOCKET": socket.address, "WATCHDOG_USEC": "300000"], log: log)
+            defer { Self.stop(server) }
+            let ready = try #require(socket.receive(until: { $0.contains("READY=1") }, timeout: 120), "\(role): no READY=1 (log: \(Self.tail(dir)))")
+            #expect(try Self.health(port: try #require(Self.port(in: ready.message))) == 200, "\(role)")
+            #expect(socket.receiveAll(for: 1.0).contains("WATCHDOG=1"), "\(role)")
+            kill(server.processIdentifier, SIGTERM)
+            #expect(socket.receive(until: { $0.contains("STOPPING=1") }, timeout: 30) != nil, "\(role): no STOPPING=1")
+            #expect(Self.waitForExit(server, timeout: 60) && server.terminationStatus == 0, "\(role): exit \(server.terminationStatus)")
+        }
+    }
+
     // MARK: - The process
 
     static func directory() throws -> URL {
