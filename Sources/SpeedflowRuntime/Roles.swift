@@ -24,6 +24,8 @@ public struct Observability: Sendable {
     public let logger: Logger
     /// Served by every role on `GET /metrics`.
     public let registry: PrometheusCollectorRegistry
+    /// systemd's `NOTIFY_SOCKET`, when started by a `Type=notify` unit (readiness, watchdog, stopping).
+    public let systemd: SystemdNotifier?
 
     /// Log lines to stderr at `level` (trace … critical; anything else is info); swift-metrics into Prometheus.
     public static func bootstrap(logLevel level: String) -> Observability {
@@ -32,7 +34,8 @@ public struct Observability: Sendable {
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultValueHistogramBuckets = IngestStats.latenessBounds
         MetricsSystem.bootstrap(factory)
-        return Observability(logger: logger, registry: registry)
+        OperationalMetrics.registerLazyCounters()
+        return Observability(logger: logger, registry: registry, systemd: SystemdNotifier.fromEnvironment())
     }
 
     /// Logging only (tools: `log check`, `rebuild`, `clickhouse migrate`): lines to stderr at `level`.
@@ -92,6 +95,7 @@ public enum Roles {
         let engine = try Engine(log: log, store: store, configuration: c.engine, logger: logger)
         try engine.recover(progress: { done, total, events in
             logger.info("Replaying log", metadata: ["replay.bytes": "\(done)/\(total)", "replay.events": "\(events)"])
+            o.systemd?.replaying(status: "Replaying log: \(done)/\(total) bytes, \(events) events")
         })
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [registryWatcher, .init(service: EngineService(engine: engine))]
         if let source = c.postgresSource {
@@ -140,7 +144,10 @@ public enum Roles {
         let tls = try server.tls.map { try TLSCertificates(files: $0, logger: o.logger) }
         let app = SpeedflowHTTP.application(
             node: node, configuration: server, prometheus: o.registry, logger: o.logger, access: access, drain: drain, tls: tls,
-            onServerRunning: { port in FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8)) })
+            onServerRunning: { port in
+                FileHandle.standardOutput.write(Data((banner(port) + "\n").utf8))
+                o.systemd?.ready(status: "Listening on port \(port)")
+            })
         // The reloader (SIGHUP, file changes) before the server, so it stops after it.
         let reloader: [ServiceGroupConfiguration.ServiceConfiguration] = tls.map { [.init(service: $0)] } ?? []
         // After the engine and the reloader, so it stops before them (finishing its PUBLISHes in flight).
@@ -152,10 +159,15 @@ public enum Roles {
                 onListening: { port in FileHandle.standardOutput.write(Data("speedflow MQTT listening on \(url):\(port)\n".utf8)) })
             listeners.append(.init(service: listener))
         }
+        // Disk and camera-health gauges for /metrics, first so they are refreshed until the end.
+        let gauges: ServiceGroupConfiguration.ServiceConfiguration = .init(service: OperationalMetrics(dataDir: dataDir, queries: node.queries))
+        // Last (so told first on SIGTERM): the drain, and systemd's STOPPING=1 before it.
+        let last: [ServiceGroupConfiguration.ServiceConfiguration] =
+            [.init(service: app), .init(service: DrainService(gate: drain))] + stoppingService(o)
         let group = ServiceGroup(
             configuration: .init(
-                services: authServices + services + reloader + listeners + [.init(service: app), .init(service: DrainService(gate: drain))],
+                services: [gauges] + authServices + services + reloader + listeners + last,
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: o.logger))
-        try await group.run()
+        try await runNotifying(group, o)
     }
 }

@@ -118,12 +118,14 @@ extension Roles {
             router: router, configuration: .init(address: .hostname(c.server.host, port: c.server.port)),
             onServerRunning: { channel in
                 FileHandle.standardOutput.write(Data("speedflow aggregate listening on http://\(c.server.host):\(channel.localAddress?.port ?? 0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))\n".utf8))
+                o.systemd?.ready(status: "Listening on port \(channel.localAddress?.port ?? 0)")
             }, logger: logger)
+        let gauges: ServiceGroupConfiguration.ServiceConfiguration = .init(service: OperationalMetrics(dataDir: c.dataDir, queries: nil))
         let group = ServiceGroup(
             configuration: .init(
-                services: authServices + [.init(service: service), .init(service: app)],
+                services: [gauges] + authServices + [.init(service: service), .init(service: app)] + stoppingService(o),
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        try await runNotifying(group, o)
     }
 }
 #endif
