@@ -35,6 +35,9 @@ let package = Package(
     targets: [
         // Event, identity, validation, reason codes, body decoding (gzip via zlib). No IO.
         .target(name: "SpeedflowModel", dependencies: ["CZlib"], swiftSettings: strict),
+        // MQTT 3.1.1 and 5 packets: a strict codec with no dependencies (Codec/, which scripts/fuzz-mqtt compiles on its
+        // own) and the NIO frame decoder that feeds it.
+        .target(name: "SpeedflowMQTT", dependencies: [.product(name: "NIOCore", package: "swift-nio")], swiftSettings: strict),
         // Bucket state, merge, windows, percentiles. No IO, pure.
         .target(name: "SpeedflowAggregation", dependencies: ["SpeedflowModel"], swiftSettings: strict),
         // zlib, for CRC-32 of log records (Debian: zlib1g-dev).
@@ -76,9 +79,13 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], swiftSettings: strict),
+        // Small files several processes change and follow (credentials, camera registry): a lock file, atomic
+        // replacement, a fingerprint to notice new versions. POSIX only.
+        .target(name: "SpeedflowFiles", swiftSettings: strict),
         // Credentials (tokens with roles camera/reader/admin, stored as SHA-256), the credentials file every node
         // follows, the audit log. No HTTP.
         .target(name: "SpeedflowAuth", dependencies: [
+            "SpeedflowFiles",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -86,7 +93,7 @@ let package = Package(
         // The camera registry: name, road, position, speed limits with their history, lanes, time zone, expected
         // volume per camera; the file every node follows; CSV/GeoJSON import and export. No HTTP.
         .target(name: "SpeedflowRegistry", dependencies: [
-            "SpeedflowModel",
+            "SpeedflowModel", "SpeedflowFiles",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
@@ -98,9 +105,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
-        // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets.
+        // HTTP: Hummingbird routes, ingest/query handlers, dashboard and OpenAPI assets; the MQTT listener (MQTT/), which
+        // ingests through the same handler.
         .target(name: "SpeedflowServer", dependencies: [
             "SpeedflowModel", "SpeedflowAggregation", "SpeedflowEngine", "SpeedflowStore", "SpeedflowAuth", "SpeedflowRegistry",
+            "SpeedflowMQTT",
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -170,6 +180,7 @@ let package = Package(
         ], path: "bench/Sources/speedflow-bench", swiftSettings: strict),
 
         .testTarget(name: "SpeedflowModelTests", dependencies: ["SpeedflowModel", "SpeedflowTestSupport"]),
+        .testTarget(name: "SpeedflowMQTTTests", dependencies: ["SpeedflowMQTT", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SpeedflowAggregationTests", dependencies: ["SpeedflowAggregation", "SpeedflowModel", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowAuthTests", dependencies: ["SpeedflowAuth", "SpeedflowTestSupport"]),
         .testTarget(name: "SpeedflowRegistryTests", dependencies: ["SpeedflowRegistry", "SpeedflowModel", "SpeedflowTestSupport"]),
@@ -207,7 +218,7 @@ let package = Package(
         ]),
         .testTarget(name: "SpeedflowServerTests", dependencies: [
             "SpeedflowServer", "SpeedflowAuth", "SpeedflowEngine", "SpeedflowModel", "SpeedflowLog", "SpeedflowStore", "SpeedflowAggregation",
-            "SpeedflowRegistry", "SpeedflowTestSupport",
+            "SpeedflowRegistry", "SpeedflowTestSupport", "SpeedflowMQTT",
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "CompressNIO", package: "compress-nio"),

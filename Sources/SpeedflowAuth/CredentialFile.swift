@@ -1,13 +1,14 @@
 import Foundation
+import SpeedflowFiles
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The credentials file: JSON, `{"format":1,"credentials":[…]}`, mode 0600, replaced atomically (write a
-/// temporary file, fsync, rename, fsync the directory) under an exclusive `flock` on `<file>.lock`, so the CLI
-/// and a running server's admin API can both change it. Revoked credentials stay listed (attribution needs
-/// their ids). Nodes reload it when it changes (`CredentialStore`).
+/// temporary file, fsync, rename, fsync the directory) under an exclusive `flock` on `<file>.lock` (`SharedFile`),
+/// so the CLI and a running server's admin API can both change it. Revoked credentials stay listed (attribution
+/// needs their ids). Nodes reload it when it changes (`CredentialStore`).
 public enum CredentialFile {
     public static let format = 1
     /// `<data dir>/credentials.json` for `serve`.
@@ -50,43 +51,15 @@ public enum CredentialFile {
         } catch {
             throw CredentialError("credentials_unwritable", "cannot encode credentials: \(error)")
         }
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CredentialError("credentials_unwritable", "cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw CredentialError("credentials_unwritable", "cannot write \(path): \(String(cString: strerror(errno)))")
-        }
-        let directory = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
-        if directory >= 0 {
-            fsync(directory)
-            close(directory)
-        }
+        try SharedFile.replace(path, with: data, mode: 0o600, failure: unwritable)
     }
 
     /// Runs `body` holding the file's exclusive lock.
     static func withLock<T>(_ path: String, _ body: () throws(CredentialError) -> T) throws(CredentialError) -> T {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        }
-        let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CredentialError("credentials_unwritable", "cannot open \(path).lock: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard flock(fd, LOCK_EX) == 0 else { throw CredentialError("credentials_unwritable", "cannot lock \(path).lock") }
-        defer { flock(fd, LOCK_UN) }
-        return try body()
+        try SharedFile.withLock(path, mode: 0o600, directoryPermissions: 0o700, failure: unwritable, body)
     }
 
-    /// Identity of the file's current version: inode, size and modification time (a rename changes the inode).
-    static func fingerprint(_ path: String) -> [Int]? {
-        var s = stat()
-        guard stat(path, &s) == 0 else { return nil }
-        return [Int(s.st_ino), Int(s.st_size), Int(s.st_mtim.tv_sec), Int(s.st_mtim.tv_nsec)]
-    }
+    static func unwritable(_ message: String) -> CredentialError { CredentialError("credentials_unwritable", message) }
 }
 
 /// Append-only audit trail of credential changes: one JSON object per line, fsync'd before the change is

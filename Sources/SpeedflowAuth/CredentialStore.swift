@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import SpeedflowFiles
 import Synchronization
 
 /// A node's view of the credentials file: checks presented tokens, and follows the file as the CLI, the admin
@@ -24,7 +25,7 @@ public final class CredentialStore: Sendable {
     /// throws and leaves the previous set in force.
     @discardableResult
     public func reloadIfChanged() throws(CredentialError) -> Bool {
-        let fingerprint = CredentialFile.fingerprint(path)
+        let fingerprint = SharedFile.fingerprint(path)
         if fingerprint == state.withLock({ $0.fingerprint }) { return false }
         let records = try CredentialFile.load(path)
         state.withLock {

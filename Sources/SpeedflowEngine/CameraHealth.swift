@@ -164,20 +164,50 @@ extension CameraQueries {
     public func health(
         kvfvId: String, fromMs: Int64, toMs: Int64, zone: TimeZone, info: CameraInfo?, rules: DayHealth.Rules = DayHealth.Rules()
     ) async throws -> [DayHealth]? {
-        let now = clock()
-        let end = min(toMs, now + 1)
-        // A range wholly in the future has no day to assess yet.
-        let days = end > fromMs ? try WindowPlanner.windows(fromMs: fromMs, toMs: end, interval: .oneDay, timeZone: zone) : []
+        let days = try healthDays(fromMs: fromMs, toMs: toMs, zone: zone)
         guard !days.isEmpty else { return view.hotStates(kvfvId: kvfvId, buckets: 0..<0).map { _ in [] } }
+        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: days, lanes: info?.lanes != nil) else { return nil }
+        return try await assess(found, days: days, zone: zone, info: info, rules: rules)
+    }
+
+    /// A period's figures for `groups` (as `windowReports`) and the health of its local days (as `health`), from
+    /// one read of the camera's buckets: a report row needs both. `nil` for a camera never seen.
+    public func periodReport(
+        kvfvId: String, period: Window, groups: [LaneGroup], limitAt: ((Int64) -> Int?)?, zone: TimeZone, info: CameraInfo?,
+        rules: DayHealth.Rules = DayHealth.Rules()
+    ) async throws -> (groups: [WindowReport], days: [DayHealth])? {
+        let lanes = groups.contains { $0 != .camera } || info?.lanes != nil
+        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: [period], lanes: lanes) else { return nil }
+        let completeness = try view.sequences([found.camera])[found.camera]?.completeness(of: [(period.startMs, period.endMs)])
+        let reports = groups.map { group in
+            let figures = WindowFigures.fold(found.buckets, into: [period], group: group, limitAt: limitAt)[0]
+            return WindowReport(window: period, state: figures.state, completeness: completeness?[0], compliance: figures.compliance)
+        }
+        let days = try healthDays(fromMs: period.startMs, toMs: period.endMs, zone: zone)
+        return (reports, try await assess(found, days: days, zone: zone, info: info, rules: rules))
+    }
+
+    /// The local days of `[fromMs, toMs)` that have begun.
+    private func healthDays(fromMs: Int64, toMs: Int64, zone: TimeZone) throws -> [Window] {
+        let end = min(toMs, clock() + 1)
+        // A range wholly in the future has no day to assess yet.
+        return end > fromMs ? try WindowPlanner.windows(fromMs: fromMs, toMs: end, interval: .oneDay, timeZone: zone) : []
+    }
+
+    /// `days` assessed from the camera's buckets under them (lanes decoded when it registers lanes).
+    private func assess(
+        _ found: (camera: Int64, buckets: [(bucket: Int64, state: BucketState)]), days: [Window], zone: TimeZone, info: CameraInfo?,
+        rules: DayHealth.Rules
+    ) async throws -> [DayHealth] {
+        guard let first = days.first, let last = days.last else { return [] }
+        let now = clock()
         let registeredLanes = info?.lanes
-        guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: days, lanes: registeredLanes != nil) else { return nil }
         let figures = WindowFigures.fold(found.buckets, into: days)
         let unknownLane = registeredLanes.map {
             WindowFigures.fold(found.buckets, into: days, group: .unknown(registeredLanes: $0)).map(\.state.count)
         }
         let completeness = try view.sequences([found.camera])[found.camera]?.completeness(of: days.map { ($0.startMs, $0.endMs) })
-        let arrival = days[0].buckets.lowerBound..<days[days.count - 1].buckets.upperBound
-        let rejections = try await self.rejections(kvfvId: kvfvId, buckets: arrival) ?? [:]
+        let rejections = try await self.rejections(camera: found.camera, buckets: first.buckets.lowerBound..<last.buckets.upperBound)
         return days.enumerated().map { i, day in
             var tally: [RejectionReason: Int64] = [:]
             for (bucket, reasons) in rejections where day.buckets.contains(bucket) {

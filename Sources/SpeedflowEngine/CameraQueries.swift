@@ -236,11 +236,14 @@ public struct CameraQueries: Sendable {
         }
         let range = first.buckets.lowerBound..<max(first.buckets.lowerBound, last.buckets.upperBound)
         guard let hot = view.hotStates(kvfvId: kvfvId, buckets: range) else { return nil }
-        var byBucket = hot.states
-        for (bucket, state) in try await store.readStates(camera: hot.camera, buckets: range, lanes: lanes) where byBucket[bucket] == nil {
-            byBucket[bucket] = state
-        }
-        return (hot.camera, byBucket.sorted { $0.key < $1.key }.map { (bucket: $0.key, state: $0.value) })
+        // The store's rows come ascending; memory's (a bucket not flushed yet, or newer than its row) win and are
+        // few, so only then is the list sorted.
+        let stored = try await store.readStates(camera: hot.camera, buckets: range, lanes: lanes)
+        guard !hot.states.isEmpty else { return (hot.camera, stored) }
+        var merged = stored.filter { hot.states[$0.bucket] == nil }
+        merged.append(contentsOf: hot.states.map { (bucket: $0.key, state: $0.value) })
+        merged.sort { $0.bucket < $1.bucket }
+        return (hot.camera, merged)
     }
 
     /// Every camera with its health and recent figures.

@@ -46,6 +46,11 @@ extension CameraQueries {
     /// without rejections are absent; `nil` for a camera never seen.
     public func rejections(kvfvId: String, buckets: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]]? {
         guard let camera = view.hotStates(kvfvId: kvfvId, buckets: 0..<0)?.camera else { return nil }
+        return try await rejections(camera: camera, buckets: buckets)
+    }
+
+    /// The same by the camera's store id.
+    func rejections(camera: Int64, buckets: Range<Int64>) async throws -> [Int64: [RejectionReason: Int64]] {
         guard !buckets.isEmpty else { return [:] }
         let store = self.store
         let (memory, stored) = try await view.unflushedRejections(camera: camera, buckets: buckets) {

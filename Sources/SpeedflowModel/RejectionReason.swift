@@ -33,6 +33,9 @@ public enum RejectionReason: String, Error, Sendable, CaseIterable, Codable, Has
     /// The writer's camera credential does not cover the event's `kvfv_id` (auth required; the rest of the
     /// batch is unaffected).
     case forbiddenKvfvId = "forbidden_kvfv_id"
+    /// MQTT: the event's `kvfv_id` is not the camera of the topic it was published on
+    /// (`speedflow/v1/events/{kvfv_id}`); the rest of the payload is unaffected.
+    case topicMismatch = "topic_mismatch"
 }
 
 /// One rejected element of a batch: its position and why.

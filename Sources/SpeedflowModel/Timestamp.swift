@@ -70,30 +70,51 @@ public enum Timestamp {
 
     /// Formats as `YYYY-MM-DDTHH:MM:SSZ`, with `.mmm` only when the milliseconds are not zero.
     public static func format(_ ms: Int64) -> String {
+        guard let length = formattedLength(ms) else { return "\(civil(ms).year)-out-of-range" }
+        return String(unsafeUninitializedCapacity: length) { out in write(ms, into: out) }
+    }
+
+    /// Appends `format(ms)` to `out` without making a string: a query answer writes two per window.
+    public static func append(_ ms: Int64, to out: inout [UInt8]) {
+        guard let length = formattedLength(ms) else { return out.append(contentsOf: format(ms).utf8) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
+            _ = write(ms, into: buffer)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<length]))
+        }
+    }
+
+    /// 20 or 24 bytes; `nil` for a year outside 0…9999.
+    private static func formattedLength(_ ms: Int64) -> Int? {
+        guard (0...9999).contains(civil(ms).year) else { return nil }
+        return ms.floorDivMod(1000).1 != 0 ? 24 : 20
+    }
+
+    private static func civil(_ ms: Int64) -> (year: Int, month: Int, day: Int) {
+        civilFromDays(Int(ms.floorDivMod(1000).0.floorDivMod(86_400).0))
+    }
+
+    /// Writes the digits straight into `out` (at least 24 bytes; the year in 0…9999); returns the length.
+    private static func write(_ ms: Int64, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
         let (secs, millis) = ms.floorDivMod(1000)
         let (days, secOfDay) = secs.floorDivMod(86_400)
         let (y, m, d) = civilFromDays(Int(days))
-        guard (0...9999).contains(y) else { return "\(y)-out-of-range" }
         let hh = Int(secOfDay / 3600), mm = Int(secOfDay % 3600 / 60), ss = Int(secOfDay % 60)
-        // Runs twice per window of every query answer: write digits straight into one small buffer.
         let length = millis != 0 ? 24 : 20
-        return String(unsafeUninitializedCapacity: length) { out in
-            func put(_ v: Int, _ width: Int, at i: Int) {
-                var x = v
-                for k in stride(from: i + width - 1, through: i, by: -1) {
-                    out[k] = UInt8(48 + x % 10)
-                    x /= 10
-                }
+        func put(_ v: Int, _ width: Int, at i: Int) {
+            var x = v
+            for k in stride(from: i + width - 1, through: i, by: -1) {
+                out[k] = UInt8(48 + x % 10)
+                x /= 10
             }
-            put(y, 4, at: 0); out[4] = 45; put(m, 2, at: 5); out[7] = 45; put(d, 2, at: 8); out[10] = 84
-            put(hh, 2, at: 11); out[13] = 58; put(mm, 2, at: 14); out[16] = 58; put(ss, 2, at: 17)
-            if millis != 0 {
-                out[19] = 46
-                put(Int(millis), 3, at: 20)
-            }
-            out[length - 1] = 90
-            return length
         }
+        put(y, 4, at: 0); out[4] = 45; put(m, 2, at: 5); out[7] = 45; put(d, 2, at: 8); out[10] = 84
+        put(hh, 2, at: 11); out[13] = 58; put(mm, 2, at: 14); out[16] = 58; put(ss, 2, at: 17)
+        if millis != 0 {
+            out[19] = 46
+            put(Int(millis), 3, at: 20)
+        }
+        out[length - 1] = 90
+        return length
     }
 
     static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }

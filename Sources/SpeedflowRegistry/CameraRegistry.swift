@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import SpeedflowFiles
 import Synchronization
 
 /// A node's view of the camera registry file, like `CredentialStore` for credentials: answers lookups from
@@ -38,7 +39,7 @@ public final class CameraRegistry: Sendable {
     /// throws and leaves the previous registry in force.
     @discardableResult
     public func reloadIfChanged() throws(RegistryError) -> Bool {
-        let fingerprint = RegistryFile.fingerprint(path)
+        let fingerprint = SharedFile.fingerprint(path)
         if fingerprint == state.withLock({ $0.fingerprint }) && state.withLock({ $0.revision }) > 0 { return false }
         let cameras = try RegistryFile.load(path)
         return adopt(cameras, fingerprint: fingerprint)
@@ -100,7 +101,7 @@ public final class CameraRegistry: Sendable {
             body(&cameras)
             cameras.sort { $0.kvfvId < $1.kvfvId }
             try RegistryFile.save(cameras, to: path)
-            return (cameras, RegistryFile.fingerprint(path))
+            return (cameras, SharedFile.fingerprint(path))
         }
         adopt(cameras, fingerprint: fingerprint)
     }

@@ -62,6 +62,8 @@ public struct ServeConfiguration: Sendable {
     public var registry = RegistryConfiguration()
     /// A PostgreSQL table read into the same engine, if any.
     public var postgresSource: PostgresSourceConfiguration?
+    /// The MQTT listener (`--mqtt-port`), if any. Default: none.
+    public var mqtt: MQTTConfiguration?
 
     public init() {}
 }
@@ -102,7 +104,8 @@ public enum Roles {
         }
         try await runHTTP(
             .serve(engine, registry: registry), server: c.server, auth: c.auth, dataDir: c.dataDir, o,
-            banner: { "speedflow listening on \(c.server.scheme)://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services)
+            banner: { "speedflow listening on \(c.server.scheme)://\(c.server.host):\($0) (data: \(c.dataDir))" }, services: services,
+            mqtt: c.mqtt)
     }
 
     /// Runs `api` until SIGTERM/SIGINT.
@@ -124,11 +127,14 @@ public enum Roles {
 
     /// Runs an HTTP role until SIGTERM/SIGINT: the role's `services` (the engine, then sources), and the HTTP
     /// server listed after them so it stops first (intake ends before the engine drains). `banner` gets the
-    /// bound port and is printed on stdout once the server listens.
+    /// bound port and is printed on stdout once the server listens. With `mqtt` (and an intake), the MQTT listener
+    /// runs beside HTTP on the same host, credentials and TLS, and prints its own line once it listens.
     public static func runHTTP(
         _ node: HTTPNode, server: ServerConfiguration, auth: AuthConfiguration, dataDir: String, _ o: Observability,
-        banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        banner: @escaping @Sendable (Int) -> String, services: [ServiceGroupConfiguration.ServiceConfiguration] = [],
+        mqtt: MQTTConfiguration? = nil
     ) async throws {
+        MemoryTuning.keepFreedMemory()
         var (access, authServices) = try auth.resolve(host: server.host, dataDir: dataDir, secure: server.tls != nil, logger: o.logger)
         access.clientCertificates = server.tls?.clientCAFile != nil
         // On SIGTERM the drain service (listed last, so it stops first) answers every request 503 shutting_down
@@ -144,6 +150,15 @@ public enum Roles {
             })
         // The reloader (SIGHUP, file changes) before the server, so it stops after it.
         let reloader: [ServiceGroupConfiguration.ServiceConfiguration] = tls.map { [.init(service: $0)] } ?? []
+        // After the engine and the reloader, so it stops before them (finishing its PUBLISHes in flight).
+        var listeners: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let mqtt, let intake = node.intake {
+            let url = "\(server.tls == nil ? "mqtt" : "mqtts")://\(server.host)"
+            let listener = MQTTListener(
+                configuration: mqtt, intake: intake, server: server, access: access, tls: tls, logger: o.logger,
+                onListening: { port in FileHandle.standardOutput.write(Data("speedflow MQTT listening on \(url):\(port)\n".utf8)) })
+            listeners.append(.init(service: listener))
+        }
         // Disk and camera-health gauges for /metrics, first so they are refreshed until the end.
         let gauges: ServiceGroupConfiguration.ServiceConfiguration = .init(service: OperationalMetrics(dataDir: dataDir, queries: node.queries))
         // Last (so told first on SIGTERM): the drain, and systemd's STOPPING=1 before it.
@@ -151,7 +166,7 @@ public enum Roles {
             [.init(service: app), .init(service: DrainService(gate: drain))] + stoppingService(o)
         let group = ServiceGroup(
             configuration: .init(
-                services: [gauges] + authServices + services + reloader + last,
+                services: [gauges] + authServices + services + reloader + listeners + last,
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: o.logger))
         try await runNotifying(group, o)
     }

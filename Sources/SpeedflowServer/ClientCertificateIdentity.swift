@@ -83,16 +83,21 @@ public struct ClientCertificateIdentity: Sendable, Hashable {
 
     private static func identity(ofConnection connection: any Channel) async -> ClientCertificateIdentity? {
         try? await connection.eventLoop.submit { () -> ClientCertificateIdentity? in
-            let pipeline = connection.pipeline.syncOperations
-            guard let holder = try? pipeline.handler(type: TLSConnectionHandler.self) else { return nil }
-            if let known = holder.identity { return known }
-            // Only after a completed handshake: NIOSSL verified the chain before any request was read. Without
-            // --tls-client-ca no certificate was asked for.
-            guard let certificate = try pipeline.nioSSL_peerCertificate() else { return nil }
-            let identity = try ClientCertificateIdentity(derEncoded: certificate.toDERBytes())
-            holder.identity = identity
-            return identity
+            try of(connection.pipeline.syncOperations)
         }.get()
+    }
+
+    /// The identity of the connection whose pipeline this is, on its event loop (the MQTT listener asks while
+    /// handling CONNECT).
+    static func of(_ pipeline: ChannelPipeline.SynchronousOperations) throws -> ClientCertificateIdentity? {
+        guard let holder = try? pipeline.handler(type: TLSConnectionHandler.self) else { return nil }
+        if let known = holder.identity { return known }
+        // Only after a completed handshake: NIOSSL verified the chain before any request was read. Without
+        // --tls-client-ca no certificate was asked for.
+        guard let certificate = try pipeline.nioSSL_peerCertificate() else { return nil }
+        let identity = try ClientCertificateIdentity(derEncoded: certificate.toDERBytes())
+        holder.identity = identity
+        return identity
     }
 
     private static func isIdCharacters(_ s: String) -> Bool {

@@ -49,14 +49,24 @@ struct IngestController: Sendable {
         } else {
             batch = try decode().get()
         }
+        let outcome = try await take(&batch, principal: principal, arrivalMs: arrivalMs)
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: Self.answer(batch, outcome: outcome))))
+    }
+
+    /// What every transport does with a decoded batch (`POST /events`, an MQTT PUBLISH): a camera credential's
+    /// events for cameras it does not cover are rejected (`forbidden_kvfv_id`), the rest are charged to the
+    /// credential's event quota (`429 rate_limited`, nothing stored) and made durable through the intake
+    /// (`503 overloaded` / `shutting_down` / the sink's failure, nothing the client must not resend). Returns
+    /// once the batch's events are durable; throws only `APIError`.
+    func take(_ batch: inout EventBatch, principal: Principal?, arrivalMs: Int64) async throws -> IngestOutcome {
         if let principal, principal.role == .camera {
             batch.reject(where: { !principal.grants.covers($0.kvfvId) }, reason: .forbiddenKvfvId, field: "kvfv_id", detailLimit: Self.rejectionDetailLimit)
         }
         if !batch.events.isEmpty { try access.charge(principal, .events, cost: Double(batch.events.count)) }
-
-        let outcome: IngestOutcome
         do {
-            outcome = try await intake.ingest(batch, arrivalMs: arrivalMs, writer: principal?.credentialId)
+            return try await intake.ingest(batch, arrivalMs: arrivalMs, writer: principal?.credentialId)
         } catch {
             switch error.code {
             case .overloaded:
@@ -67,10 +77,6 @@ struct IngestController: Sendable {
                 throw APIError(.serviceUnavailable, error.code.description, error.message, retryAfterSeconds: 5)
             }
         }
-
-        return Response(
-            status: .ok, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: Self.answer(batch, outcome: outcome))))
     }
 
     /// `Content-Encoding` must be exactly `gzip` or `identity` (case-insensitive, surrounding whitespace
@@ -92,14 +98,20 @@ struct IngestController: Sendable {
     static func decode(
         _ body: ByteBuffer, gzip: Bool, ndjson: Bool, limit: Int, policy: ValidationPolicy, nowMs: Int64
     ) -> Result<EventBatch, APIError> {
+        body.withUnsafeReadableBytes { decode($0, gzip: gzip, ndjson: ndjson, limit: limit, policy: policy, nowMs: nowMs) }
+    }
+
+    /// The same, from bytes (an MQTT payload).
+    static func decode(
+        _ body: UnsafeRawBufferPointer, gzip: Bool, ndjson: Bool, limit: Int, policy: ValidationPolicy, nowMs: Int64
+    ) -> Result<EventBatch, APIError> {
         var plain: [UInt8]?
         if gzip {
-            let result = body.withUnsafeReadableBytes { buffer -> Result<[UInt8], GzipError> in
-                do throws(GzipError) {
-                    return .success(try Gzip.decompress(buffer, limit: limit))
-                } catch {
-                    return .failure(error)
-                }
+            let result: Result<[UInt8], GzipError>
+            do throws(GzipError) {
+                result = .success(try Gzip.decompress(body, limit: limit))
+            } catch {
+                result = .failure(error)
             }
             switch result {
             case .success(let bytes):
@@ -125,10 +137,8 @@ struct IngestController: Sendable {
                 return run(Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count, deallocator: .none))
             }
         }
-        return body.withUnsafeReadableBytes { buffer in
-            guard let base = buffer.baseAddress, buffer.count > 0 else { return run(Data()) }
-            return run(Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count, deallocator: .none))
-        }
+        guard let base = body.baseAddress, body.count > 0 else { return run(Data()) }
+        return run(Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: body.count, deallocator: .none))
     }
 
     /// `{"accepted":…,"duplicates":…,"rejected":[first 1000],"rejected_by_reason":{…},"rejected_truncated":…}`.

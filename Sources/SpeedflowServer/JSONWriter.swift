@@ -12,7 +12,34 @@ struct JSONWriter {
         s.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
-    mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
+    mutating func raw(_ s: String) {
+        var s = s
+        s.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
+    /// A timestamp as a JSON string (`Timestamp.format`), written without making a string.
+    mutating func timestamp(_ ms: Int64?) {
+        guard let ms else { return raw("null") }
+        bytes.append(34)
+        Timestamp.append(ms, to: &bytes)
+        bytes.append(34)
+    }
+
+    /// Decimal digits straight into the buffer (a query answer writes ~10 integers per window).
+    mutating func decimal<I: FixedWidthInteger & SignedInteger>(_ v: I) {
+        if v < 0 { bytes.append(45) }
+        var magnitude = v.magnitude
+        guard magnitude >= 10 else { return bytes.append(48 + UInt8(magnitude)) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var i = 20
+            while magnitude > 0 {
+                i -= 1
+                digits[i] = 48 + UInt8(magnitude % 10)
+                magnitude /= 10
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[i...]))
+        }
+    }
 
     /// `{"reason":count,…}`, reasons in name order: the ingest answer's and `/stats`' `rejected_by_reason`.
     mutating func reasonCounts<N: BinaryInteger>(_ counts: [RejectionReason: N]) {
@@ -26,8 +53,8 @@ struct JSONWriter {
         raw("}")
     }
 
-    mutating func number(_ v: Int64) { raw(String(v)) }
-    mutating func number(_ v: Int) { raw(String(v)) }
+    mutating func number(_ v: Int64) { decimal(v) }
+    mutating func number(_ v: Int) { decimal(v) }
 
     /// Shortest round-trip representation; non-finite values (never produced for data) become `null`.
     mutating func number(_ v: Double?) {
@@ -37,12 +64,12 @@ struct JSONWriter {
 
     mutating func number(_ v: Int?) {
         guard let v else { return raw("null") }
-        raw(String(v))
+        decimal(v)
     }
 
     mutating func number(_ v: Int64?) {
         guard let v else { return raw("null") }
-        raw(String(v))
+        decimal(v)
     }
 
     mutating func bool(_ v: Bool?) {

@@ -214,21 +214,23 @@ struct ReportController: Sendable {
         let laneCount = info?.lanes ?? Int(LaneStates.maxKey)
         let lanes = Array(1...laneCount)
         let groups: [LaneGroup] = [.camera] + lanes.map { .lane(UInt8($0)) } + [.unknown(registeredLanes: info?.lanes)]
-        let answered = try await queries.windowReports(kvfvId: id, windows: [window], groups: groups, limitAt: QueryController.limits(info))
-        let days = try await queries.health(kvfvId: id, fromMs: window.startMs, toMs: window.endMs, zone: zone.zone, info: info) ?? []
+        let found = try await queries.periodReport(
+            kvfvId: id, period: window, groups: groups, limitAt: QueryController.limits(info), zone: zone.zone, info: info)
+        let answered = found?.groups
+        let days = found?.days ?? []
         let worst = days.compactMap { $0.reasons.first }.min()
         let status = answered == nil ? "down" : (worst?.rawValue ?? "ok")
         let reasons = Set(days.flatMap(\.reasons)).sorted().map(\.rawValue)
         let notOk = days.count { !$0.reasons.isEmpty }
         let empty = WindowReport(window: window, state: BucketState())
-        let totals = answered?[0][0] ?? empty
+        let totals = answered?[0] ?? empty
         var rows = [ReportRow(id: id, info: info, lane: nil, zone: zone, report: totals, status: status, reasons: reasons, daysNotOk: notOk)]
         guard let answered else { return rows }
-        let anyKnownLane = answered[1..<(1 + lanes.count)].contains { $0[0].state.count > 0 }
-        for (i, lane) in lanes.enumerated() where info?.lanes != nil || answered[1 + i][0].state.count > 0 {
-            rows.append(ReportRow(id: id, info: info, lane: lane, zone: zone, report: answered[1 + i][0], status: nil, reasons: [], daysNotOk: nil))
+        let anyKnownLane = answered[1..<(1 + lanes.count)].contains { $0.state.count > 0 }
+        for (i, lane) in lanes.enumerated() where info?.lanes != nil || answered[1 + i].state.count > 0 {
+            rows.append(ReportRow(id: id, info: info, lane: lane, zone: zone, report: answered[1 + i], status: nil, reasons: [], daysNotOk: nil))
         }
-        let unknown = answered[1 + lanes.count][0]
+        let unknown = answered[1 + lanes.count]
         if unknown.state.count > 0 && (anyKnownLane || info?.lanes != nil) {
             rows.append(ReportRow(id: id, info: info, lane: 0, zone: zone, report: unknown, status: nil, reasons: [], daysNotOk: nil))
         }

@@ -11,9 +11,9 @@ enum WindowRendering {
     static func object(_ report: WindowReport, into json: inout JSONWriter) {
         let w = report.window, s = report.state
         json.raw("{\"start\":")
-        json.string(Timestamp.format(w.startMs))
+        json.timestamp(w.startMs)
         json.raw(",\"end\":")
-        json.string(Timestamp.format(w.endMs))
+        json.timestamp(w.endMs)
         json.raw(",\"count\":")
         json.number(s.count)
         json.raw(",\"avg_speed\":")
@@ -35,7 +35,7 @@ enum WindowRendering {
         json.raw(",\"late_count\":")
         json.number(s.lateCount)
         json.raw(",\"revised_at\":")
-        json.string(s.revisedAtMs == 0 ? nil : Timestamp.format(s.revisedAtMs))
+        json.timestamp(s.revisedAtMs == 0 ? nil : s.revisedAtMs)
         json.raw(",\"complete\":")
         json.bool(report.completeness?.complete)
         json.raw(",\"missing\":")
@@ -54,10 +54,10 @@ enum WindowRendering {
         json.number(c?.limit)
         json.raw(",\"checked_count\":")
         json.number(c?.checked)
-        for (i, name) in complianceNames.enumerated() {
-            json.raw(",\"\(name)\":")
+        for (i, keys) in complianceKeys.enumerated() {
+            json.raw(keys.count)
             json.number(c?.over[i])
-            json.raw(",\"\(name)_share\":")
+            json.raw(keys.share)
             json.number(c?.share(i))
         }
         json.raw("}")
@@ -67,6 +67,12 @@ enum WindowRendering {
     static let paceWidth = 10
     /// `Compliance.over`'s fields: over the limit, by more than 10 and by more than 20 km/h.
     static let complianceNames = ["over_limit", "over_limit_10", "over_limit_20"]
+    /// Their JSON keys, written as they are.
+    static let complianceKeys: [(count: StaticString, share: StaticString)] = [
+        (",\"over_limit\":", ",\"over_limit_share\":"),
+        (",\"over_limit_10\":", ",\"over_limit_10_share\":"),
+        (",\"over_limit_20\":", ",\"over_limit_20_share\":"),
+    ]
 
     static let csvHeader =
         "start,end,count,avg_speed,harmonic_mean_speed,min_speed,max_speed,stddev_speed,p15_speed,p50_speed,p85_speed,late_count,revised_at,complete,missing,"

@@ -39,6 +39,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "TLS") var tls: TLSOptions
 
+    @OptionGroup(title: "MQTT") var mqtt: MQTTOptions
+
     @Option(help: "How often aggregates, dedup state and the log offset are committed to the store. Default: \(Settings.formatDuration(EngineConfiguration().flushIntervalMs)).")
     var flushInterval: String?
 
@@ -61,6 +63,7 @@ struct ServeCommand: AsyncParsableCommand {
         c.postgresSource = try postgresSource.values.resolve(settings)
         c.auth = try settings.auth(access)
         c.registry = settings.registry(registryOptions)
+        c.mqtt = try settings.mqtt(mqtt)
         try await Roles.serve(c, observability)
     }
 }

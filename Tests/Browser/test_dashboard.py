@@ -1,6 +1,6 @@
 """The dashboard in a real browser (headless Chromium) against a real `speedflow serve`.
 
-Checks: the page renders; the fleet view lists the cameras with the API's numbers; sorting and
+Checks: the page renders; the fleet view lists the cameras with the API's numbers and today's health; sorting and
 filtering work; the camera chart shows the API's windows (exact values, gaps for empty windows,
 the tooltip and the CSV link); a late event posted during the test appears in the chart within 5 s, and is
 pushed by the camera's event stream within 1 s without any polling (the revision marked);
@@ -31,6 +31,9 @@ import fixture as fx
 from conftest import ROOT
 
 HEALTH_LABELS = {"live": "Live", "silent": "Silent", "lagging": "Lagging", "clock_skew": "Clock skew", "stuck": "Stuck"}
+# A day's status and reasons as the page names them (the fleet's "Today" column and the health calendar).
+DAY_LABELS = {"ok": "OK", "down": "Down", "insufficient": "Low volume", "stuck": "Stuck", "clock_skew": "Clock skew",
+              "high_rejection": "High rejection", "backlog": "Backlog", "unknown_lane": "Unknown lane"}
 CAMERA = fx.GAP_CAMERA  # has a gap, and plenty of windows to revise
 LIVE_DEADLINE_S = 5.0
 
@@ -103,6 +106,8 @@ def fleet_rows(driver) -> dict[str, dict]:
           id: tr.dataset.id, health: tr.dataset.health, badge: tr.querySelector('.badge').textContent,
           events_last_hour: tr.dataset.eventsLastHour, current_avg_speed: tr.dataset.currentAvgSpeed,
           current_count: tr.dataset.currentCount, events_today: tr.dataset.eventsToday,
+          today_status: tr.dataset.todayStatus, today_reasons: tr.dataset.todayReasons,
+          today_tags: Array.from(tr.querySelectorAll('[data-col=today] .day-tag')).map(t => t.textContent),
           elh_text: tr.querySelector('[data-col=events_last_hour]').textContent,
           speed_text: tr.querySelector('[data-col=current_avg_speed]').textContent }));""")}
 
@@ -114,7 +119,7 @@ def test_fleet_lists_cameras_with_the_apis_numbers(driver, server, fleet, output
     # The page polls every 2 s while "events in the last hour" and "current 5 minutes" move on with
     # the clock, so a snapshot can be one poll behind: every (camera, field) must agree with the API
     # read right next to it at least once within the deadline.
-    pending = {(cam, f) for cam in fleet.cameras for f in ("health", "events_last_hour", "current", "events_today")}
+    pending = {(cam, f) for cam in fleet.cameras for f in ("health", "events_last_hour", "current", "events_today", "today")}
     last = {}
     deadline = time.monotonic() + 3 * LIVE_DEADLINE_S
     while pending and time.monotonic() < deadline:
@@ -129,6 +134,11 @@ def test_fleet_lists_cameras_with_the_apis_numbers(driver, server, fleet, output
             elif f == "current":
                 ok = num(r["current_avg_speed"]) == a["current_avg_speed"] and num(r["current_count"]) == a["current_count"] \
                     and (a["current_avg_speed"] is None or fmt1(a["current_avg_speed"]) in r["speed_text"])
+            elif f == "today":
+                # Today's health: the status and every reason, each shown by name (OK when there is none).
+                t = a["today"]
+                ok = r["today_status"] == t["status"] and r["today_reasons"] == ",".join(t["reasons"]) \
+                    and r["today_tags"] == [DAY_LABELS[x] for x in (t["reasons"] or [t["status"]])]
             else:
                 ok = num(r["events_today"]) == a["events_today"]
             if ok:
@@ -142,6 +152,8 @@ def test_fleet_lists_cameras_with_the_apis_numbers(driver, server, fleet, output
     # The fixture's shaped cameras give the table something to show besides "live".
     healths = {r["health"] for r in fleet_rows(driver).values()}
     assert len(healths) >= 2, healths
+    todays = {r["today_status"] for r in fleet_rows(driver).values()}
+    assert len(todays) >= 2, todays
     shot(driver, output_dir, "fleet")
 
 

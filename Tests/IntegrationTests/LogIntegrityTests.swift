@@ -33,18 +33,38 @@ struct LogIntegrityTests {
         return (Int(response.status.code), String(decoding: bytes.readableBytesView, as: UTF8.self))
     }
 
-    /// An avg-speed answer without the fields #12 added (`late_count`, `revised_at`, `complete`, `missing`), after
-    /// checking they say what they must for data written before them: no sequence numbers; late events only among
-    /// the records replayed from the log (their arrival times are in it), with a revision time exactly then.
+    /// `POST /kvfv/{camera}/status`: the camera has recorded passes up to `seq`, the newest at `timeMs`. The status.
+    static func report(_ camera: String, seq: Int, timeMs: Int64, to url: String) async throws -> Int {
+        var request = HTTPClientRequest(url: "\(url)/kvfv/\(camera)/status")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(string: "{\"seq\":\(seq),\"timestamp\":\"\(Timestamp.format(timeMs))\"}"))
+        return Int(try await HTTPClient.shared.execute(request, timeout: .seconds(30)).status.code)
+    }
+
+    /// An avg-speed answer without the fields #12 added (`late_count`, `revised_at`, `complete`, `missing`) nor
+    /// those #13 added (`withoutIssue13Fields`), after checking they say what they must for data written before them:
+    /// no sequence numbers; late events only among the records replayed from the log (their arrival times are in
+    /// it), with a revision time exactly then.
     static func withoutCompleteness(_ body: Data) throws -> NSDictionary {
-        let answer = try JSONSerialization.jsonObject(with: body) as! [String: Any]
-        var result = answer
-        result["windows"] = (answer["windows"] as! [[String: Any]]).map { w -> [String: Any] in
+        var answer = try withoutIssue13Fields(body) as! [String: Any]
+        answer["windows"] = (answer["windows"] as! [[String: Any]]).map { w -> [String: Any] in
             let late = w["late_count"] as? Int ?? -1
             #expect(late >= 0 && late <= w["count"] as? Int ?? 0)
             #expect((w["revised_at"] is NSNull) == (late == 0))
             #expect(w["complete"] is NSNull && w["missing"] is NSNull)
-            // Issue #13's fields: the flow follows the count; no registered limit, so no compliance; a pace iff passes.
+            var old = w
+            for key in ["late_count", "revised_at", "complete", "missing"] { old[key] = nil }
+            return old
+        }
+        return answer as NSDictionary
+    }
+
+    /// An avg-speed answer without the window fields issue #13 added (data format 5), after checking they say what
+    /// they must for a camera without a registry entry: the flow follows the count; no registered limit, so no
+    /// compliance; a pace iff passes.
+    static func withoutIssue13Fields(_ body: Data) throws -> NSDictionary {
+        var answer = try JSONSerialization.jsonObject(with: body) as! [String: Any]
+        answer["windows"] = (answer["windows"] as! [[String: Any]]).map { w -> [String: Any] in
             let count = w["count"] as? Int ?? -1
             let length = (Timestamp.parse(w["end"] as? String ?? "") ?? 0) - (Timestamp.parse(w["start"] as? String ?? "") ?? 0)
             #expect(w["flow_rate"] as? Double == Double(count) * 3_600_000 / Double(length))
@@ -52,10 +72,10 @@ struct LogIntegrityTests {
             let compliance = ["speed_limit", "checked_count", "over_limit", "over_limit_share", "over_limit_10", "over_limit_10_share", "over_limit_20", "over_limit_20_share"]
             #expect(compliance.allSatisfy { w[$0] is NSNull })
             var old = w
-            for key in ["late_count", "revised_at", "complete", "missing", "flow_rate", "pace_from", "pace_to", "pace_share"] + compliance { old[key] = nil }
+            for key in ["flow_rate", "pace_from", "pace_to", "pace_share"] + compliance { old[key] = nil }
             return old
         }
-        return result as NSDictionary
+        return answer as NSDictionary
     }
 
     static func get(_ url: String) async throws -> (status: Int, body: Data) {
@@ -345,10 +365,7 @@ struct LogIntegrityTests {
             "{\"kvfv_id\":\"FX8\",\"timestamp\":\"\(Timestamp.format(now - 600_000 + Int64(i) * 1000))\",\"vehicle_speed\":\(50 + i),\"seq\":\(i)}"
         }
         #expect(try await Self.post(numbered.joined(separator: "\n"), to: server.url).status == 200)
-        var report = HTTPClientRequest(url: server.url + "/kvfv/FX8/status")
-        report.method = .POST
-        report.body = .bytes(ByteBuffer(string: "{\"seq\":59,\"timestamp\":\"\(Timestamp.format(now - 1000))\"}"))
-        #expect(try await HTTPClient.shared.execute(report, timeout: .seconds(30)).status == .ok)
+        #expect(try await Self.report("FX8", seq: 59, timeMs: now - 1000, to: server.url) == 200)
         server.kill9()
         try await server.start()
         #expect(try await Self.counted("FX8", at: server.url, nowMs: now) == 49)
@@ -362,6 +379,72 @@ struct LogIntegrityTests {
             let (_, body) = try await Self.get("\(server.url)/kvfv/\(camera)/avg-speed?from=\(range["from"]!)&to=\(range["to"]!)&interval=1h")
             #expect(try Self.withoutCompleteness(body) == JSONSerialization.jsonObject(with: expected) as! NSDictionary)
         }
+    }
+
+    @Test("A data directory written by 7002c28 (format 4: sequence numbers, before lanes, whole counts and rejection tallies) upgrades and answers exactly as 7002c28 did, completeness and gaps included; numbered passes and rejections follow")
+    func formatFourFixtureUpgrades() async throws {
+        let server = try SpeedflowProcess()
+        defer { server.remove() }
+        let fixture = Self.fixtures.appendingPathComponent("format4")
+        try FileManager.default.copyItem(at: fixture.appendingPathComponent("data"), to: server.dataDirectory)
+        try await server.start()
+        let range = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture.appendingPathComponent("expected/range.json"))) as! [String: String]
+        func expectAsBefore(_ cameras: [String]) async throws {
+            for camera in cameras {
+                for interval in ["5m", "1h"] {
+                    let expected = try Data(contentsOf: fixture.appendingPathComponent("expected/\(camera)-\(interval).json"))
+                    let (status, body) = try await Self.get(
+                        "\(server.url)/kvfv/\(camera)/avg-speed?from=\(range["from"]!)&to=\(range["to"]!)&interval=\(interval)")
+                    #expect(status == 200)
+                    // Format 4 knew late counts, revisions and completeness: only #13's fields are new.
+                    #expect(try Self.withoutIssue13Fields(body) == JSONSerialization.jsonObject(with: expected) as! NSDictionary,
+                            "\(camera) \(interval) differs from what 7002c28 answered")
+                }
+            }
+        }
+        func gaps() async throws -> [String: Any] {
+            let (status, body) = try await Self.get("\(server.url)/kvfv/FX4/gaps")
+            #expect(status == 200)
+            return try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        }
+        func ranges(_ gaps: [String: Any]) -> [[Int]] {
+            (gaps["gaps"] as? [[String: Any]] ?? []).map { [$0["first_seq"] as? Int ?? -1, $0["last_seq"] as? Int ?? -1] }
+        }
+        // FX4 numbered its passes: its windows' completeness and its gaps and backlog come from the old ledger and
+        // report in the store and from the numbered records and report replayed from the log.
+        try await expectAsBefore(["FX1", "FX2", "FX3", "FX4"])
+        let before = try await gaps()
+        let gapsThen = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture.appendingPathComponent("expected/FX4-gaps.json")))
+        #expect(before as NSDictionary == gapsThen as! NSDictionary, "FX4's gaps differ from what 7002c28 answered")
+        #expect(ranges(before) == [[120, 124], [128, 129]] && before["received"] as? Int == 323)
+        #expect((before["backlog"] as? [String: Any])?["events"] as? Int == 40)
+        #expect(try String(contentsOf: server.dataDirectory.appendingPathComponent("FORMAT"), encoding: .utf8) == "5\n")
+        let backups = try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory.appendingPathComponent("backups").path)
+        #expect(backups.count == 1 && backups[0].hasPrefix("format-4-"))
+        let backup = server.dataDirectory.appendingPathComponent("backups/\(backups[0])")
+        for file in ["store.sqlite", "store.sqlite-wal"] {
+            #expect(try Data(contentsOf: backup.appendingPathComponent(file)) == Data(contentsOf: fixture.appendingPathComponent("data/\(file)")))
+        }
+        // After the upgrade FX4 goes on numbering (now, with lanes): two resends of old numbers are duplicates whatever
+        // their time, three passes are rejected (version-5 records carry their tallies); then a report. After kill -9
+        // everything is replayed: the numbers it skipped (330–369) are a gap now, the report's last 10 the backlog.
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let passes = (370..<403).map { i in
+            "{\"kvfv_id\":\"FX4\",\"timestamp\":\"\(Timestamp.format(now - 400_000 + Int64(i - 370) * 10_000))\",\"vehicle_speed\":\(i < 400 ? 40 + i % 90 : 900),\"seq\":\(i),\"lane\":\(1 + i % 3)}"
+        } + [0, 200].map { i in "{\"kvfv_id\":\"FX4\",\"timestamp\":\"\(Timestamp.format(now - 1000))\",\"vehicle_speed\":50,\"seq\":\(i)}" }
+        let answer = try await Self.post(passes.joined(separator: "\n"), to: server.url)
+        #expect(answer.status == 200 && answer.body.contains("\"accepted\":30,\"duplicates\":2"), "\(answer.body)")
+        #expect(try await Self.report("FX4", seq: 409, timeMs: now - 1000, to: server.url) == 200)
+        server.kill9()
+        try await server.start()
+        let after = try await gaps()
+        #expect(ranges(after) == [[120, 124], [128, 129], [330, 369]] && after["received"] as? Int == 353)
+        #expect((after["backlog"] as? [String: Any])?["events"] as? Int == 10)
+        let (status, health) = try await Self.get("\(server.url)/kvfv/FX4/health")
+        #expect(status == 200)
+        let days = try #require((try JSONSerialization.jsonObject(with: health) as? [String: Any])?["days"] as? [[String: Any]])
+        #expect(days.reduce(0) { $0 + ($1["rejected"] as? Int ?? 0) } == 3)
+        try await expectAsBefore(["FX1", "FX2", "FX3"])
     }
 
     @Test("A data directory from a newer format is refused before anything is touched")

@@ -197,6 +197,16 @@ struct TimestampTests {
             if i % 3 == 0 { ms -= ms % 1000 }  // whole seconds: no fraction printed
             if i % 7 == 0 { ms = Int64.random(in: -5_000_000_000...5_000_000_000, using: &rng) }  // around 1970
             #expect(Timestamp.format(ms) == Self.oracleFormat(ms), "\(ms)")
+            var appended: [UInt8] = [7]
+            Timestamp.append(ms, to: &appended)
+            #expect(appended == [7] + Array(Self.oracleFormat(ms).utf8), "append \(ms)")
+        }
+        // Outside years 0…9999 both say so the same way.
+        for ms in [Int64.min / 2, -62_167_219_200_001, 253_402_300_800_000, Int64.max / 2] {
+            var appended: [UInt8] = []
+            Timestamp.append(ms, to: &appended)
+            #expect(String(decoding: appended, as: UTF8.self) == Timestamp.format(ms))
+            #expect(Timestamp.format(ms).hasSuffix("-out-of-range"), "\(ms)")
         }
     }
 

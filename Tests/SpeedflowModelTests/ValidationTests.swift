@@ -232,7 +232,7 @@ struct ValidationTests {
         #expect(codes == [
             "missing_field", "invalid_kvfv_id", "invalid_timestamp", "invalid_speed", "speed_out_of_range",
             "invalid_event_id", "invalid_lane", "invalid_plate", "in_future", "too_late", "not_an_object", "malformed_json",
-            "nesting_too_deep", "forbidden_kvfv_id", "invalid_seq",
+            "nesting_too_deep", "forbidden_kvfv_id", "invalid_seq", "topic_mismatch",
         ])
     }
 }

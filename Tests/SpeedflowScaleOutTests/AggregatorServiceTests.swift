@@ -15,12 +15,9 @@ import Testing
 /// flush, shut down gracefully.
 struct AggregatorServiceTests {
     @Test func consumesEveryRecordAndGracefulShutdownRelinquishesEverythingAndStopsItsThreads() async throws {
-        let dir = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let cluster = try mockCluster(topic: "events", partitions: 4)
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServers),
-                                         logger: testLogger("producer"))
-        let sink = KafkaEventSink(producer: producer, topic: "events", maxPendingEvents: 1_000_000)
+        let chain = try KafkaChain(partitions: 4)
+        defer { chain.remove() }
+        let sink = chain.sink
         let now = nowMs()
         let records = randomRequests(seed: 9, cameras: 10, requests: 150, nowMs: now)
         var oracle = CountOracle()
@@ -29,8 +26,8 @@ struct AggregatorServiceTests {
         for record in records[..<75] { _ = try await sink.ingest(record.events, arrivalMs: record.arrivalMs) }
 
         let engines = Mutex<[Aggregator]>([])
-        let open = sqlitePartitions(dir)
-        var consumer = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "aggregators", topics: ["events"])
+        let open = sqlitePartitions(chain.dir)
+        var consumer = KafkaConsumerConfiguration(bootstrapServers: chain.cluster.bootstrapServers, groupID: "aggregators", topics: [KafkaChain.topic])
         consumer.properties["fetch.wait.max.ms"] = "20"
         var service = AggregatorService(consumer: consumer, logger: testLogger("aggregator")) { p in
             let engine = try open(p)
@@ -45,7 +42,7 @@ struct AggregatorServiceTests {
 
         try await eventually(.seconds(60), "all 4 partitions assigned") { aggregator.owned.partitions.count == 4 }
         for record in records[75...] { _ = try await sink.ingest(record.events, arrivalMs: record.arrivalMs) }
-        await producer.close()
+        await chain.producer.close()
         let total = messagesPerCamera(records)
         try await eventually(.seconds(60), "every message applied") {
             aggregator.owned.all.map(\.appliedOffset).reduce(0, +) == UInt64(total)

@@ -57,20 +57,9 @@ struct LiveServer: Sendable {
             configuration: .init(
                 services: [.init(service: app), .init(service: DrainService(gate: drain, grace: .milliseconds(200)))],
                 logger: logger))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            try await waitUntil("the server listens", timeout: .seconds(30)) { bound.withLock { $0 } != nil }
-            let server = LiveServer(
-                engine: engine, feeds: feeds, port: bound.withLock { $0 }!, group: group, connectionGuard: connectionGuard)
-            do {
-                try await body(server)
-            } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+        try await withRunningGroup(group, until: "the server listens", ready: { bound.withLock { $0 } != nil }) {
+            try await body(LiveServer(
+                engine: engine, feeds: feeds, port: bound.withLock { $0 }!, group: group, connectionGuard: connectionGuard))
         }
     }
 

@@ -6,6 +6,10 @@
 # restarts with a 1 h flush interval, posts more and kill -9s it, so the fixture holds both counted log
 # records and records past the store's checkpoint (replayed on the next start). expected/*.json are what
 # a01ce8f answers on a copy of that directory after its own replay.
+# With NUMBERED=1 (for releases that know sequence numbers: format 4 on) camera FX4 also numbers its passes:
+# 0-299 but 120-129 (a gap), the first 50 sent twice, and a status report of 359 before the clean stop; 300-329,
+# 125-127 (late, into the gap) and a report of 369 after it, so numbered records and reports are both counted and
+# replayed; expected/ then also has FX4's windows and FX4-gaps.json.
 set -euo pipefail
 bin=$1; out=$2
 rm -rf "$out"; mkdir -p "$out/expected"
@@ -32,6 +36,23 @@ for i in range(n):
 print(json.dumps(out))
 PY
 }
+numbered() { # first last [skip_first skip_last]: FX4's passes with those numbers, 20 s apart by number, as NDJSON
+  python3 - "$t0" "$@" <<'PY'
+import sys, json, datetime, random
+t0, first, last = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+skip = range(int(sys.argv[4]), int(sys.argv[5]) + 1) if len(sys.argv) > 5 else range(0)
+for i in range(first, last + 1):
+    if i in skip: continue
+    rnd = random.Random(f"FX4-{i}")
+    t = datetime.datetime.fromtimestamp(t0 + 20 * i, datetime.timezone.utc)
+    print(json.dumps({"kvfv_id": "FX4", "timestamp": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "seq": i,
+                      "vehicle_speed": round(rnd.uniform(30, 140), 1), "lane": 1 + i % 2}))
+PY
+}
+report() { # seq: FX4's status report of having recorded up to that number, the newest at its pass's time
+  curl -sf "localhost:$port/kvfv/FX4/status" -d "{\"seq\":$1,\"timestamp\":\"$(date -u -d "@$((t0 + 20 * $1))" +%Y-%m-%dT%H:%M:%SZ)\"}"; echo
+}
+t0=$(( $(date +%s) - 125 * 60 )); cameras="FX1 FX2 FX3${NUMBERED:+ FX4}"
 start
 for cam in FX1 FX2 FX3; do
   events $cam 800 120 110 a > /tmp/fx-$cam-a.json
@@ -40,6 +61,11 @@ for cam in FX1 FX2 FX3; do
   events $cam 300 600 60 late > /tmp/fx-$cam-late.json                # 9-10 hours late
   gzip -c /tmp/fx-$cam-late.json | post -H 'Content-Encoding: gzip' --data-binary @-
 done
+if [ -n "${NUMBERED:-}" ]; then
+  numbered 0 299 120 129 | post -H 'Content-Type: application/x-ndjson' --data-binary @-
+  numbered 0 49 | post -H 'Content-Type: application/x-ndjson' --data-binary @-   # resent: all duplicates
+  report 359
+fi
 kill -TERM $pid; wait $pid || true
 start --flush-interval 1h
 for cam in FX1 FX2 FX3; do
@@ -47,6 +73,11 @@ for cam in FX1 FX2 FX3; do
   post -H 'Content-Type: application/x-ndjson' --data-binary @/tmp/fx-$cam-b.ndjson
   post -d @/tmp/fx-$cam-a.json >/dev/null                         # resent again, after the checkpoint
 done
+if [ -n "${NUMBERED:-}" ]; then
+  numbered 300 329 | post -H 'Content-Type: application/x-ndjson' --data-binary @-
+  numbered 125 127 | post -H 'Content-Type: application/x-ndjson' --data-binary @-  # late, into the gap
+  report 369
+fi
 kill -KILL $pid; wait $pid 2>/dev/null || true
 cp -a "$data" "$out/data"
 # What a01ce8f answers after replaying that directory (on a copy, so the fixture keeps the unreplayed records).
@@ -54,10 +85,11 @@ cp -a "$data" "$data.replay"; data="$data.replay"
 start
 from=$(date -u -d '-12 hours' +%Y-%m-%dT%H:00:00Z); to=$(date -u -d '+1 hour' +%Y-%m-%dT%H:00:00Z)
 echo "{\"from\":\"$from\",\"to\":\"$to\"}" > "$out/expected/range.json"
-for cam in FX1 FX2 FX3; do
+for cam in $cameras; do
   curl -sf "localhost:$port/kvfv/$cam/avg-speed?from=$from&to=$to&interval=5m" > "$out/expected/$cam-5m.json"
   curl -sf "localhost:$port/kvfv/$cam/avg-speed?from=$from&to=$to&interval=1h" > "$out/expected/$cam-1h.json"
 done
+[ -z "${NUMBERED:-}" ] || curl -sf "localhost:$port/kvfv/FX4/gaps" > "$out/expected/FX4-gaps.json"
 kill -TERM $pid; wait $pid || true
 rm -f "$out/data/log/LOCK"
 echo "fixture written to $out"

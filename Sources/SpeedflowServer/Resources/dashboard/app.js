@@ -24,6 +24,17 @@
     clock_skew: { label: 'Clock skew', rank: 0, help: 'Events from the future were rejected in the last hour' },
     stuck: { label: 'Stuck', rank: 0, help: 'The last 20 speeds are identical' },
   };
+  // A day's health (GET /kvfv/{id}/health days, GET /kvfv rows' `today`); rank: the server's severity order.
+  const DAY_STATUS = {
+    ok: { label: 'OK', rank: 7, help: 'Nothing to report' },
+    down: { label: 'Down', rank: 0, help: 'No vehicles, or far fewer than expected' },
+    insufficient: { label: 'Low volume', rank: 4, help: 'Fewer vehicles than the expected daily volume allows' },
+    stuck: { label: 'Stuck', rank: 1, help: 'Speeds barely vary' },
+    clock_skew: { label: 'Clock skew', rank: 2, help: 'Events from the future were rejected' },
+    high_rejection: { label: 'High rejection', rank: 3, help: 'Many events rejected' },
+    backlog: { label: 'Backlog', rank: 5, help: 'The camera reported passes it has not delivered' },
+    unknown_lane: { label: 'Unknown lane', rank: 6, help: 'Many vehicles without a valid lane' },
+  };
   const COMMON_TZ = [
     'UTC', 'Europe/Kaliningrad', 'Europe/Moscow', 'Europe/Samara', 'Asia/Yekaterinburg', 'Asia/Omsk',
     'Asia/Novosibirsk', 'Asia/Krasnoyarsk', 'Asia/Irkutsk', 'Asia/Yakutsk', 'Asia/Vladivostok',
@@ -451,6 +462,7 @@
   const COLUMNS = [
     { key: 'kvfv_id', label: 'Camera', type: 'str' },
     { key: 'health', label: 'Health', type: 'health' },
+    { key: 'today', label: 'Today', type: 'day', get: (c) => (c.today ? c.today.status : null) },
     { key: 'speed_limit', label: 'Limit', type: 'num', get: (c) => (c.registry ? c.registry.speed_limit ?? null : null) },
     { key: 'events_last_hour', label: 'Events, last hour', type: 'num' },
     { key: 'current_avg_speed', label: 'Avg speed, current 5 min', type: 'num' },
@@ -554,6 +566,7 @@
     const col = COLUMNS.find((c) => c.key === fleet.sortKey) || COLUMNS[0];
     let va = col.get ? col.get(a) : a[col.key], vb = col.get ? col.get(b) : b[col.key];
     if (col.type === 'health') { va = HEALTH[va] ? HEALTH[va].rank : 5; vb = HEALTH[vb] ? HEALTH[vb].rank : 5; }
+    if (col.type === 'day') { va = dayRank(va); vb = dayRank(vb); }
     if (col.type === 'time') { va = va ? Date.parse(va) : null; vb = vb ? Date.parse(vb) : null; }
     if (col.type === 'backlog') { va = va ? va.events : null; vb = vb ? vb.events : null; }
     // Unknown values sort last in either direction.
@@ -563,6 +576,8 @@
     if (fleet.sortDir === 'desc') r = -r;
     return r || cmpId(a, b);
   }
+  // Unknown statuses after the known ones; no status (an older server) stays unknown.
+  const dayRank = (v) => (v === null || v === undefined ? v : DAY_STATUS[v] ? DAY_STATUS[v].rank : 8);
   // The server's order (ids are ASCII), so a sorted page lines up with the pages around it.
   const byCodePoint = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
   const cmpId = (a, b) => byCodePoint(a.kvfv_id, b.kvfv_id);
@@ -679,10 +694,12 @@
     return `<tr data-id="${attr(c.kvfv_id)}" data-index="${i}" aria-rowindex="${i + 2}" data-health="${attr(c.health)}" ` +
       `data-events-last-hour="${attr(c.events_last_hour)}" data-current-avg-speed="${attr(speed)}" ` +
       `data-current-count="${attr(c.current_count)}" data-events-today="${attr(c.events_today)}" ` +
+      `data-today-status="${attr(c.today && c.today.status)}" data-today-reasons="${attr(c.today ? c.today.reasons.join(',') : '')}" ` +
       `data-name="${attr(name)}" data-speed-limit="${attr(limit)}" data-speed-class="${sc}">` +
       `<td class="cam-cell">${name ? `<span class="cam-name" title="${attr(name)}">${esc(name)}</span><span class="sep" aria-hidden="true"> · </span>` : ''}` +
       `<a class="cam-link" href="${href}"${name ? ` aria-label="${attr(cameraLabel(c.kvfv_id, c.registry))}"` : ''}>${esc(c.kvfv_id)}</a></td>` +
       `<td><span class="badge h-${attr(c.health)}" title="${esc(h.help)}">${esc(h.label)}</span></td>` +
+      `<td data-col="today">${todayCell(c.today)}</td>` +
       `<td class="num" data-col="speed_limit">${limit === null ? '<span class="none">—</span>' : `${fmtInt(limit)}<span class="unit">km/h</span>`}</td>` +
       `<td class="num" data-col="events_last_hour">${fmtInt(c.events_last_hour)}</td>` +
       `<td class="num" data-col="current_avg_speed"><span class="speed-cell">` +
@@ -695,6 +712,16 @@
       `<td class="num" data-col="lag_seconds"><span${lagCls}>${lag === null || lag === undefined ? '—' : esc(fmtDuration(lag))}</span></td>` +
       `<td class="num" data-col="events_today">${fmtInt(c.events_today)}</td>` +
       `<td class="num" data-col="backlog">${backlogCell(c, nowMs)}</td></tr>`;
+  }
+
+  /** Today's health so far (a fleet row's `today`): OK, or every reason, most severe first, as the calendar colours them. */
+  function todayCell(t) {
+    if (!t) return '<span class="none">—</span>';
+    const reasons = t.reasons.length ? t.reasons : [t.status];
+    const st = (r) => DAY_STATUS[r] || { label: r, help: '' };
+    const title = 'Today so far: ' + reasons.map((r) => `${st(r).label} (${st(r).help})`).join('; ');
+    return `<span class="day-tags" title="${attr(title)}">` +
+      reasons.map((r) => `<span class="day-tag hc-${attr(r)}">${esc(st(r).label)}</span>`).join('') + '</span>';
   }
 
   /** A camera's backlog (what it reported recording but has not delivered) and its known gaps; — without seq. */
@@ -747,7 +774,7 @@
       else {
         fleet.sortKey = key;
         const col = COLUMNS.find((c) => c.key === key);
-        fleet.sortDir = col.type === 'str' || col.type === 'health' ? 'asc' : 'desc';
+        fleet.sortDir = col.type === 'str' || col.type === 'health' || col.type === 'day' ? 'asc' : 'desc';
       }
       storageSet('speedflow.sortKey', fleet.sortKey);
       storageSet('speedflow.sortDir', fleet.sortDir);
@@ -1776,16 +1803,6 @@
   }
 
   // The health calendar: the last 5 weeks of GET /kvfv/{id}/health, one cell a local day of the camera.
-  const DAY_STATUS = {
-    ok: { label: 'OK', help: 'Nothing to report' },
-    down: { label: 'Down', help: 'No vehicles, or far fewer than expected' },
-    insufficient: { label: 'Low volume', help: 'Fewer vehicles than the expected daily volume allows' },
-    stuck: { label: 'Stuck', help: 'Speeds barely vary' },
-    clock_skew: { label: 'Clock skew', help: 'Events from the future were rejected' },
-    high_rejection: { label: 'High rejection', help: 'Many events rejected' },
-    backlog: { label: 'Backlog', help: 'The camera reported passes it has not delivered' },
-    unknown_lane: { label: 'Unknown lane', help: 'Many vehicles without a valid lane' },
-  };
   const HEALTH_DAYS = 35;
   const dayMs = (key) => Date.parse(key + 'T00:00:00Z');
   const dayKey = (ms) => new Date(ms).toISOString().slice(0, 10);
