@@ -61,6 +61,8 @@ public struct IngestConfiguration: Sendable {
     public var dataDir = DataDirectory.defaultPath
     /// Events waiting for Kafka's delivery reports beyond which requests get 503.
     public var maxPendingEvents = EngineConfiguration().maxPendingEvents
+    /// The MQTT listener (`--mqtt-port`), if any: PUBACK once Kafka's delivery reports are in. Default: none.
+    public var mqtt: MQTTConfiguration?
 
     public init() {}
 }
@@ -94,7 +96,8 @@ extension Roles {
             stats: stats, status: NodeStatus(queueDepth: { sink.queueDepth }))
         try await runHTTP(
             node, server: c.server, auth: c.auth, dataDir: c.dataDir, o,
-            banner: { "speedflow ingest listening on \(c.server.scheme)://\(c.server.host):\($0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))" })
+            banner: { "speedflow ingest listening on \(c.server.scheme)://\(c.server.host):\($0) (kafka \(c.kafka.brokers), topic \(c.kafka.topic))" },
+            mqtt: c.mqtt)
         await producer.close()
     }
 

@@ -81,6 +81,8 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: "Events waiting for Kafka beyond which requests get 503. Default: \(IngestConfiguration().maxPendingEvents).")
     var maxPendingEvents: Int?
 
+    @OptionGroup(title: "MQTT") var mqtt: MQTTOptions
+
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
         let observability = Observability.bootstrap(logLevel: settings.logLevel(storage))
@@ -92,6 +94,7 @@ struct IngestCommand: AsyncParsableCommand {
         c.maxPendingEvents = try settings.int("max_pending_events", maxPendingEvents, default: c.maxPendingEvents)
         c.auth = try settings.auth(access)
         c.dataDir = settings.dataDir(storage)
+        c.mqtt = try settings.mqtt(mqtt)
         try await Roles.ingest(c, observability)
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Configuration
 import SpeedflowServer
 
-/// The MQTT listener's flags (`serve`): off unless `--mqtt-port` is given.
+/// The MQTT listener's flags (`serve`, `ingest`): off unless `--mqtt-port` is given.
 struct MQTTOptions: ParsableArguments {
     @Option(help: "Also take events over MQTT 3.1.1/5 on this port (1883 is usual, 8883 with TLS; 0 picks a free port, printed on stdout), on --host, with the HTTP credentials and TLS. Default: off. Env: SPEEDFLOW_MQTT_PORT.")
     var mqttPort: Int?

@@ -21,6 +21,9 @@ struct AuthOptions: ParsableArguments {
 
     @Option(help: "Events per second a camera credential may send (10 s burst; one larger batch passes when the bucket is not empty); beyond: 429 + Retry-After, nothing stored. Default: \(Settings.formatNumber(Quotas.Limits().eventsPerSecond)).")
     var eventsPerSecond: Double?
+
+    @Option(help: "Failed authentications per second one client address may make (10 s burst), over HTTP and MQTT together; beyond: 429 too_many_failed_attempts (MQTT: CONNACK 0x9F). Raise it for many cameras behind one NAT address. Default: \(Settings.formatNumber(Quotas.Limits().failedAuthPerSecond)).")
+    var failedAuthPerSecond: Double?
 }
 
 extension Settings {
@@ -34,8 +37,9 @@ extension Settings {
         c.allowedOrigins = o.corsOrigin
         c.limits.requestsPerSecond = try double("requests_per_second", o.requestsPerSecond, default: c.limits.requestsPerSecond)
         c.limits.eventsPerSecond = try double("events_per_second", o.eventsPerSecond, default: c.limits.eventsPerSecond)
-        guard c.limits.requestsPerSecond > 0, c.limits.eventsPerSecond > 0 else {
-            throw ValidationError("requests_per_second and events_per_second must be more than 0")
+        c.limits.failedAuthPerSecond = try double("failed_auth_per_second", o.failedAuthPerSecond, default: c.limits.failedAuthPerSecond)
+        guard c.limits.requestsPerSecond > 0, c.limits.eventsPerSecond > 0, c.limits.failedAuthPerSecond > 0 else {
+            throw ValidationError("requests_per_second, events_per_second and failed_auth_per_second must be more than 0")
         }
         return c
     }
