@@ -53,7 +53,10 @@ struct ClickHouseBackfillTests {
         configuration.seed = 11
 
         let report = try await Loadgen.run(configuration: configuration)
-        let details = "\(report.text())\n--- serve log tail ---\n\(server.logTail())\n--- api log tail ---\n\(api.logTail())"
+        var details = "\(report.text())\n--- serve log tail ---\n\(server.logTail())\n--- api log tail ---\n\(api.logTail())"
+        for (name, p) in [("serve", server), ("api", api)] {
+            if let crash = p.crashReport() { details += "\n--- \(name) crashed ---\n\(crash)" }
+        }
         #expect(report.unacknowledged == 0, "\(details)")
         #expect(report.anomalies.validRejected == 0 && report.anomalies.invalidAccepted == 0, "\(details)")
         #expect(report.anomalies.countMismatches == 0 && report.anomalies.badAnswers == 0, "\(details)")

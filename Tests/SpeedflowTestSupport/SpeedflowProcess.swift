@@ -144,6 +144,16 @@ public final class SpeedflowProcess {
         return String(decoding: data.suffix(bytes), as: UTF8.self)
     }
 
+    /// The start of a crash in the log (Swift's `Fatal error` line and the backtracer's report after it, up to
+    /// `bytes`), or `nil`: a log's tail holds only the end of a long backtrace, not what crashed.
+    public func crashReport(_ bytes: Int = 6000) -> String? {
+        guard let data = try? Data(contentsOf: logFile) else { return nil }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let start = ["Fatal error", "Program crashed", "Crash at"].compactMap({ text.range(of: $0)?.lowerBound }).min() else { return nil }
+        let lineStart = text[..<start].lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
+        return String(text[lineStart...].prefix(bytes))
+    }
+
     public struct ProcessError: Error, CustomStringConvertible {
         public var description: String
         public init(_ d: String) { description = d }
