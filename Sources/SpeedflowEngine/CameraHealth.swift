@@ -164,10 +164,11 @@ extension CameraQueries {
     public func health(
         kvfvId: String, fromMs: Int64, toMs: Int64, zone: TimeZone, info: CameraInfo?, rules: DayHealth.Rules = DayHealth.Rules()
     ) async throws -> [DayHealth]? {
-        let days = try healthDays(fromMs: fromMs, toMs: toMs, zone: zone)
+        let now = clock()
+        let days = try healthDays(fromMs: fromMs, toMs: toMs, zone: zone, now: now)
         guard !days.isEmpty else { return view.hotStates(kvfvId: kvfvId, buckets: 0..<0).map { _ in [] } }
         guard let found = try await cameraBuckets(kvfvId: kvfvId, windows: days, lanes: info?.lanes != nil) else { return nil }
-        return try await assess(found, days: days, zone: zone, info: info, rules: rules)
+        return try await assess(found, days: days, zone: zone, info: info, rules: rules, now: now)
     }
 
     /// A period's figures for `groups` (as `windowReports`) and the health of its local days (as `health`), from
@@ -183,13 +184,14 @@ extension CameraQueries {
             let figures = WindowFigures.fold(found.buckets, into: [period], group: group, limitAt: limitAt)[0]
             return WindowReport(window: period, state: figures.state, completeness: completeness?[0], compliance: figures.compliance)
         }
-        let days = try healthDays(fromMs: period.startMs, toMs: period.endMs, zone: zone)
-        return (reports, try await assess(found, days: days, zone: zone, info: info, rules: rules))
+        let now = clock()
+        let days = try healthDays(fromMs: period.startMs, toMs: period.endMs, zone: zone, now: now)
+        return (reports, try await assess(found, days: days, zone: zone, info: info, rules: rules, now: now))
     }
 
     /// The local days of `[fromMs, toMs)` that have begun.
-    private func healthDays(fromMs: Int64, toMs: Int64, zone: TimeZone) throws -> [Window] {
-        let end = min(toMs, clock() + 1)
+    private func healthDays(fromMs: Int64, toMs: Int64, zone: TimeZone, now: Int64) throws -> [Window] {
+        let end = min(toMs, now + 1)
         // A range wholly in the future has no day to assess yet.
         return end > fromMs ? try WindowPlanner.windows(fromMs: fromMs, toMs: end, interval: .oneDay, timeZone: zone) : []
     }
@@ -197,10 +199,9 @@ extension CameraQueries {
     /// `days` assessed from the camera's buckets under them (lanes decoded when it registers lanes).
     private func assess(
         _ found: (camera: Int64, buckets: [(bucket: Int64, state: BucketState)]), days: [Window], zone: TimeZone, info: CameraInfo?,
-        rules: DayHealth.Rules
+        rules: DayHealth.Rules, now: Int64
     ) async throws -> [DayHealth] {
         guard let first = days.first, let last = days.last else { return [] }
-        let now = clock()
         let registeredLanes = info?.lanes
         let figures = WindowFigures.fold(found.buckets, into: days)
         let unknownLane = registeredLanes.map {

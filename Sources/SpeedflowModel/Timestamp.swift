@@ -70,34 +70,28 @@ public enum Timestamp {
 
     /// Formats as `YYYY-MM-DDTHH:MM:SSZ`, with `.mmm` only when the milliseconds are not zero.
     public static func format(_ ms: Int64) -> String {
-        guard let length = formattedLength(ms) else { return "\(civil(ms).year)-out-of-range" }
-        return String(unsafeUninitializedCapacity: length) { out in write(ms, into: out) }
+        let text = String(unsafeUninitializedCapacity: 24) { write(ms, into: $0) ?? 0 }
+        return text.isEmpty ? "\(civilFromDays(Int(ms.floorDivMod(1000).0.floorDivMod(86_400).0)).0)-out-of-range" : text
     }
 
     /// Appends `format(ms)` to `out` without making a string: a query answer writes two per window.
     public static func append(_ ms: Int64, to out: inout [UInt8]) {
-        guard let length = formattedLength(ms) else { return out.append(contentsOf: format(ms).utf8) }
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
-            _ = write(ms, into: buffer)
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<length]))
+            if let length = write(ms, into: buffer) {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<length]))
+            } else {
+                out.append(contentsOf: format(ms).utf8)
+            }
         }
     }
 
-    /// 20 or 24 bytes; `nil` for a year outside 0…9999.
-    private static func formattedLength(_ ms: Int64) -> Int? {
-        guard (0...9999).contains(civil(ms).year) else { return nil }
-        return ms.floorDivMod(1000).1 != 0 ? 24 : 20
-    }
-
-    private static func civil(_ ms: Int64) -> (year: Int, month: Int, day: Int) {
-        civilFromDays(Int(ms.floorDivMod(1000).0.floorDivMod(86_400).0))
-    }
-
-    /// Writes the digits straight into `out` (at least 24 bytes; the year in 0…9999); returns the length.
-    private static func write(_ ms: Int64, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+    /// Writes the digits straight into `out` (at least 24 bytes); returns the length, or `nil` for a year outside
+    /// 0…9999 (nothing written).
+    private static func write(_ ms: Int64, into out: UnsafeMutableBufferPointer<UInt8>) -> Int? {
         let (secs, millis) = ms.floorDivMod(1000)
         let (days, secOfDay) = secs.floorDivMod(86_400)
         let (y, m, d) = civilFromDays(Int(days))
+        guard (0...9999).contains(y) else { return nil }
         let hh = Int(secOfDay / 3600), mm = Int(secOfDay % 3600 / 60), ss = Int(secOfDay % 60)
         let length = millis != 0 ? 24 : 20
         func put(_ v: Int, _ width: Int, at i: Int) {
