@@ -126,7 +126,7 @@ let package = Package(
         ], resources: [.copy("Resources")], swiftSettings: strict),
         // Fleet simulator and exact verifier (`speedflow loadgen`).
         .target(name: "SpeedflowLoadgen", dependencies: [
-            "SpeedflowModel", "SpeedflowAggregation",
+            "SpeedflowModel", "SpeedflowAggregation", "SpeedflowMQTT",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Logging", package: "swift-log"),

@@ -4,11 +4,13 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// How a worker puts a `POST /events` on the wire. Two implementations, so the cost of the client
-/// itself can be told apart from the server's: `raw` (default) and `asyncHTTPClient`.
+/// How a worker puts a `POST /events` on the wire. Over HTTP two implementations, so the cost of the client
+/// itself can be told apart from the server's: `raw` (default) and `asyncHTTPClient`; over MQTT
+/// `MQTTEventTransport` (the same body as a PUBLISH to the camera's topic).
 protocol EventTransport: AnyObject {
-    /// `authorization`: the whole `Authorization` header value (`Bearer sft_…`), if any.
-    func post(body: ByteBuffer, contentType: String, authorization: String?, timeout: Duration) async throws(TransportError) -> TransportResponse
+    /// `authorization`: the whole `Authorization` header value (`Bearer sft_…`), if any; `camera`: the camera the
+    /// events are for (MQTT's topic names it; HTTP does not need it).
+    func post(body: ByteBuffer, contentType: String, authorization: String?, camera: String, timeout: Duration) async throws(TransportError) -> TransportResponse
     func shutdown() async
 }
 
@@ -16,6 +18,9 @@ struct TransportResponse: Sendable {
     var status: Int
     var retryAfter: String?
     var body: ByteBuffer
+    /// A `200` without counts (an MQTT PUBACK with no rejections report): nothing was rejected, and how many
+    /// events were new or duplicates is inferred from what was sent.
+    var countsInferred = false
 }
 
 /// A failed exchange; the server may or may not have received the request.
@@ -35,7 +40,7 @@ final class AsyncHTTPClientTransport: EventTransport {
         self.url = baseURL + "/events"
     }
 
-    func post(body: ByteBuffer, contentType: String, authorization: String?, timeout: Duration) async throws(TransportError) -> TransportResponse {
+    func post(body: ByteBuffer, contentType: String, authorization: String?, camera: String, timeout: Duration) async throws(TransportError) -> TransportResponse {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: contentType)
@@ -88,7 +93,7 @@ final class RawHTTPTransport: EventTransport {
         return rest.isEmpty ? nil : (rest, 80)
     }
 
-    func post(body: ByteBuffer, contentType: String, authorization: String?, timeout: Duration) async throws(TransportError) -> TransportResponse {
+    func post(body: ByteBuffer, contentType: String, authorization: String?, camera: String, timeout: Duration) async throws(TransportError) -> TransportResponse {
         let started = ContinuousClock.now
         let channel: any Channel
         do {

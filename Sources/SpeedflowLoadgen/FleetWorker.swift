@@ -83,7 +83,11 @@ final class FleetWorker {
 
     init(shared: Shared, stats: StatsBox, cameras: [SimulatedCamera], seed: UInt64, workers: Int) {
         self.shared = shared
-        if shared.configuration.httpClient == .raw, let endpoint = RawHTTPTransport.endpoint(of: shared.configuration.url) {
+        if shared.configuration.transport == .mqtt, let endpoint = MQTTEventTransport.endpoint(of: shared.configuration.mqttURL) {
+            self.transport = MQTTEventTransport(
+                host: endpoint.host, port: endpoint.port,
+                clientIdPrefix: "loadgen-\(shared.configuration.runTag)-\(String(seed & 0xFFFF_FFFF, radix: 16))")
+        } else if shared.configuration.httpClient == .raw, let endpoint = RawHTTPTransport.endpoint(of: shared.configuration.url) {
             self.transport = RawHTTPTransport(host: endpoint.host, port: endpoint.port)
         } else {
             self.transport = AsyncHTTPClientTransport(client: shared.client, baseURL: shared.configuration.url)
@@ -349,13 +353,14 @@ final class FleetWorker {
             do {
                 let response = try await transport.post(
                     body: request.body, contentType: request.contentType,
-                    authorization: configuration.authorization(forCamera: cameraId(request.cameraIndex)), timeout: timeout)
+                    authorization: configuration.authorization(forCamera: cameraId(request.cameraIndex)),
+                    camera: cameraId(request.cameraIndex), timeout: timeout)
                 let body = response.body
                 let micros = (clock.now - sentAt).microseconds
                 stats.update { _ = $0.latency.record(UInt64(max(1, micros))) }
                 switch response.status {
                 case 200:
-                    guard handleAck(&request, body: body) else { break }
+                    guard handleAck(&request, body: body, countsInferred: response.countsInferred) else { break }
                     if traffic.rng.chance(configuration.lostAckShare) {
                         // The answer "never arrived": the camera sends the very same batch again.
                         lostAckPending = true
@@ -498,13 +503,27 @@ final class FleetWorker {
 
     /// Checks a 200 answer against what was sent and folds first acknowledgements into the oracle.
     /// - Returns: false if the answer was unreadable, so the request must be resent.
-    private func handleAck(_ request: inout Request, body: ByteBuffer) -> Bool {
+    ///
+    /// `countsInferred`: an MQTT PUBACK without a rejections report, which says only that nothing was rejected. The
+    /// counts are then what was sent: the events that could be new as accepted, the rest as duplicates (exact
+    /// unless an earlier attempt was uncertain, when some of them may have been stored by it; `--verify` checks the
+    /// windows either way).
+    private func handleAck(_ request: inout Request, body: ByteBuffer, countsInferred: Bool = false) -> Bool {
         let i = request.cameraIndex
         let cameraId = self.cameraId(i)
-        guard let answer = MiniJSON.parse(body),
-              let accepted = answer["accepted"]?.int, let duplicates = answer["duplicates"]?.int,
-              let rejectedList = answer["rejected"]?.array
-        else {
+        let parsed: (accepted: Int, duplicates: Int, rejected: [MiniJSON])?
+        if countsInferred {
+            // A stateless ingest node counts every valid event as accepted.
+            let mayBeNew = shared.configuration.statelessIngest ? request.entries.count : request.entries.count { !$0.known && !$0.repeatInBatch }
+            parsed = (mayBeNew, request.entries.count - mayBeNew, [])
+        } else if let answer = MiniJSON.parse(body),
+                  let accepted = answer["accepted"]?.int, let duplicates = answer["duplicates"]?.int,
+                  let rejectedList = answer["rejected"]?.array {
+            parsed = (accepted, duplicates, rejectedList)
+        } else {
+            parsed = nil
+        }
+        guard let (accepted, duplicates, rejectedList) = parsed else {
             // Unreadable: treat like a lost answer (state unknown), the resend settles it.
             request.uncertainAttempts += 1
             stats.update {

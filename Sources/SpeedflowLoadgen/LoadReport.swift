@@ -41,6 +41,9 @@ public struct LoadReport: Codable, Sendable {
     }
 
     public var mode: LoadgenConfiguration.Mode
+    /// `http`, or `mqtt` (PUBACK as the acknowledgement; `accepted`/`duplicates` of a PUBLISH without rejections
+    /// are inferred from what was sent, since a PUBACK carries no counts).
+    public var transport: LoadgenConfiguration.Transport
     public var cameras: Int
     public var concurrency: Int
     public var batchSize: Int
@@ -105,7 +108,7 @@ public struct LoadReport: Codable, Sendable {
         func d(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
         func kv(_ m: [String: Int]) -> String { m.isEmpty ? "none" : m.sorted { $0.key < $1.key }.map { "\($0.key) \(n($0.value))" }.joined(separator: ", ") }
         var lines: [String] = []
-        let shape = mode == .single ? "single events" : "batches of \(batchSize)"
+        let shape = (mode == .single ? "single events" : "batches of \(batchSize)") + (transport == .mqtt ? " over MQTT (QoS 1)" : "")
         lines.append("speedflow loadgen: \(shape), \(n(cameras)) cameras, concurrency \(concurrency), "
             + (targetRate.map { "target \(n(Int($0))) events/s" } ?? "max rate") + ", seed \(seed), run \(runTag)")
         lines.append("elapsed     \(d(elapsedSeconds)) s")

@@ -163,7 +163,7 @@ public enum Loadgen {
         }
         let seconds = max(elapsed.seconds, 1e-9)
         return LoadReport(
-            mode: configuration.mode, cameras: configuration.cameras, concurrency: workerCount,
+            mode: configuration.mode, transport: configuration.transport, cameras: configuration.cameras, concurrency: workerCount,
             batchSize: configuration.mode == .single ? 1 : configuration.batchSize, targetRate: configuration.rate,
             seed: configuration.seed, runTag: configuration.runTag, elapsedSeconds: elapsed.seconds,
             requests: total.requests, requestsOK: total.requestsOK, requestsPerSecond: Double(total.requests) / seconds,

@@ -23,6 +23,23 @@ public struct LoadgenConfiguration: Sendable {
         case asyncHTTPClient = "async-http-client"
     }
 
+    /// What carries the events.
+    public enum Transport: String, Sendable, CaseIterable, Codable {
+        /// `POST /events` (with `httpClient`).
+        case http
+        /// MQTT 5 PUBLISH at QoS 1 to `speedflow/v1/events/{kvfv_id}` on `mqttURL`, PUBACK as the acknowledgement.
+        /// Status reports, queries and `--verify` still go over HTTP (`url`).
+        case mqtt
+    }
+
+    /// Default: `.http`.
+    public var transport: Transport = .http
+    /// Speedflow's MQTT listener (`serve --mqtt-port`), `mqtt://host:port`. Default: `url`'s host, port 1883.
+    public var mqttURL: String {
+        get { _mqttURL ?? "mqtt://\(RawHTTPTransport.endpoint(of: url)?.host ?? "127.0.0.1"):1883" }
+        set { _mqttURL = newValue }
+    }
+    private var _mqttURL: String?
     /// Default: `.raw` (falls back to AsyncHTTPClient for `https://`).
     public var httpClient: HTTPClientKind = .raw
     /// Base URL of the server. Default: `http://127.0.0.1:8080`.
@@ -165,6 +182,9 @@ public struct LoadgenConfiguration: Sendable {
             throw fail("status interval, clock tolerance and late grace must not be negative")
         }
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw fail("url must start with http:// or https://") }
+        if transport == .mqtt {
+            guard MQTTEventTransport.endpoint(of: mqttURL) != nil else { throw fail("mqtt url must be mqtt://host[:port]") }
+        }
     }
 }
 

@@ -43,6 +43,7 @@ struct LoadgenCommand: AsyncParsableCommand {
               speedflow loadgen --duration 3m --verify
               speedflow loadgen --mode batch --batch-size 500 --duration 1m --verify
               speedflow loadgen --cameras 20 --events 20000 --outage-share 0.5 --outage 2s --verify
+              speedflow loadgen --transport mqtt --mqtt-url mqtt://127.0.0.1:1883 --duration 1m --verify
             """)
 
     @Option(help: "Base URL of the server.")
@@ -89,6 +90,12 @@ struct LoadgenCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("events"), help: "Stop generating after this many new events (whichever limit comes first).")
     var eventCount: Int?
+
+    @Option(help: "http: POST /events; mqtt: MQTT 5 PUBLISH at QoS 1 to speedflow/v1/events/{kvfv_id} on --mqtt-url, one connection per link, PUBACK as the acknowledgement (status reports and --verify still use --url).")
+    var transport = LoadgenCommand.defaults.transport
+
+    @Option(help: "The server's MQTT listener for --transport mqtt (serve --mqtt-port). Default: mqtt://<host of --url>:1883.")
+    var mqttUrl: String?
 
     @Option(help: "raw: one pre-encoded keep-alive HTTP/1.1 connection per link on SwiftNIO (cheapest, http:// only); async-http-client: AsyncHTTPClient's pool.")
     var httpClient = LoadgenCommand.defaults.httpClient
@@ -207,6 +214,8 @@ struct LoadgenCommand: AsyncParsableCommand {
         c.eventCount = eventCount
         c.concurrency = concurrency
         c.httpClient = httpClient
+        c.transport = transport
+        if let mqttUrl { c.mqttURL = mqttUrl }
         c.requestTimeout = timeout.value
         c.drainTimeout = drainTimeout.value
         c.outageShare = outageShare
@@ -293,3 +302,4 @@ extension LoadgenCommand {
 extension LoadgenConfiguration.Mode: ExpressibleByArgument {}
 extension LoadgenConfiguration.BatchFormat: ExpressibleByArgument {}
 extension LoadgenConfiguration.HTTPClientKind: ExpressibleByArgument {}
+extension LoadgenConfiguration.Transport: ExpressibleByArgument {}
