@@ -19,6 +19,8 @@ public final class SpeedflowProcess {
     public let extraArguments: [String]
     /// `serve`, or a scale-out role: `ingest`, `aggregate`, `api`.
     public let subcommand: String
+    /// Keep `port` across restarts (a client outside the test, e.g. a broker's bridge, is configured with it).
+    public let fixedPort: Bool
     public private(set) var process: Process?
     private var restarts = 0
 
@@ -30,20 +32,23 @@ public final class SpeedflowProcess {
 
     public static var binaryPath: String? { ProcessInfo.processInfo.environment["SPEEDFLOW_BIN"] }
 
-    public init(subcommand: String = "serve", extraArguments: [String] = []) throws {
+    /// `port`: a fixed HTTP port kept across restarts (choose it with `freePortOutsideEphemeralRange`); default: a
+    /// new free port at every start.
+    public init(subcommand: String = "serve", extraArguments: [String] = [], port: Int? = nil) throws {
         self.subcommand = subcommand
+        self.fixedPort = port != nil
         guard let binary = Self.binaryPath else { throw ProcessError("SPEEDFLOW_BIN must point at the speedflow binary") }
         self.binary = binary
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("speedflow-it-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("server.log").path, contents: nil)
-        port = try Self.freeLoopbackPort()
+        self.port = try port ?? Self.freeLoopbackPort()
         self.extraArguments = extraArguments
     }
 
     /// Starts the server and waits until `/health` answers (or the process dies, or 120 s pass).
     public func start() async throws {
-        if process != nil { port = try Self.freeLoopbackPort() }
+        if process != nil && !fixedPort { port = try Self.freeLoopbackPort() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments =
@@ -157,6 +162,45 @@ public final class SpeedflowProcess {
     public struct ProcessError: Error, CustomStringConvertible {
         public var description: String
         public init(_ d: String) { description = d }
+    }
+
+    /// A loopback port below the kernel's ephemeral range (32768 and up by default) that is free now: one a test
+    /// keeps across restarts of a server, which the local end of some outgoing connection can never take meanwhile
+    /// (as it can a port `freeLoopbackPort` picked).
+    public static func freePortOutsideEphemeralRange() throws -> Int {
+        for _ in 0..<200 {
+            let candidate = Int.random(in: 20_000..<32_000)
+            if canBind(candidate) { return candidate }
+        }
+        throw ProcessError("no free port found in 20000..<32000")
+    }
+
+    /// Whether 127.0.0.1:`port` can be bound now.
+    public static func canBind(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    /// Whether something accepts TCP connections on 127.0.0.1:`port` now.
+    public static func accepts(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 
     /// Binds port 0 on 127.0.0.1 and returns the port the kernel picked.
