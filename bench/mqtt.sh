@@ -11,7 +11,8 @@
 #   SCRATCH=.build-rel bench/mqtt.sh                # another SwiftPM scratch path for the release build
 #
 # Environment (defaults in brackets): ROUNDS [3], DURATION [10s], CAMERAS [1000], CONCURRENCY [64],
-# BATCH_SIZE [500], SHAPES [single batch], EXTRA_ARGS [] (more loadgen options for every run), SCRATCH [.build],
+# BATCH_SIZE [500], SHAPES [single batch], FRESHNESS [100ms] (how often ack -> visible is probed), EXTRA_ARGS []
+# (more loadgen options for every run), SCRATCH [.build], BIN [] (a speedflow binary to use instead of building),
 # KEEP [0] (1 keeps data directories and reports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +25,13 @@ SHAPES=${SHAPES:-single batch}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 SCRATCH=${SCRATCH:-.build}
 KEEP=${KEEP:-0}
+FRESHNESS=${FRESHNESS:-100ms}
 
-echo "== building release (swift build -c release --scratch-path $SCRATCH)" >&2
-swift build -c release --scratch-path "$SCRATCH" --product speedflow >&2
-BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/speedflow"
+if [[ -z "${BIN:-}" ]]; then
+    echo "== building release (swift build -c release --scratch-path $SCRATCH)" >&2
+    swift build -c release --scratch-path "$SCRATCH" --product speedflow >&2
+    BIN="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/speedflow"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/speedflow-mqtt-bench.XXXXXX")
 SERVER_PID=""
@@ -75,7 +79,7 @@ for r in $(seq 1 "$ROUNDS"); do
             start_server "$dir"
             # shellcheck disable=SC2086
             if ! "$BIN" loadgen --url "$URL" --transport "$transport" --mqtt-url "$MQTT_URL" --cameras "$CAMERAS" \
-                --concurrency "$CONCURRENCY" --duration "$DURATION" "${shape_args[@]}" --verify --quiet \
+                --concurrency "$CONCURRENCY" --duration "$DURATION" "${shape_args[@]}" --freshness-interval "$FRESHNESS" --verify --quiet \
                 --json-output "$dir/report.json" $EXTRA_ARGS >"$dir/report.txt" 2>&1; then
                 STATUS=1
                 echo "round $r $shape $transport: FAILED (see $dir/report.txt)" >&2
