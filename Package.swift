@@ -143,6 +143,14 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
+        // Backup, restore and check of an embedded data directory, from its files, beside a running server: SQLite's
+        // online backup, the log to a consistent end, a manifest with SHA-256 of every file.
+        .target(name: "SpeedflowBackup", dependencies: [
+            "SpeedflowEngine", "SpeedflowLog", "SpeedflowStore", "SpeedflowFiles",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         // Roles as compositions of parts (serve, api; with the Kafka trait ingest and aggregate), store selection,
         // logging and metrics bootstrap: what the executable hands its configuration to.
         .target(name: "SpeedflowRuntime", dependencies: [
@@ -159,7 +167,7 @@ let package = Package(
         // The one executable: parses configuration, builds services, runs them.
         .executableTarget(name: "speedflow", dependencies: [
             "SpeedflowModel", "SpeedflowEngine", "SpeedflowServer", "SpeedflowLoadgen", "SpeedflowStore", "SpeedflowLog",
-            "SpeedflowClickHouse", "SpeedflowRuntime", "SpeedflowAuth", "SpeedflowRegistry",
+            "SpeedflowClickHouse", "SpeedflowRuntime", "SpeedflowAuth", "SpeedflowRegistry", "SpeedflowBackup",
             .target(name: "SpeedflowKafka", condition: .when(traits: ["Kafka"])),
             .target(name: "SpeedflowScaleOut", condition: .when(traits: ["Kafka"])),
             "SpeedflowPostgres",

@@ -20,6 +20,8 @@ public final class Engine: EventSink {
     public let log: any Log
     public let aggregator: Aggregator
     public let stats: IngestStats
+    /// The free-space guard of the data directory (`configuration.freeSpace`), shared by every intake.
+    public let freeSpace: FreeSpaceGuard?
     let logger: Logger
     let clock: @Sendable () -> Int64
 
@@ -53,6 +55,20 @@ public final class Engine: EventSink {
         self.logger = logger
         self.clock = clock
         self.stats = IngestStats(nowMs: clock())
+        self.freeSpace = configuration.freeSpace.flatMap { c in
+            guard !c.threshold.isOff else { return nil }
+            return FreeSpaceGuard(c) { refusing, avail, required in
+                if refusing {
+                    logger.error(
+                        "Free space below --min-free-space: ingest is refused (503 insufficient_storage) until space returns; queries go on",
+                        metadata: ["disk.avail.bytes": "\(avail)", "disk.required.bytes": "\(required)", "disk.path": "\(c.path)"])
+                } else {
+                    logger.notice(
+                        "Free space is back above --min-free-space: ingest resumes",
+                        metadata: ["disk.avail.bytes": "\(avail)", "disk.required.bytes": "\(required)"])
+                }
+            }
+        }
         self.aggregator = try Aggregator(
             store: store, configuration: configuration, completeLog: log,
             retention: { consumed, cutoffMs in
@@ -65,7 +81,7 @@ public final class Engine: EventSink {
 
     /// `POST /events` and the PostgreSQL source: into this engine, rejections counted against its cameras.
     public var intake: Intake {
-        Intake(sink: self, stats: stats, policy: configuration.policy, cameras: aggregator, clock: clock)
+        Intake(sink: self, stats: stats, policy: configuration.policy, cameras: aggregator, freeSpace: freeSpace, clock: clock)
     }
 
     /// Memory first, then the store.

@@ -24,6 +24,10 @@ public struct EngineConfiguration: Sendable {
     /// An event is late when it arrives more than this after the end of its 5-minute bucket (windows count them
     /// in `late_count` and say when one last arrived in `revised_at`). Fixed when the event is counted. Default: 5 minutes.
     public var lateGraceMs: Int64 = 300_000
+    /// Ingest is refused (`503 insufficient_storage`) while the data directory's file system has less free space
+    /// than this (see `FreeSpaceGuard`). `nil`: no guard (a role without a data directory). Default: nil; `serve`
+    /// sets it to its data directory with `FreeSpaceGuard.Threshold.default` unless told otherwise.
+    public var freeSpace: FreeSpaceGuard.Configuration? = nil
 
     /// An aggregator's defaults: flushes every 250 ms (each partition's offset in the store is how far a
     /// takeover replays, and the API nodes read only the store).

@@ -42,6 +42,9 @@ public struct IngestError: Error, Sendable, Hashable, CustomStringConvertible {
         /// A late event's bucket is neither in memory nor readable from the store (ClickHouse down): the request
         /// is in the log but its count is not settled; resending it is safe (dedup).
         public static let storeUnavailable = Code(raw: "store_unavailable")
+        /// The data directory's file system is below `--min-free-space` (`FreeSpaceGuard`): nothing was stored;
+        /// resend once space returns.
+        public static let insufficientStorage = Code(raw: "insufficient_storage")
         public var description: String { raw }
     }
 

@@ -12,11 +12,15 @@ public struct Intake: Sendable {
     /// Counts rejections against known cameras (`nil` on a node that knows no cameras: an ingest node).
     let cameras: (any RejectionRecorder)?
     let clock: @Sendable () -> Int64
+    /// Refuses everything (`insufficient_storage`) while the data directory's disk is nearly full; `nil`: no guard.
+    public let freeSpace: FreeSpaceGuard?
 
     public init(
         sink: any EventSink, stats: IngestStats, policy: ValidationPolicy, cameras: (any RejectionRecorder)?,
+        freeSpace: FreeSpaceGuard? = nil,
         clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     ) {
+        self.freeSpace = freeSpace
         self.sink = sink
         self.stats = stats
         self.policy = policy
@@ -32,6 +36,8 @@ public struct Intake: Sendable {
     public func ingest(_ batch: EventBatch, arrivalMs: Int64, writer: String? = nil) async throws(IngestError) -> IngestOutcome {
         // Rejections naming a camera go into the log with the events (alone, when every element was rejected).
         let tallies = batch.rejectionTallies
+        // Before anything is queued: a refused batch is neither stored nor counted (the client resends it).
+        if !batch.events.isEmpty || !tallies.isEmpty { try freeSpace?.check() }
         let outcome =
             batch.events.isEmpty && tallies.isEmpty
             ? IngestOutcome()
@@ -44,6 +50,7 @@ public struct Intake: Sendable {
 
     /// Makes a camera's report of what it has recorded durable (in the log, with events; counted downstream).
     public func report(_ report: CameraReport, arrivalMs: Int64, writer: String? = nil) async throws(IngestError) {
+        try freeSpace?.check()
         _ = try await sink.ingest([], reports: [report], arrivalMs: arrivalMs, writer: writer)
     }
 

@@ -411,7 +411,10 @@ public final class SegmentLog: Log {
     }
 
     /// Ranges set aside so far (from `quarantine/`): events in them are in no replay or rebuild.
-    public var quarantined: [LogDamage] {
+    public var quarantined: [LogDamage] { Self.quarantined(in: directory) }
+
+    /// The ranges `quarantine/` records for the log in `directory`.
+    static func quarantined(in directory: URL) -> [LogDamage] {
         let dir = directory.appendingPathComponent("quarantine")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
         return names.compactMap { name -> LogDamage? in

@@ -58,7 +58,7 @@ struct IngestController: Sendable {
     /// What every transport does with a decoded batch (`POST /events`, an MQTT PUBLISH): a camera credential's
     /// events for cameras it does not cover are rejected (`forbidden_kvfv_id`), the rest are charged to the
     /// credential's event quota (`429 rate_limited`, nothing stored) and made durable through the intake
-    /// (`503 overloaded` / `shutting_down` / the sink's failure, nothing the client must not resend). Returns
+    /// (`503 overloaded` / `shutting_down` / `insufficient_storage` / the sink's failure, nothing the client must not resend). Returns
     /// once the batch's events are durable; throws only `APIError`.
     func take(_ batch: inout EventBatch, principal: Principal?, arrivalMs: Int64) async throws -> IngestOutcome {
         if let principal, principal.role == .camera {
@@ -73,6 +73,9 @@ struct IngestController: Sendable {
                 throw APIError(.serviceUnavailable, "overloaded", error.message, retryAfterSeconds: configuration.retryAfterSeconds)
             case .shuttingDown:
                 throw APIError(.serviceUnavailable, "shutting_down", error.message, retryAfterSeconds: 5)
+            case .insufficientStorage:
+                // Space comes back when an operator acts: not a matter of seconds.
+                throw APIError(.serviceUnavailable, "insufficient_storage", error.message, retryAfterSeconds: 60)
             default:
                 throw APIError(.serviceUnavailable, error.code.description, error.message, retryAfterSeconds: 5)
             }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Configuration
 import SpeedflowEngine
 import SpeedflowRuntime
 import SpeedflowServer
@@ -50,6 +51,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Event identities kept in memory before persisted buckets are evicted early. Default: \(EngineConfiguration().maxHotIdentities).")
     var maxHotIdentities: Int?
 
+    @Option(help: "Free space kept on the data directory's file system: below it ingest gets 503 insufficient_storage (queries go on) until space returns. A size (1GiB), a share of the file system (2%), both (the larger: 1GiB,2%), or 0 (off). Default: \(FreeSpaceGuard.Threshold.default). Env: SPEEDFLOW_MIN_FREE_SPACE.")
+    var minFreeSpace: String?
+
     func run() async throws {
         let settings = try await Settings.load(configFile: storage.configFile)
         let observability = Observability.bootstrap(logLevel: settings.logLevel(storage))
@@ -58,6 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
         c.store = try settings.store(storeOptions)
         c.engine = try settings.engine(
             storage, flushInterval: flushInterval, maxPendingEvents: maxPendingEvents, maxHotIdentities: maxHotIdentities)
+        c.engine.freeSpace = FreeSpaceGuard.Configuration(path: c.dataDir, threshold: try settings.minFreeSpace(minFreeSpace))
         c.server = try settings.server(
             host: host, port: port, maxBodySize: maxBodySize, idleTimeout: idleTimeout, connections: connections, tls: tls)
         c.postgresSource = try postgresSource.values.resolve(settings)
@@ -82,6 +87,16 @@ extension Settings {
         c.maxHotIdentities = try int("max_hot_identities", maxHotIdentities, default: defaults.maxHotIdentities)
         c.lateGraceMs = try lateGraceMs(storage)
         return c
+    }
+
+    /// `--min-free-space`: a size, a percentage, both, or 0.
+    func minFreeSpace(_ flag: String?) throws -> FreeSpaceGuard.Threshold {
+        let text = flag ?? reader.string(forKey: ConfigKey("min_free_space")) ?? reader.int(forKey: ConfigKey("min_free_space")).map(String.init)
+        guard let text else { return .default }
+        guard let t = FreeSpaceGuard.Threshold.parse(text) else {
+            throw ValidationError("min_free_space must be a size (1GiB), a percentage (2%), both (1GiB,2%) or 0, not '\(text)'")
+        }
+        return t
     }
 
     /// `--late-grace`: how long after its bucket's end an event still arrives on time.

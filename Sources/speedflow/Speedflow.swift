@@ -14,7 +14,7 @@ struct Speedflow: AsyncParsableCommand {
             SPEEDFLOW_MAX_SPEED=250) or in a JSON file given by --config (e.g. {"port": 9090, "max_speed": 250}). \
             Precedence: flag, then environment, then file, then the default.
             """,
-        subcommands: [ServeCommand.self, RebuildCommand.self, LogCommand.self, LoadgenCommand.self, ClickHouseCommand.self, SourceCommand.self] + [ApiCommand.self, TokenCommand.self, CamerasCommand.self] + Self.kafkaCommands,
+        subcommands: [ServeCommand.self, RebuildCommand.self, LogCommand.self, BackupCommand.self, RestoreCommand.self, CheckCommand.self, LoadgenCommand.self, ClickHouseCommand.self, SourceCommand.self] + [ApiCommand.self, TokenCommand.self, CamerasCommand.self] + Self.kafkaCommands,
         defaultSubcommand: nil)
 }
 

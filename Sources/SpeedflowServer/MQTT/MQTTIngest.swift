@@ -89,6 +89,9 @@ struct MQTTIngest: Sendable {
                     case "rate_limited": 0x97
                     case "overloaded": 0x89
                     case "shutting_down": 0x8B
+                    // The data directory's disk is nearly full: an administrative limit (Quota exceeded); the
+                    // PUBLISH is not acknowledged, so the client sends it again on its next connection.
+                    case "insufficient_storage": 0x97
                     default: 0x80
                     }
                 return .disconnect(reasonCode: code, message: "\(error.reason): \(error.message)")
