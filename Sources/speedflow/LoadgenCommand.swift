@@ -193,9 +193,13 @@ struct LoadgenCommand: AsyncParsableCommand {
         }
         if let file = cameraTokens {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read --camera-tokens \(file)") }
-            for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            where !line.trimmingCharacters(in: .whitespaces).isEmpty {
                 let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard parts.count == 2 else { throw ValidationError("--camera-tokens: expected 'kvfv_id token', got '\(line.prefix(40))…'") }
+                // The line holds a token: name it by number and field count, never echo it.
+                guard parts.count == 2 else {
+                    throw ValidationError("--camera-tokens \(file), line \(number + 1): expected 'kvfv_id token', got \(parts.count) fields")
+                }
                 c.cameraTokens[String(parts[0])] = String(parts[1])
             }
         }

@@ -14,6 +14,18 @@ import Glibc
 @Suite("Loadgen against a real server", .serialized,
        .enabled(if: ProcessInfo.processInfo.environment["SPEEDFLOW_BIN"] != nil))
 struct LoadgenTests {
+    @Test("a malformed --camera-tokens line is refused by its number, its token never echoed")
+    func cameraTokensErrorKeepsTheSecret() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("camera-tokens-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let secret = "sft_0123456789abcdef_TOPSECRETTOPSECRET"
+        try Data("KV1 sft_aaaaaaaaaaaaaaaa_ok\n\nKV2 \(secret) extra\n".utf8).write(to: file)
+        let (status, output) = try SpeedflowProcess.run(["loadgen", "--camera-tokens", file.path, "--duration", "1s"])
+        #expect(status != 0)
+        #expect(output.contains("line 3") && output.contains("3 fields"), "\(output)")
+        #expect(!output.contains("TOPSECRET") && !output.contains("sft_"), "\(output)")
+    }
+
     @Test("A short fleet on bad links is stored exactly", arguments: [
         (LoadgenConfiguration.Mode.single, LoadgenConfiguration.BatchFormat.ndjson, LoadgenConfiguration.HTTPClientKind.raw),
         (.batch, .ndjson, .raw),

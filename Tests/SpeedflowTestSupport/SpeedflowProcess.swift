@@ -177,20 +177,18 @@ public final class SpeedflowProcess {
 
     /// Whether 127.0.0.1:`port` can be bound now.
     public static func canBind(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
+        withLoopbackSocket(port) { fd, address, length in bind(fd, address, length) == 0 }
     }
 
     /// Whether something accepts TCP connections on 127.0.0.1:`port` now.
     public static func accepts(_ port: Int) -> Bool {
+        withLoopbackSocket(port) { fd, address, length in connect(fd, address, length) == 0 }
+    }
+
+    /// A fresh TCP socket and the address 127.0.0.1:`port`, for one call; the socket is closed after.
+    private static func withLoopbackSocket(
+        _ port: Int, _ body: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Bool
+    ) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -199,7 +197,7 @@ public final class SpeedflowProcess {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
     }
 
